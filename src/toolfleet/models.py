@@ -1,0 +1,60 @@
+"""JSON-safe records that cross Redis: prompt results and instance health."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["STATES", "InstanceHealth", "PromptResult", "State"]
+
+State = Literal["starting", "ready", "busy", "restarting", "failed", "stopping"]
+STATES: tuple[State, ...] = ("starting", "ready", "busy", "restarting", "failed", "stopping")
+
+
+class PromptResult(BaseModel):
+    """What a tool answered to one prompt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    output: str = Field(description="What the tool printed, without echo, markers or CRs.")
+    ok: bool = Field(description="False when the tool reported an error (e.g. exit status).")
+    exit_status: int | None = Field(None, description="Status the tool reported, if any.")
+    duration_ms: float = Field(ge=0, description="Time inside the tool.")
+    worker: str = Field(description="Celery node name of the worker.")
+    profile: str
+    pid: int = Field(description="Process id of the tool instance.")
+    generation: int = Field(ge=1, description="Instance generation (1 + restarts).")
+    session: str | None = None
+    seq: int | None = Field(None, description="Sequence number inside the session.")
+    truncated: bool = Field(False, description="Output was cut at the profile's cap.")
+    prompt_id: str | None = Field(None, description="The Celery task id of the prompt.")
+
+
+class InstanceHealth(BaseModel):
+    """One worker's health record, refreshed by its heartbeat."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    worker: str
+    profile: str
+    state: State
+    pid: int | None = Field(None, description="Tool process id (None while down).")
+    worker_pid: int
+    generation: int = Field(ge=0)
+    restarts: int = Field(0, ge=0)
+    prompts_served: int = Field(ge=0)
+    last_latency_ms: float | None = None
+    p50_latency_ms: float | None = None
+    p95_latency_ms: float | None = None
+    rss_bytes: int | None = None
+    started_at: float = Field(description="Unix time the current instance started.")
+    updated_at: float = Field(description="Unix time of this record.")
+    last_error: str | None = None
+    queues: list[str] = Field(default_factory=list)
+    session: str | None = Field(None, description="Session holding the instance, if leased.")
+    version: str
+
+    @property
+    def busy(self) -> bool:
+        return self.state == "busy"

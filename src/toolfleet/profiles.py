@@ -1,0 +1,215 @@
+"""Tool profiles: how to start, drive and stop one kind of tool (built-ins + TOML)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .validation import DEFAULT_MAX_PROMPT_BYTES
+
+__all__ = ["BUILTIN_PROFILES", "Profile", "get_profile", "load_profiles"]
+
+Detector = Literal["marker", "sentinel", "quiescence"]
+Encoder = Literal["lines", "python", "bash", "node", "sqlite"]
+
+# Defined inside the python tool at start-up: runs a whole (multi-line) prompt the way
+# the REPL runs one statement, echoing the value of a trailing expression.
+PYTHON_HELPER = """\
+def _tf_exec(src):
+    import ast, codeop, sys, traceback
+    try:
+        if src.strip() and codeop.compile_command(src, '<prompt>', 'exec') is None:
+            print('SyntaxError: incomplete input', file=sys.stderr)
+            return
+        tree = ast.parse(src, '<prompt>', 'exec')
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        g = sys.modules['__main__'].__dict__
+        exec(compile(tree, '<prompt>', 'exec'), g)
+        if last is not None:
+            exec(compile(ast.Interactive(body=[last]), '<prompt>', 'single'), g)
+    except Exception as e:
+        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+        sys.last_type, sys.last_value = type(e), e
+"""
+
+
+class Profile(BaseModel):
+    """An operator-defined recipe for one kind of tool.
+
+    ``setup`` lines are typed after start; ``{marker}`` and ``{continuation}`` in them are
+    replaced by the instance's nonce-carrying prompt strings. Without ``reset`` commands a
+    session's instance is restarted to clear its state. The first setup line must
+    make the tool show ``{marker}``, and each setup line makes it show one prompt.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    description: str = ""
+    argv: list[str] = Field(min_length=1, description="{python}: this interpreter; {toolfleet}: the package folder.")
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    reset: list[str] = Field(default_factory=list, description="Commands that clear state.")
+    ready_pattern: str | None = Field(None, description="Regex awaited before setup.")
+    detector: Detector = "marker"
+    encoder: Encoder = "lines"
+    marker: str = Field("tf{nonce}> ", description="Main prompt; '{nonce}' makes it unique.")
+    continuation: str | None = None
+    sentinel: str | None = Field(
+        None, description="Command printing '{head}{tail}:<status>' (sentinel detector)."
+    )
+    settle_ms: int = Field(0, ge=0, description="Quiet time confirming a nonce-less marker.")
+    quiet_ms: int = Field(500, gt=0, description="Quiescence: idle time ending a response.")
+    incomplete_pattern: str | None = None
+    error_pattern: str | None = None
+    interrupt: str = "\x03"
+    exit_command: str | None = None
+    start_timeout: float = Field(30.0, gt=0)
+    prompt_timeout: float = Field(60.0, gt=0)
+    grace: float = Field(2.0, gt=0, description="Seconds to wait after interrupt or exit.")
+    allow_control: bool = False
+    max_prompt_bytes: int = Field(DEFAULT_MAX_PROMPT_BYTES, gt=0)
+    max_output_bytes: int = Field(1024 * 1024, gt=0)
+    max_prompts: int | None = Field(None, gt=0)
+    max_age: float | None = Field(None, gt=0)
+    max_rss: int | None = Field(None, gt=0)
+    restart_backoff: float = Field(0.5, ge=0)
+    crash_loop_restarts: int = Field(5, gt=0)
+    crash_loop_window: float = Field(60.0, gt=0)
+
+
+def _builtin() -> dict[str, Profile]:
+    python = Profile(
+        name="python",
+        description="CPython REPL (python3 -i)",
+        argv=["python3", "-q", "-i"],
+        env={"PYTHON_BASIC_REPL": "1", "PYTHONUNBUFFERED": "1"},
+        setup=[
+            "import sys as _tf_sys; _tf_sys.ps1 = '{marker}'; _tf_sys.ps2 = '{continuation}'",
+            f"exec({PYTHON_HELPER!r})",
+        ],
+        encoder="python",
+        continuation="tf{nonce}+ ",
+        incomplete_pattern=r"(?m)^SyntaxError: incomplete input",
+        error_pattern=r"(?m)^(Traceback \(most recent call last\):|\w+Error: )",
+        exit_command="exit()",
+    )
+    bash = Profile(
+        name="bash",
+        description="GNU bash without line editing",
+        argv=["bash", "--noediting", "--noprofile", "--norc", "-i"],
+        setup=["PS1='' PS2='' PROMPT_COMMAND=''; set +o history"],
+        detector="sentinel",
+        encoder="bash",
+        sentinel="printf '%s%s:%s\\n' '{head}' '{tail}' \"$?\"",
+        incomplete_pattern=(
+            r"unexpected EOF while looking for matching|syntax error: unexpected end of file"
+        ),
+        exit_command="exit",
+    )
+    sqlite3 = Profile(
+        name="sqlite3",
+        description="SQLite shell on an in-memory database",
+        argv=["sqlite3", "-interactive", ":memory:"],
+        setup=[".prompt '{marker}' '{continuation}'"],
+        continuation="tf{nonce}+ ",
+        encoder="sqlite",
+        error_pattern=r"(?m)^(Parse |Runtime )?[Ee]rror( near line \d+)?:",
+        exit_command=".quit",
+    )
+    node = Profile(
+        name="node",
+        description="Node.js REPL",
+        argv=["node", "--interactive"],
+        env={"NODE_NO_READLINE": "1", "NODE_DISABLE_COLORS": "1", "FORCE_COLOR": "0"},
+        setup=[
+            "repl.repl.setPrompt('{marker}')",
+            "globalThis._tf = (s) => require('vm').runInThisContext(s, {filename: 'prompt'})",
+        ],
+        encoder="node",
+        incomplete_pattern=r"SyntaxError: (Unexpected end of input|Unterminated)",
+        error_pattern=r"(?m)^(Uncaught )?\w*Error\b",
+        exit_command=".exit",
+    )
+    echo = Profile(
+        name="echo",
+        description="Scripted test tool: echoes lines; ':help' lists its commands",
+        argv=["{python}", "{toolfleet}/tool/echo_tool.py"],
+        setup=[":prompt {marker}"],
+        exit_command=":exit",
+        reset=[":reset"],
+        start_timeout=10.0,
+    )
+    aider = Profile(
+        name="aider",
+        description="aider AI pair programmer (model and keys from AIDER_* variables)",
+        argv=[
+            "aider", "--no-pretty", "--no-fancy-input", "--yes-always", "--no-analytics",
+            "--no-check-update", "--no-show-release-notes", "--no-auto-commits",
+        ],
+        env={"AIDER_ANALYTICS_DISABLE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        ready_pattern=r"(?m)^\w*> $",
+        marker="> ",
+        settle_ms=300,
+        interrupt="\x03",
+        exit_command="/exit",
+        reset=["/reset"],
+        start_timeout=60.0,
+        prompt_timeout=600.0,
+    )
+    return {p.name: p for p in (python, bash, sqlite3, node, echo, aider)}
+
+
+BUILTIN_PROFILES: dict[str, Profile] = _builtin()
+
+
+def load_profiles(path: Path | str | None = None) -> dict[str, Profile]:
+    """Built-in profiles, plus (and overridden by) those of the TOML file at ``path``.
+
+    The file holds one ``[profiles.NAME]`` table per profile; ``extends = "python"``
+    starts from another profile and changes only the fields given.
+    """
+    profiles = dict(BUILTIN_PROFILES)
+    if path is None:
+        return profiles
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read profiles file {path}: {exc}") from None
+    tables = data.get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: [profiles] must be a table of tables")
+    for name, table in tables.items():
+        profiles[name] = _from_table(name, table, profiles, path)
+    return profiles
+
+
+def _from_table(name: str, table: Any, known: dict[str, Profile], path: Path | str) -> Profile:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: profiles.{name} must be a table")
+    fields = dict(table)
+    base_name = fields.pop("extends", None)
+    base: dict[str, Any] = {}
+    if base_name is not None:
+        if base_name not in known:
+            raise ConfigError(f"{path}: profiles.{name} extends unknown profile {base_name!r}")
+        base = known[base_name].model_dump()
+    try:
+        return Profile.model_validate({**base, **fields, "name": name})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: profiles.{name} is invalid: {exc}") from None
+
+
+def get_profile(name: str, path: Path | str | None = None) -> Profile:
+    """The profile called ``name`` or a :class:`ConfigError` listing the known ones."""
+    profiles = load_profiles(path)
+    try:
+        return profiles[name]
+    except KeyError:
+        known = ", ".join(sorted(profiles))
+        raise ConfigError(f"unknown profile {name!r}; known profiles: {known}") from None

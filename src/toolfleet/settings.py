@@ -1,0 +1,57 @@
+"""Typed settings read from ``TOOLFLEET_*`` environment variables, never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_BROKER_URL", "Settings"]
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+
+class Settings(BaseSettings):
+    """Everything a producer or a worker needs to find the fleet.
+
+    Each field is one environment variable: ``broker_url`` is ``TOOLFLEET_BROKER_URL``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TOOLFLEET_", extra="ignore", frozen=True)
+
+    broker_url: str = Field(DEFAULT_BROKER_URL, description="Redis URL of the task queue.")
+    result_backend: str = Field(
+        "", description="Redis URL of results and health records (default: broker_url)."
+    )
+    heartbeat_interval: float = Field(
+        2.0, gt=0, description="Seconds between health records; their TTL is 3x this."
+    )
+    profiles: Path | None = Field(None, description="TOML file with extra tool profiles.")
+    visibility_timeout: int = Field(
+        3600, gt=0, description="Seconds before Redis redelivers an unacknowledged prompt."
+    )
+    result_expires: int = Field(86400, gt=0, description="Seconds a result is kept.")
+    session_ttl: float = Field(30.0, gt=0, description="Seconds a session lease lives unrenewed.")
+
+    @model_validator(mode="after")
+    def _default_backend(self) -> Settings:
+        if not self.result_backend:
+            object.__setattr__(self, "result_backend", self.broker_url)
+        return self
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the settings from the environment (and nothing else)."""
+        return cls()
+
+    @property
+    def health_ttl(self) -> float:
+        """Seconds a health record lives without a refresh."""
+        return 3 * self.heartbeat_interval
+
+    def redacted(self, url: str) -> str:
+        """``url`` with any password replaced, safe to print or log."""
+        from kombu.utils.url import maybe_sanitize_url
+
+        return str(maybe_sanitize_url(url))

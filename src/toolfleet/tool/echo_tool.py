@@ -1,0 +1,80 @@
+"""A tiny scripted interactive tool for tests: echoes lines, with a few ':' commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+HELP = """\
+:prompt TEXT   use TEXT as the prompt
+:sleep S       wait S seconds, then answer
+:big N         print N bytes of 'x'
+:set K V       remember V under K      :get K   print it
+:reset         forget everything
+:count         prompts answered so far
+:pid           this process's id
+:crash         exit at once with status 3
+:exit          exit normally
+:log PATH      append the rest of each later line to PATH (counts executions)"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--start-delay":
+        time.sleep(float(args[1]))
+    prompt = "echo> "
+    state: dict[str, str] = {}
+    count = 0
+    log_path: str | None = None
+    out = sys.stdout
+    while True:
+        out.write(prompt)
+        out.flush()
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        line = line.rstrip("\n")
+        cmd, _, rest = line.partition(" ")
+        count += 1
+        if log_path is not None and line:
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        if cmd == ":prompt":
+            prompt = rest
+        elif cmd == ":sleep":
+            time.sleep(float(rest))
+            out.write(f"slept {rest}\n")
+        elif cmd == ":big":
+            size = int(rest)
+            for start in range(0, size, 65536):
+                out.write("x" * min(65536, size - start))
+            out.write("\n")
+        elif cmd == ":set":
+            key, _, value = rest.partition(" ")
+            state[key] = value
+        elif cmd == ":get":
+            out.write(state.get(rest, "") + "\n")
+        elif cmd == ":reset":
+            state.clear()
+            count = 0
+        elif cmd == ":count":
+            out.write(f"{count}\n")
+        elif cmd == ":pid":
+            out.write(f"{os.getpid()}\n")
+        elif cmd == ":crash":
+            os._exit(3)
+        elif cmd == ":exit":
+            return 0
+        elif cmd == ":log":
+            log_path = rest
+        elif cmd == ":help":
+            out.write(HELP + "\n")
+        elif line:
+            out.write(line + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,355 @@
+"""One persistent tool process driven through a pty: start, ask, interrupt, restart, close."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import secrets
+import select
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ptyprocess import PtyProcess
+
+from ..errors import IncompleteInput, PromptRejected, ToolCrashed, ToolTimeout
+from ..profiles import Profile
+from ..validation import validate_prompt
+from .detect import Detector, Marker, Matcher, Quiescence, Sentinel
+from .encode import encode
+from .output import clean_output
+from .spawn import kill_group, spawn_tool, tool_env
+
+__all__ = ["Answer", "ToolInstance", "ToolSnapshot", "make_detector"]
+
+log = logging.getLogger(__name__)
+
+_WAKE = 0.5  # seconds between liveness checks while waiting for output
+_LATENCY_WINDOW = 200
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A tool's cleaned response to one prompt."""
+
+    output: str
+    ok: bool
+    status: int | None
+    truncated: bool
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class ToolSnapshot:
+    """Health of one instance at one moment."""
+
+    pid: int | None
+    generation: int
+    state: str  # down | ready | busy
+    prompts_served: int
+    last_latency_ms: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    rss_bytes: int | None
+    started_at: float
+    uptime: float
+    last_error: str | None
+
+
+class _Eof(Exception):
+    """The tool closed its terminal."""
+
+
+class _Deadline(Exception):
+    """The deadline passed before the response ended."""
+
+
+def make_detector(profile: Profile, marker: str, continuation: str | None) -> Detector:
+    """The end-of-response strategy a profile names, bound to this instance's markers."""
+    if profile.detector == "sentinel":
+        if not profile.sentinel:
+            raise ValueError(f"profile {profile.name!r}: the sentinel detector needs 'sentinel'")
+        return Sentinel(profile.sentinel)
+    if profile.detector == "quiescence":
+        return Quiescence(profile.quiet_ms / 1000)
+    return Marker(marker, continuation, settle=profile.settle_ms / 1000)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _rss(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ToolInstance:
+    """A long-lived interactive tool in a pseudo-terminal. Thread-safe; one prompt at a time."""
+
+    def __init__(self, profile: Profile, *, cwd: str | None = None) -> None:
+        self.profile = profile
+        self.cwd = cwd if cwd is not None else profile.cwd
+        self.generation = 0
+        self.prompts_served = 0  # by the current generation
+        self.last_error: str | None = None
+        self.started_at = time.time()
+        self._proc: PtyProcess | None = None
+        self._busy = False
+        self._lock = threading.RLock()
+        self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._incomplete = re.compile(profile.incomplete_pattern or r"(?!)")
+        self._error = re.compile(profile.error_pattern or r"(?!)")
+        self._detector: Detector = Quiescence(0.1)
+
+    # ---- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Spawn the tool and wait until it is ready for its first prompt."""
+        with self._lock:
+            if self.alive():
+                return
+            self.generation += 1
+            self.prompts_served = 0
+            profile = self.profile
+            nonce = secrets.token_hex(6)
+            marker = profile.marker.replace("{nonce}", nonce)
+            cont = profile.continuation.replace("{nonce}", nonce) if profile.continuation else None
+            self._detector = make_detector(profile, marker, cont)
+            self._proc = spawn_tool(profile.argv, tool_env(profile.env), self.cwd)
+            self.started_at = time.time()
+            deadline = time.monotonic() + profile.start_timeout
+            try:
+                self._await_ready(marker, cont, deadline)
+            except (_Eof, _Deadline) as exc:
+                status = self._reap()
+                why = "timed out" if isinstance(exc, _Deadline) else f"exited ({status})"
+                self.last_error = f"{profile.name} {why} while starting"
+                raise (ToolTimeout if isinstance(exc, _Deadline) else ToolCrashed)(
+                    self.last_error
+                ) from None
+
+    def _await_ready(self, marker: str, cont: str | None, deadline: float) -> None:
+        profile = self.profile
+        if profile.ready_pattern:
+            self._read_until(re.compile(profile.ready_pattern.encode()), deadline)
+        setup = [
+            line.replace("{marker}", marker).replace("{continuation}", cont or "")
+            for line in profile.setup
+        ]
+        data = "".join(line + "\n" for line in setup)
+        if profile.detector == "marker" and not setup and profile.ready_pattern:
+            return  # the ready pattern was the tool's (fixed) prompt
+        tag = secrets.token_hex(8)
+        matcher = self._detector.begin(len(setup), tag, self.profile.max_output_bytes)
+        self._exchange(data + self._detector.suffix(tag), matcher, deadline)
+
+    def alive(self) -> bool:
+        """True while the tool process runs."""
+        return self._proc is not None and self._proc.isalive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self, grace: float | None = None) -> None:
+        """Exit gracefully: the profile's exit command, then SIGTERM, then SIGKILL."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            grace = self.profile.grace if grace is None else grace
+            if proc.isalive() and self.profile.exit_command:
+                try:
+                    os.write(proc.fd, (self.profile.exit_command + "\n").encode())
+                    end = time.monotonic() + grace
+                    while proc.isalive() and time.monotonic() < end:
+                        self._discard(0.05)
+                except (OSError, _Eof):
+                    pass
+            kill_group(proc, grace)
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop the tool (forcefully) and start a new generation."""
+        with self._lock:
+            self.close(grace=0.2)
+            self.start()
+
+    def _reap(self) -> str:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return "not started"
+        kill_group(proc, 0.2)
+        if proc.signalstatus:
+            return f"killed by signal {proc.signalstatus}"
+        return f"exit status {proc.exitstatus}"
+
+    # ---- prompts ---------------------------------------------------------------
+    def ask(self, text: str, timeout: float | None = None) -> Answer:
+        """Type ``text`` into the tool and return its response.
+
+        Raises PromptRejected, IncompleteInput, ToolTimeout (the tool was interrupted or
+        restarted) or ToolCrashed (the tool died; call :meth:`start` to get a new one).
+        """
+        profile = self.profile
+        text = validate_prompt(
+            text, max_bytes=profile.max_prompt_bytes, allow_control=profile.allow_control
+        )
+        with self._lock:
+            if any(guard in text for guard in self._detector.guards()):
+                raise PromptRejected("prompt contains the tool's prompt marker")
+            if not self.alive():
+                self._reap()
+                raise ToolCrashed(f"{profile.name} is not running")
+            tag = secrets.token_hex(8)
+            typed = encode(profile.encoder, text, tag)
+            matcher = self._detector.begin(typed.prompts, tag, profile.max_output_bytes)
+            limit = timeout if timeout is not None else profile.prompt_timeout
+            self._busy = True
+            started = time.monotonic()
+            try:
+                self._discard(0)
+                self._exchange(typed.data + self._detector.suffix(tag), matcher, started + limit)
+            except _Eof:
+                why = self._reap()
+                self.last_error = f"{profile.name} died while answering ({why})"
+                raise ToolCrashed(self.last_error) from None
+            except _Deadline:
+                how = "interrupted" if self._recover() else "restarted"
+                self.last_error = f"no answer within {limit:g} s; the tool was {how}"
+                raise ToolTimeout(self.last_error) from None
+            finally:
+                self._busy = False
+            elapsed = (time.monotonic() - started) * 1000
+            reply = matcher.reply()
+            output = clean_output(reply.output)
+            if reply.incomplete or self._incomplete.search(output):
+                if reply.incomplete and not self._recover():
+                    output += "\n(the tool did not return to its prompt and was restarted)"
+                raise IncompleteInput(f"incomplete input: {output.strip()[-500:]}")
+            self.prompts_served += 1
+            self._latencies.append(elapsed)
+            ok = reply.status in (None, 0) and not self._error.search(output)
+            return Answer(output, ok, reply.status, reply.truncated, round(elapsed, 3))
+
+    def interrupt(self) -> bool:
+        """Send the profile's interrupt; True if the tool came back to its prompt."""
+        with self._lock:
+            return self._recover()
+
+    def _recover(self) -> bool:
+        """Interrupt and resynchronise with a probe prompt; restart if that fails."""
+        proc = self._proc
+        grace = self.profile.grace
+        if proc is not None and proc.isalive():
+            try:
+                os.write(proc.fd, self.profile.interrupt.encode())
+                self._discard(min(0.2, grace))
+                tag = secrets.token_hex(8)
+                typed = encode(self.profile.encoder, "", tag)
+                matcher = self._detector.begin(typed.prompts, tag, 4096)
+                deadline = time.monotonic() + grace
+                self._exchange(typed.data + self._detector.suffix(tag), matcher, deadline)
+                self._discard(0.05)
+                return True
+            except (OSError, _Eof, _Deadline):
+                pass
+        log.warning("%s did not come back to its prompt; restarting it", self.profile.name)
+        self._reap()
+        try:
+            self.start()
+        except (ToolCrashed, ToolTimeout) as exc:
+            self.last_error = exc.message
+        return False
+
+    # ---- terminal I/O ----------------------------------------------------------
+    def _exchange(self, data: str, matcher: Matcher, deadline: float) -> None:
+        """Write ``data`` while feeding output to ``matcher`` until it is satisfied."""
+        proc = self._proc
+        if proc is None:
+            raise _Eof()
+        fd = proc.fd
+        pending = data.encode("utf-8")
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise _Deadline()
+            wait = min(deadline - now, _WAKE)
+            if not pending and matcher.poll is not None:
+                wait = min(wait, matcher.poll)
+            readable, writable, _ = select.select([fd], [fd] if pending else [], [], wait)
+            if writable:
+                sent = os.write(fd, pending[:4096])
+                pending = pending[sent:]
+            if readable:
+                if matcher.feed(self._read(fd), time.monotonic()):
+                    return
+            elif not writable:
+                if not pending and matcher.idle(time.monotonic()):
+                    return
+                if not proc.isalive():
+                    raise _Eof()
+
+    @staticmethod
+    def _read(fd: int) -> bytes:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EBADF):
+                raise _Eof() from None
+            raise
+        if not chunk:
+            raise _Eof()
+        return chunk
+
+    def _read_until(self, pattern: re.Pattern[bytes], deadline: float) -> None:
+        if self._proc is None:
+            raise _Eof()
+        tail = b""
+        while pattern.search(tail) is None:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise _Deadline()
+            if select.select([self._proc.fd], [], [], min(wait, _WAKE))[0]:
+                tail = (tail + self._read(self._proc.fd))[-4096:]
+            elif not self._proc.isalive():
+                raise _Eof()
+
+    def _discard(self, quiet: float) -> None:
+        """Drop output that is waiting (until ``quiet`` seconds pass without any)."""
+        if self._proc is None:
+            return
+        fd = self._proc.fd
+        while select.select([fd], [], [], quiet)[0]:
+            dropped = self._read(fd)
+            log.debug("discarded %d bytes of stray output", len(dropped))
+
+    # ---- health ----------------------------------------------------------------
+    def snapshot(self) -> ToolSnapshot:
+        """The instance's health now (safe to call from any thread)."""
+        alive = self.alive()
+        latencies = list(self._latencies)
+        return ToolSnapshot(
+            pid=self.pid if alive else None,
+            generation=self.generation,
+            state=("busy" if self._busy else "ready") if alive else "down",
+            prompts_served=self.prompts_served,
+            last_latency_ms=latencies[-1] if latencies else None,
+            p50_latency_ms=_percentile(latencies, 0.5),
+            p95_latency_ms=_percentile(latencies, 0.95),
+            rss_bytes=_rss(self.pid) if alive else None,
+            started_at=self.started_at,
+            uptime=max(0.0, time.time() - self.started_at),
+            last_error=self.last_error,
+        )

@@ -1,0 +1,76 @@
+"""Starting and stopping a tool process in a pseudo-terminal, leaving no orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import termios
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ptyprocess import PtyProcess
+
+from ..errors import ToolCrashed
+
+__all__ = ["kill_group", "spawn_tool", "tool_env"]
+
+_PR_SET_PDEATHSIG = 1
+# variables of the worker's own shell that would change a tool's prompt or start-up
+_DROP = ("PS1", "PS2", "PS4", "PROMPT_COMMAND", "PYTHONSTARTUP", "BASH_ENV", "ENV")
+
+
+def tool_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a tool: the worker's, made plain (no colours, pager, prompts)."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _DROP}
+    env.update(TERM="dumb", NO_COLOR="1", PAGER="cat", GIT_PAGER="cat", COLUMNS="500")
+    env.update(extra)
+    return env
+
+
+def _in_child() -> None:
+    """Runs in the tool's process before exec: die with the worker, no line buffering."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Non-canonical input: lines of any length reach the tool (the canonical-mode line
+    # limit is 4095 bytes); signals (Ctrl-C) still work.
+    attrs = termios.tcgetattr(0)
+    attrs[3] &= ~termios.ICANON
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+
+
+def spawn_tool(argv: list[str], env: dict[str, str], cwd: str | None) -> PtyProcess:
+    """Start ``argv`` in a new pty and session, with echo off.
+
+    ``{python}`` in ``argv`` is this interpreter, ``{toolfleet}`` this package's folder.
+    """
+    package = str(Path(__file__).resolve().parent.parent)
+    argv = [a.replace("{python}", sys.executable).replace("{toolfleet}", package) for a in argv]
+    try:
+        return PtyProcess.spawn(
+            argv, cwd=cwd, env=env, echo=False, preexec_fn=_in_child, dimensions=(50, 500)
+        )
+    except (OSError, FileNotFoundError) as exc:
+        raise ToolCrashed(f"cannot start {argv[0]!r}: {exc}") from None
+
+
+def kill_group(proc: PtyProcess, grace: float) -> None:
+    """SIGTERM the tool's process group, SIGKILL it after ``grace`` seconds, reap it."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        if not proc.isalive():
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        end = time.monotonic() + wait
+        while proc.isalive() and time.monotonic() < end:
+            time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers the tool started
+    with contextlib.suppress(OSError):
+        proc.close(force=True)
