@@ -1,0 +1,40 @@
+"""toolfleet: persistent interactive command-line tools behind Celery workers."""
+
+from ._version import __version__
+
+from .errors import (
+    ConfigError,
+    IncompleteInput,
+    NoWorkers,
+    PromptRejected,
+    ResultTimeout,
+    SessionLost,
+    ToolCrashed,
+    ToolfleetError,
+    ToolTimeout,
+)
+from .models import InstanceHealth, PromptResult
+from .producer import Fleet, PromptHandle
+from .profiles import Profile, load_profiles
+from .settings import Settings
+
+
+__all__ = [
+    "ConfigError",
+    "Fleet",
+    "IncompleteInput",
+    "InstanceHealth",
+    "NoWorkers",
+    "Profile",
+    "PromptHandle",
+    "PromptRejected",
+    "PromptResult",
+    "ResultTimeout",
+    "SessionLost",
+    "Settings",
+    "ToolCrashed",
+    "ToolTimeout",
+    "ToolfleetError",
+    "__version__",
+    "load_profiles",
+]

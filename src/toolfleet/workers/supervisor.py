@@ -1,0 +1,267 @@
+"""Owns a worker's tool instance: runs prompts, restarts dead tools, recycles, crash-loops."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from .._version import __version__
+from ..errors import ToolCrashed, ToolfleetError, ToolTimeout
+from ..models import InstanceHealth, PromptResult, State
+from ..profiles import Profile
+from ..tool.instance import Answer, ToolSnapshot
+
+__all__ = ["Instance", "Supervisor"]
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 30.0
+
+
+class Instance(Protocol):
+    """What the supervisor needs of a tool instance (ToolInstance or FakeInstance)."""
+
+    profile: Profile
+    generation: int
+    last_error: str | None
+
+    def start(self) -> None: ...
+    def alive(self) -> bool: ...
+    def ask(self, text: str, timeout: float | None = None) -> Answer: ...
+    def close(self, grace: float | None = None) -> None: ...
+    def snapshot(self) -> ToolSnapshot: ...
+
+
+Listener = Callable[[State, State], None]
+
+
+class Supervisor:
+    """Keeps one instance alive and serves prompts on it, one at a time."""
+
+    def __init__(self, instance: Instance, worker: str, queues: list[str]) -> None:
+        self.instance = instance
+        self.profile = instance.profile
+        self.worker = worker
+        self.queues = queues
+        self.restarts = 0
+        self.served = 0
+        self.last_error: str | None = None
+        self._state: State = "starting"
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._attempts: deque[float] = deque()
+        self._retry_at = 0.0
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # ---- state -------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(old, new)`` on every state change (from any thread)."""
+        self._listeners.append(listener)
+
+    def _set(self, new: State) -> None:
+        old, self._state = self._state, new
+        if old != new:
+            for listener in self._listeners:
+                try:
+                    listener(old, new)
+                except Exception:
+                    log.exception("state listener failed")
+
+    # ---- lifecycle -------------------------------------------------------------
+    def start(self, wait: bool = True) -> None:
+        """Start the tool (retrying per the restart policy) and the watcher thread.
+
+        With ``wait`` it returns once the tool is ready or the worker has failed.
+        """
+        self._stop.clear()
+        self._try_start()
+        while wait and self._state == "restarting" and not self._stop.is_set():
+            self._stop.wait(max(0.0, self._retry_at - time.monotonic()))
+            self._try_start()
+        self._watcher = threading.Thread(target=self._watch, name="toolfleet-watch", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Exit the tool gracefully and stop watching it."""
+        self._stop.set()
+        with self._lock:
+            self._set("stopping")
+            self.instance.close()
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+
+    def restart(self, reason: str = "restart requested") -> None:
+        """Restart the tool now (between prompts); clears a crash-loop failure."""
+        with self._lock:
+            log.info("restarting %s: %s", self.profile.name, reason)
+            self._attempts.clear()
+            self._set("restarting")
+            self.instance.close(grace=0.5)
+            self._try_start()
+
+    def _try_start(self) -> None:
+        """One start attempt; on failure schedule the next or declare a crash loop."""
+        with self._lock:
+            if self._state != "starting":
+                self._set("restarting")
+            try:
+                self.instance.start()
+            except ToolfleetError as exc:
+                self._failed_start(exc.message)
+                return
+            self._set("ready")
+
+    def _failed_start(self, why: str) -> None:
+        now = time.monotonic()
+        self._attempts.append(now)
+        window = self.profile.crash_loop_window
+        while self._attempts and now - self._attempts[0] > window:
+            self._attempts.popleft()
+        self.last_error = why
+        if len(self._attempts) >= self.profile.crash_loop_restarts:
+            self.last_error = (
+                f"crash loop: {len(self._attempts)} failed starts in {window:g} s; last: {why}"
+            )
+            log.error("%s: %s", self.worker, self.last_error)
+            self._set("failed")
+            return
+        delay = min(_MAX_BACKOFF, self.profile.restart_backoff * 2 ** (len(self._attempts) - 1))
+        self._retry_at = now + delay
+        self._set("restarting")
+
+    def _tool_died(self, why: str) -> None:
+        """The tool died while serving: count it like a failed start and restart it."""
+        self.restarts += 1
+        self.last_error = why
+        self._failed_start(why)
+        if self._state == "restarting" and time.monotonic() >= self._retry_at:
+            self._try_start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                if self._stop.is_set() or self._state in ("failed", "stopping", "busy"):
+                    continue
+                if self._state == "restarting":
+                    if time.monotonic() >= self._retry_at:
+                        self.restarts += 1
+                        self._try_start()
+                elif not self.instance.alive():
+                    log.warning("%s: tool died while idle; restarting", self.worker)
+                    self._tool_died(f"{self.profile.name} died while idle")
+                elif self._needs_recycle():
+                    self._recycle()
+
+    # ---- prompts -----------------------------------------------------------------
+    def run(
+        self,
+        text: str,
+        *,
+        timeout: float | None = None,
+        prompt_id: str | None = None,
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> PromptResult:
+        """Run one prompt on the instance; raises the typed errors of ``toolfleet.errors``."""
+        with self._lock:
+            if self._state in ("restarting", "starting") or not self.instance.alive():
+                self._await_instance()
+            if self._state == "failed":
+                raise ToolCrashed(f"{self.worker} has failed: {self.last_error}")
+            self._set("busy")
+            try:
+                answer = self.instance.ask(text, timeout=timeout)
+            except ToolCrashed as exc:
+                self._set("restarting")
+                self._tool_died(exc.message)
+                raise
+            except ToolTimeout as exc:
+                self.last_error = exc.message
+                raise
+            finally:
+                if self._state == "busy":
+                    self._set("ready")
+            self.served += 1
+            snap = self.instance.snapshot()
+            if self._needs_recycle():
+                self._recycle()
+            return PromptResult(
+                output=answer.output,
+                ok=answer.ok,
+                exit_status=answer.status,
+                duration_ms=answer.duration_ms,
+                worker=self.worker,
+                profile=self.profile.name,
+                pid=snap.pid or 0,
+                generation=snap.generation,
+                session=session,
+                seq=seq,
+                truncated=answer.truncated,
+                prompt_id=prompt_id,
+            )
+
+    def _await_instance(self) -> None:
+        """Restart a dead tool now, within the restart policy, before a prompt."""
+        if self._state == "ready":
+            self._set("restarting")
+            self._tool_died(f"{self.profile.name} died while idle")
+        while self._state == "restarting":
+            delay = self._retry_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.restarts += 1
+            self._try_start()
+
+    # ---- recycling -------------------------------------------------------------
+    def _needs_recycle(self) -> str | None:
+        profile = self.profile
+        snap = self.instance.snapshot()
+        if profile.max_prompts is not None and snap.prompts_served >= profile.max_prompts:
+            return f"served {snap.prompts_served} prompts (max_prompts {profile.max_prompts})"
+        if profile.max_age is not None and snap.uptime >= profile.max_age:
+            return f"up {snap.uptime:.0f} s (max_age {profile.max_age:g})"
+        if profile.max_rss is not None and (snap.rss_bytes or 0) >= profile.max_rss:
+            return f"RSS {snap.rss_bytes} bytes (max_rss {profile.max_rss})"
+        return None
+
+    def _recycle(self) -> None:
+        reason = self._needs_recycle()
+        log.info("%s: recycling the tool: %s", self.worker, reason)
+        self.restarts += 1
+        self._set("restarting")
+        self.instance.close()
+        self._try_start()
+
+    # ---- health ------------------------------------------------------------------
+    def health(self) -> InstanceHealth:
+        """This worker's health record, as the heartbeat publishes it."""
+        snap = self.instance.snapshot()
+        return InstanceHealth(
+            worker=self.worker,
+            profile=self.profile.name,
+            state=self._state,
+            pid=snap.pid,
+            worker_pid=os.getpid(),
+            generation=snap.generation,
+            restarts=self.restarts,
+            prompts_served=self.served,
+            last_latency_ms=snap.last_latency_ms,
+            p50_latency_ms=snap.p50_latency_ms,
+            p95_latency_ms=snap.p95_latency_ms,
+            rss_bytes=snap.rss_bytes,
+            started_at=snap.started_at,
+            updated_at=time.time(),
+            last_error=self.last_error or snap.last_error,
+            queues=list(self.queues),
+            version=__version__,
+        )
