@@ -1,7 +1,6 @@
 """toolfleet: persistent interactive command-line tools behind Celery workers."""
 
 from ._version import __version__
-
 from .errors import (
     ConfigError,
     IncompleteInput,
@@ -17,7 +16,6 @@ from .models import InstanceHealth, PromptResult
 from .producer import Fleet, PromptHandle
 from .profiles import Profile, load_profiles
 from .settings import Settings
-
 
 __all__ = [
     "ConfigError",

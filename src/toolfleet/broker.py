@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from .settings import Settings
 
@@ -36,7 +36,8 @@ def direct_queue(worker: str) -> Queue:
     """The queue only ``worker`` (a node name ``name@host``) consumes."""
     from celery.utils.nodenames import worker_direct
 
-    return worker_direct(worker)
+    queue: Queue = worker_direct(worker)
+    return queue
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

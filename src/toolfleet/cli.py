@@ -53,10 +53,21 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--profile", "-p", "specs", multiple=True, metavar="NAME[=N]",
-              help="Profile to run, optionally with its worker count (repeatable).")
-@click.option("--workers", "-n", default=1, show_default=True,
-              help="Workers for each --profile given without a count.")
+@click.option(
+    "--profile",
+    "-p",
+    "specs",
+    multiple=True,
+    metavar="NAME[=N]",
+    help="Profile to run, optionally with its worker count (repeatable).",
+)
+@click.option(
+    "--workers",
+    "-n",
+    default=1,
+    show_default=True,
+    help="Workers for each --profile given without a count.",
+)
 @click.option("--flower", is_flag=True, help="Also start Flower.")
 @click.option("--flower-port", default=5555, show_default=True)
 def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> None:
@@ -68,14 +79,17 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
     from .local import LocalFleet
 
     settings = Settings.from_env()
-    fleet = LocalFleet(settings, _parse_profiles(specs, workers),
-                       flower_port=flower_port if flower else None)
+    fleet = LocalFleet(
+        settings, _parse_profiles(specs, workers), flower_port=flower_port if flower else None
+    )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         with fleet:
             where = "embedded redis-server" if fleet.redis else "Redis"
-            console.print(f"fleet up on {where} at {settings.redacted(settings.broker_url)};"
-                          f" worker logs in {fleet.log_dir}")
+            console.print(
+                f"fleet up on {where} at {settings.redacted(settings.broker_url)};"
+                f" worker logs in {fleet.log_dir}"
+            )
             if flower:
                 console.print(f"Flower: http://127.0.0.1:{flower_port}/")
             with Fleet(settings) as producer:
@@ -106,11 +120,20 @@ def worker(profile: str, name: str | None, loglevel: str) -> None:
     node = name or f"{profile}-{os.getpid()}"
     if "@" not in node:
         node += "@%h"
-    app.worker_main([
-        "worker", "--pool=threads", "--concurrency=1", f"--hostname={node}",
-        f"--queues={shared_queue(profile)}", "--task-events", "--without-gossip",
-        "--without-mingle", f"--loglevel={loglevel}", f"--profile={profile}",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            "--concurrency=1",
+            f"--hostname={node}",
+            f"--queues={shared_queue(profile)}",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+            f"--loglevel={loglevel}",
+            f"--profile={profile}",
+        ]
+    )
 
 
 @cli.command()
@@ -119,12 +142,24 @@ def worker(profile: str, name: str | None, loglevel: str) -> None:
 @click.option("--worker", "-w", default=None, help="Send to this worker (name@host) only.")
 @click.option("--session", "-s", default=None, help="Session id to send into.")
 @click.option("--timeout", type=float, default=None, help="Prompt deadline inside the tool.")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for the result and print its output, or print the prompt id.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for the result and print its output, or print the prompt id.",
+)
 @click.option("--wait-timeout", type=float, default=60.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
-def submit(text: str, profile: str, worker: str | None, session: str | None,
-           timeout: float | None, wait: bool, wait_timeout: float, as_json: bool) -> None:
+def submit(
+    text: str,
+    profile: str,
+    worker: str | None,
+    session: str | None,
+    timeout: float | None,
+    wait: bool,
+    wait_timeout: float,
+    as_json: bool,
+) -> None:
     """Send one prompt (TEXT; '-' reads it from stdin)."""
     if text == "-":
         text = sys.stdin.read()
@@ -154,8 +189,9 @@ def status(profile: str | None, as_json: bool, watch: bool, interval: float) -> 
     """Show every tool instance: state, pid, generation, prompts, latency, heartbeat age."""
     with Fleet.from_env() as fleet:
         if as_json:
-            click.echo(json.dumps([r.model_dump(mode="json") for r in fleet.status(profile)],
-                                  indent=2))
+            click.echo(
+                json.dumps([r.model_dump(mode="json") for r in fleet.status(profile)], indent=2)
+            )
             return
         if not watch:
             records = fleet.status(profile)
@@ -204,8 +240,11 @@ DEMO_PROMPTS: list[tuple[str, str]] = [
     ("python", "sum(range(10))"),
     ("python", "x = 41"),
     ("python", "import math; math.factorial(20)"),
-    ("python", "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
-               "    return a\n\n[fib(i) for i in range(12)]"),
+    (
+        "python",
+        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
+        "    return a\n\n[fib(i) for i in range(12)]",
+    ),
     ("python", "'toolfleet'.upper()"),
     ("python", "1/0"),
     ("bash", "echo hi"),
@@ -228,8 +267,10 @@ def demo(python_workers: int, bash_workers: int) -> None:
         console.print(f"embedded redis-server on port {server.port}")
         fleet = LocalFleet(settings, {"python": python_workers, "bash": bash_workers})
         with fleet, Fleet(settings) as producer:
-            console.print(f"{python_workers + bash_workers} workers ready after "
-                          f"{time.monotonic() - started:.1f} s (logs in {fleet.log_dir})")
+            console.print(
+                f"{python_workers + bash_workers} workers ready after "
+                f"{time.monotonic() - started:.1f} s (logs in {fleet.log_dir})"
+            )
             handles = [(text, producer.submit(text, profile)) for profile, text in DEMO_PROMPTS]
             rows: list[tuple[str, Any]] = []
             for text, handle in handles:
@@ -242,8 +283,9 @@ def demo(python_workers: int, bash_workers: int) -> None:
             stopping = time.monotonic()
         console.print(f"fleet stopped in {time.monotonic() - stopping:.1f} s")
     answered = sum(1 for _, r in rows if not isinstance(r, Exception))
-    console.print(f"{answered}/{len(rows)} prompts answered in "
-                  f"{time.monotonic() - started:.1f} s in all")
+    console.print(
+        f"{answered}/{len(rows)} prompts answered in {time.monotonic() - started:.1f} s in all"
+    )
     if answered != len(rows):
         sys.exit(1)
 

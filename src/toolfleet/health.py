@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from .models import InstanceHealth
 
-__all__ = ["HEALTH_PREFIX", "health_key", "read_health", "write_health"]
+__all__ = ["HEALTH_PREFIX", "RedisLike", "health_key", "read_health", "write_health"]
 
 HEALTH_PREFIX = "toolfleet:health:"
 
 
-class RedisLike(Protocol):
-    """The few Redis commands health records need."""
-
-    def set(self, name: str, value: str, px: int | None = None) -> Any: ...
-    def scan_iter(self, match: str | None = None, count: int | None = None) -> Any: ...
-    def mget(self, keys: list[Any]) -> list[Any]: ...
+#: a redis-py client (Celery's result backend ``.client`` or ``redis.Redis``)
+RedisLike = Any
 
 
 def health_key(worker: str) -> str:

@@ -94,9 +94,21 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         args = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", self.directory, "--save", "", "--daemonize", "no",
-            "--appendonly", "yes" if self.appendonly else "no", "--loglevel", "warning",
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.directory,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--loglevel",
+            "warning",
         ]
         if self.password:
             args += ["--requirepass", self.password]
@@ -169,7 +181,7 @@ class LocalFleet:
         url = self.settings.broker_url
         if redis_reachable(url):
             return
-        if not _is_local(url) or self.embedded_port is None and urlparse(url).port is None:
+        if not _is_local(url) or (self.embedded_port is None and urlparse(url).port is None):
             raise ConfigError(f"Redis at {self.settings.redacted(url)} is not reachable")
         port = self.embedded_port or urlparse(url).port
         self.redis = EmbeddedRedis(port, password=urlparse(url).password).start()
@@ -177,8 +189,13 @@ class LocalFleet:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
-            argv, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            argv,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 
@@ -191,10 +208,19 @@ class LocalFleet:
                 argv = [sys.executable, "-m", "toolfleet", "worker", "--profile", profile]
                 self._spawn(name, [*argv, "--name", name])
         if self.flower_port is not None:
-            self._spawn("flower", [
-                sys.executable, "-m", "celery", "-A", "toolfleet.broker", "flower",
-                f"--port={self.flower_port}", "--address=127.0.0.1",
-            ])
+            self._spawn(
+                "flower",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "toolfleet.broker",
+                    "flower",
+                    f"--port={self.flower_port}",
+                    "--address=127.0.0.1",
+                ],
+            )
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
@@ -205,7 +231,8 @@ class LocalFleet:
             while True:
                 ours = {f"{p}{i}" for p, n in self.profiles.items() for i in range(1, n + 1)}
                 ready = [
-                    h for h in read_health(client)
+                    h
+                    for h in read_health(client)
                     if h.state == "ready" and h.worker.split("@")[0] in ours
                 ]
                 if len(ready) >= want:

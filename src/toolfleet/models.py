@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["STATES", "InstanceHealth", "PromptResult", "State"]
+__all__ = ["STATES", "InstanceHealth", "PromptResult", "State", "json_schemas", "write_schemas"]
 
 State = Literal["starting", "ready", "busy", "restarting", "failed", "stopping"]
 STATES: tuple[State, ...] = ("starting", "ready", "busy", "restarting", "failed", "stopping")
@@ -58,3 +60,22 @@ class InstanceHealth(BaseModel):
     @property
     def busy(self) -> bool:
         return self.state == "busy"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON schema of each record, by the file name it has under ``schema/``."""
+    return {
+        "prompt_result.schema.json": PromptResult.model_json_schema(),
+        "instance_health.schema.json": InstanceHealth.model_json_schema(),
+    }
+
+
+def write_schemas(directory: Path | str) -> None:
+    """Write :func:`json_schemas` into ``directory`` (run: python -m toolfleet.models)."""
+    for name, schema in json_schemas().items():
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        (Path(directory) / name).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_schemas(Path(__file__).resolve().parents[2] / "schema")

@@ -50,7 +50,9 @@ class Profile(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     description: str = ""
-    argv: list[str] = Field(min_length=1, description="{python}: this interpreter; {toolfleet}: the package folder.")
+    argv: list[str] = Field(
+        min_length=1, description="{python}: this interpreter; {toolfleet}: the package folder."
+    )
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     setup: list[str] = Field(default_factory=list)
@@ -103,7 +105,7 @@ def _builtin() -> dict[str, Profile]:
         name="bash",
         description="GNU bash without line editing",
         argv=["bash", "--noediting", "--noprofile", "--norc", "-i"],
-        setup=["PS1='' PS2='' PROMPT_COMMAND=''; set +o history"],
+        setup=["PS1='' PS2='' PROMPT_COMMAND=''; set +o history +m"],
         detector="sentinel",
         encoder="bash",
         sentinel="printf '%s%s:%s\\n' '{head}' '{tail}' \"$?\"",
@@ -149,8 +151,14 @@ def _builtin() -> dict[str, Profile]:
         name="aider",
         description="aider AI pair programmer (model and keys from AIDER_* variables)",
         argv=[
-            "aider", "--no-pretty", "--no-fancy-input", "--yes-always", "--no-analytics",
-            "--no-check-update", "--no-show-release-notes", "--no-auto-commits",
+            "aider",
+            "--no-pretty",
+            "--no-fancy-input",
+            "--yes-always",
+            "--no-analytics",
+            "--no-check-update",
+            "--no-show-release-notes",
+            "--no-auto-commits",
         ],
         env={"AIDER_ANALYTICS_DISABLE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
         ready_pattern=r"(?m)^\w*> $",

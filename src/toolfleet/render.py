@@ -13,8 +13,12 @@ from .profiles import Profile
 __all__ = ["profiles_table", "results_table", "status_table"]
 
 _STATE_STYLE = {
-    "ready": "green", "busy": "cyan", "starting": "yellow", "restarting": "yellow",
-    "failed": "bold red", "stopping": "magenta",
+    "ready": "green",
+    "busy": "cyan",
+    "starting": "yellow",
+    "restarting": "yellow",
+    "failed": "bold red",
+    "stopping": "magenta",
 }
 
 
@@ -30,16 +34,35 @@ def status_table(records: Iterable[InstanceHealth], now: float | None = None) ->
     """One row per instance."""
     now = time.time() if now is None else now
     table = Table(title="toolfleet status", title_justify="left")
-    for col in ("worker", "profile", "state", "pid", "gen", "prompts", "last ms", "p95 ms",
-                "rss", "beat age", "session"):
+    for col in (
+        "worker",
+        "profile",
+        "state",
+        "pid",
+        "gen",
+        "prompts",
+        "last ms",
+        "p95 ms",
+        "rss",
+        "beat age",
+        "session",
+    ):
         table.add_column(col, no_wrap=True)
     table.add_column("last error", overflow="fold")
     for r in records:
         style = _STATE_STYLE.get(r.state, "")
         table.add_row(
-            r.worker, r.profile, f"[{style}]{r.state}[/]", str(r.pid or "-"), str(r.generation),
-            str(r.prompts_served), _ms(r.last_latency_ms), _ms(r.p95_latency_ms),
-            _bytes(r.rss_bytes), f"{max(0.0, now - r.updated_at):.1f}s", r.session or "-",
+            r.worker,
+            r.profile,
+            f"[{style}]{r.state}[/]",
+            str(r.pid or "-"),
+            str(r.generation),
+            str(r.prompts_served),
+            _ms(r.last_latency_ms),
+            _ms(r.p95_latency_ms),
+            _bytes(r.rss_bytes),
+            f"{max(0.0, now - r.updated_at):.1f}s",
+            r.session or "-",
             (r.last_error or "")[:60],
         )
     return table
@@ -55,8 +78,12 @@ def results_table(rows: Iterable[tuple[str, PromptResult | Exception]]) -> Table
             table.add_row(text, "[red]error[/]", f"{type(res).__name__}: {res}", "-", "-", "-")
         else:
             table.add_row(
-                text, "[green]yes[/]" if res.ok else "[red]no[/]", res.output, res.worker,
-                str(res.generation), f"{res.duration_ms:.1f}",
+                text,
+                "[green]yes[/]" if res.ok else "[red]no[/]",
+                res.output,
+                res.worker,
+                str(res.generation),
+                f"{res.duration_ms:.1f}",
             )
     return table
 

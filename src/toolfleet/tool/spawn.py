@@ -16,7 +16,7 @@ from ptyprocess import PtyProcess
 
 from ..errors import ToolCrashed
 
-__all__ = ["kill_group", "spawn_tool", "tool_env"]
+__all__ = ["kill_group", "session_members", "spawn_tool", "tool_env"]
 
 _PR_SET_PDEATHSIG = 1
 # variables of the worker's own shell that would change a tool's prompt or start-up
@@ -60,8 +60,25 @@ def spawn_tool(argv: list[str], env: dict[str, str], cwd: str | None) -> PtyProc
         raise ToolCrashed(f"cannot start {argv[0]!r}: {exc}") from None
 
 
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (the tool and everything it started, jobs included)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid:
+                members.append(int(entry.name))
+    return members
+
+
 def kill_group(proc: PtyProcess, grace: float) -> None:
-    """SIGTERM the tool's process group, SIGKILL it after ``grace`` seconds, reap it."""
+    """SIGTERM the tool's process group, SIGKILL it after ``grace`` seconds, reap it.
+
+    Then SIGKILL whatever else is left in the tool's session (background jobs).
+    """
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
         if not proc.isalive():
             break
@@ -70,7 +87,8 @@ def kill_group(proc: PtyProcess, grace: float) -> None:
         end = time.monotonic() + wait
         while proc.isalive() and time.monotonic() < end:
             time.sleep(0.01)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # stragglers the tool started
+    for pid in session_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         proc.close(force=True)

@@ -19,7 +19,7 @@ from .supervisor import Supervisor
 __all__ = ["ToolStep", "control"]
 
 
-class ToolStep(bootsteps.StartStopStep):
+class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
     """Owns this worker's one tool instance (wiring only; see Supervisor, Heartbeat)."""
 
     label = "toolfleet"

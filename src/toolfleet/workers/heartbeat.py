@@ -63,7 +63,7 @@ class Heartbeat:
             if final is not None:
                 write_health(self.client, final, ttl=3 * self.interval)
             else:
-                self.client.delete(health_key(self.record().worker))  # type: ignore[attr-defined]
+                self.client.delete(health_key(self.record().worker))
         except Exception as exc:
             log.warning("final heartbeat write failed: %s", exc)
 

@@ -1,0 +1,85 @@
+"""Integration fixtures: a real redis-server on a free port, real worker processes."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from toolfleet import Settings
+from toolfleet.broker import celery_config as fleet_config
+from toolfleet.local import EmbeddedRedis
+
+from .procs import Workers
+
+_db = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+def _fresh_settings(server: EmbeddedRedis, **fields: object) -> Settings:
+    db = next(_db) % 15 + 1  # db 0 is the pytest-celery worker's
+    url = f"redis://127.0.0.1:{server.port}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return Settings(broker_url=url, heartbeat_interval=0.5, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis) -> Settings:
+    """Settings on a Redis database of its own."""
+    return _fresh_settings(redis_server)
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    """Start real workers with ``workers.start(profile, n)``; all are stopped afterwards."""
+    fleet = Workers(settings, tmp_path)
+    yield fleet
+    assert fleet.close() == set(), "processes left running"
+
+
+@pytest.fixture(scope="module")
+def module_workers(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    """Like ``workers``, shared by the tests of one module."""
+    fleet = Workers(_fresh_settings(redis_server), tmp_path_factory.mktemp("logs"))
+    yield fleet
+    assert fleet.close() == set(), "processes left running"
+
+
+# ---- pytest-celery: an in-process worker (threads pool) on the same real Redis ----
+@pytest.fixture(scope="session")
+def celery_config(redis_server: EmbeddedRedis) -> dict[str, object]:
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    redis.Redis.from_url(url).flushdb()
+    return fleet_config(Settings(broker_url=url, heartbeat_interval=0.5))
+
+
+@pytest.fixture(scope="session")
+def celery_includes() -> list[str]:
+    return ["toolfleet.tasks"]
+
+
+@pytest.fixture(scope="session")
+def celery_session_app(celery_session_app):  # type: ignore[no-untyped-def]
+    """pytest-celery's app, with the toolfleet bootstep its worker needs."""
+    celery_session_app.steps["worker"].add("toolfleet.workers.bootstep:ToolStep")
+    return celery_session_app
+
+
+@pytest.fixture(scope="session")
+def celery_worker_pool() -> str:
+    return "threads"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters() -> dict[str, object]:
+    return {"profile": "python", "concurrency": 1}

@@ -1,0 +1,155 @@
+"""Helpers for integration tests: real worker processes and process-tree checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from toolfleet import Fleet, InstanceHealth, Settings
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        TOOLFLEET_BROKER_URL=settings.broker_url,
+        TOOLFLEET_RESULT_BACKEND=settings.result_backend,
+        TOOLFLEET_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
+    )
+    if settings.profiles is not None:
+        env["TOOLFLEET_PROFILES"] = str(settings.profiles)
+    env.update(extra)
+    return env
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found and pid_alive(child):
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    """Wait until no pid of ``pids`` runs; return those still running."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        alive = {p for p in pids if pid_alive(p)}
+        if not alive:
+            return set()
+        time.sleep(0.05)
+    return {p for p in pids if pid_alive(p)}
+
+
+class Workers:
+    """Real ``toolfleet worker`` processes for one test fleet."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.fleet = Fleet(settings)
+
+    def start(self, profile: str, count: int = 1, prefix: str | None = None) -> list[str]:
+        names = []
+        base = prefix or profile
+        for _ in range(count):
+            name = f"{base}{sum(1 for n in self.procs if n.rstrip('0123456789') == base) + 1}"
+            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+            self.procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "toolfleet",
+                    "worker",
+                    "--profile",
+                    profile,
+                    "--name",
+                    name,
+                    "--loglevel",
+                    "INFO",
+                ],
+                env=env_for(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            names.append(name)
+        return names
+
+    def wait_ready(self, names: list[str], timeout: float = 60.0) -> dict[str, InstanceHealth]:
+        end = time.monotonic() + timeout
+        while True:
+            ready = {h.worker.split("@")[0]: h for h in self.fleet.status() if h.state == "ready"}
+            if all(n in ready for n in names):
+                return {n: ready[n] for n in names}
+            dead = [n for n in names if self.procs[n].poll() is not None]
+            assert not dead, f"workers exited: {dead}; logs: {self.log_dir}"
+            assert time.monotonic() < end, f"not ready: {set(names) - set(ready)}"
+            time.sleep(0.1)
+
+    def node(self, name: str) -> str:
+        return next(h.worker for h in self.fleet.status() if h.worker.split("@")[0] == name)
+
+    def tree(self) -> set[int]:
+        pids: set[int] = set()
+        for proc in self.procs.values():
+            pids |= {proc.pid} | descendants(proc.pid)
+        return pids
+
+    def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> set[int]:
+        """Signal workers; return the processes (workers, tools) still running after 15 s."""
+        names = [name] if name else list(self.procs)
+        pids = set()
+        for n in names:
+            proc = self.procs[n]
+            pids |= {proc.pid} | descendants(proc.pid)
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for n in names:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.procs[n].wait(15)
+        left = wait_gone(pids, 5)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for n in names:
+            if self.procs[n].poll() is None:
+                self.procs[n].kill()
+                self.procs[n].wait()
+            if name is not None:
+                del self.procs[n]
+        return left
+
+    def close(self) -> set[int]:
+        left = self.stop() if self.procs else set()
+        self.procs.clear()
+        self.fleet.close()
+        return left

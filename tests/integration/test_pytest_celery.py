@@ -1,0 +1,16 @@
+"""pytest-celery's in-process worker (threads pool) runs the real bootstep and tool."""
+
+from __future__ import annotations
+
+from toolfleet import Fleet, Settings
+from toolfleet.workers import state
+
+
+def test_session_worker_serves_prompts_with_a_real_tool(celery_session_worker, celery_config):
+    sup = state.current()
+    assert sup.state == "ready" and sup.instance.alive()
+    with Fleet(Settings(broker_url=celery_config["broker_url"])) as fleet:
+        assert fleet.submit("6 * 7", "python").get(timeout=30).output == "42"
+        (record,) = fleet.status("python")
+        assert record.pid == sup.instance.pid
+        assert record.prompts_served >= 1

@@ -1,0 +1,14 @@
+"""State persists inside one instance."""
+
+from __future__ import annotations
+
+from .procs import Workers
+
+
+def test_state_persists_on_a_single_worker_fleet(workers: Workers) -> None:
+    workers.wait_ready(workers.start("python"))
+    fleet = workers.fleet
+    assert fleet.submit("x = 41", "python").get(timeout=30).output == ""
+    assert fleet.submit("x + 1", "python").get(timeout=30).output == "42"
+    first = fleet.submit("import os; os.getpid()", "python").get(timeout=30)
+    assert first.output == str(first.pid)

@@ -1,0 +1,53 @@
+"""Encoding prompts for each kind of tool, and cleaning their output."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from toolfleet.errors import IncompleteInput
+from toolfleet.tool.encode import encode
+from toolfleet.tool.output import clean_output
+
+
+def test_python_prompt_is_one_call_with_a_literal():
+    typed = encode("python", "x = 1\nprint(x)", "t")
+    assert typed.prompts == 1
+    call = ast.parse(typed.data).body[0].value
+    assert call.func.id == "_tf_exec"
+    assert call.args[0].value == "x = 1\nprint(x)"
+
+
+def test_long_python_prompt_is_typed_in_bounded_lines():
+    text = "s = '" + "a" * 10000 + "'"
+    typed = encode("python", text, "t")
+    lines = typed.data.splitlines()
+    assert typed.prompts == len(lines) > 3
+    assert max(len(line) for line in lines) < 2200
+    ns: dict[str, object] = {}
+    ran: list[str] = []
+    ns["_tf_exec"] = ran.append
+    exec(typed.data, ns)
+    assert ran == [text]
+
+
+def test_bash_prompt_is_an_eval_of_a_quoted_heredoc():
+    typed = encode("bash", "echo '$HOME'\necho two", "abc")
+    assert typed.data.startswith("eval \"$(cat <<'TF_END_abc'\n")
+    assert "\necho '$HOME'\necho two\nTF_END_abc\n)\"\n" in typed.data
+
+
+def test_sqlite_refuses_incomplete_sql_before_typing():
+    assert encode("sqlite", ".tables\nselect 1;", "t").prompts == 2
+    with pytest.raises(IncompleteInput):
+        encode("sqlite", "select 'unclosed;", "t")
+
+
+def test_node_prompt_is_json_quoted():
+    assert encode("node", 'a = "x"\n', "t").data == '_tf("a = \\"x\\"\\n")\n'
+
+
+def test_clean_output_removes_crs_escapes_and_bad_bytes():
+    raw = b"\x1b[31mred\x1b[0m\r\nline\r\r\n\xff\xfe ok\r\n\r\n"
+    assert clean_output(raw) == "red\nline\n\ufffd\ufffd ok"

@@ -1,0 +1,34 @@
+"""The error tree survives Celery's JSON result backend as the same classes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from celery import Celery
+
+import toolfleet
+from toolfleet import errors
+
+ALL = [getattr(errors, name) for name in errors.__all__]
+
+
+def test_one_tree():
+    assert all(issubclass(cls, errors.ToolfleetError) for cls in ALL)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_round_trip_through_json_backend(cls):
+    app = Celery(set_as_current=False, backend="cache+memory://")
+    app.conf.result_serializer = "json"
+    backend = app.backend
+    sent = backend.prepare_exception(cls("the tool said: no"), "json")
+    received = backend.exception_to_python(json.loads(json.dumps(sent)))
+    assert type(received) is cls
+    assert received.message == "the tool said: no"
+    assert isinstance(received, toolfleet.ToolfleetError)
+
+
+def test_retryable_errors():
+    assert errors.ToolCrashed.retryable and errors.ToolTimeout.retryable
+    assert not errors.PromptRejected.retryable

@@ -1,0 +1,97 @@
+"""Supervision with a scripted fake instance: results, crashes, crash loops, recycling."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from toolfleet.errors import ToolCrashed
+from toolfleet.profiles import BUILTIN_PROFILES
+from toolfleet.tool.fake import FakeInstance
+from toolfleet.workers.supervisor import Supervisor
+
+
+def make(respond=str.upper, **profile_fields):
+    profile = BUILTIN_PROFILES["echo"].model_copy(update=profile_fields)
+    inst = FakeInstance(profile, respond)
+    sup = Supervisor(inst, "w@h", ["toolfleet.echo"])
+    states: list[str] = []
+    sup.subscribe(lambda old, new: states.append(new))
+    return sup, inst, states
+
+
+def test_run_returns_a_full_result_and_reports_busy_then_ready():
+    sup, inst, states = make()
+    sup.start()
+    try:
+        res = sup.run("hi", prompt_id="p1", session="s", seq=3)
+    finally:
+        sup.stop()
+    assert (res.output, res.worker, res.profile, res.generation) == ("HI", "w@h", "echo", 1)
+    assert (res.prompt_id, res.session, res.seq, res.pid) == ("p1", "s", 3, inst.pid or res.pid)
+    assert states[:3] == ["ready", "busy", "ready"]
+    assert states[-1] == "stopping"
+
+
+def test_crash_during_prompt_raises_and_the_next_prompt_gets_a_new_generation():
+    def respond(text):
+        if text == "die":
+            inst.crash()
+            raise ToolCrashed("gone")
+        return text
+
+    sup, inst, _ = make(respond, restart_backoff=0)
+    sup.start()
+    try:
+        with pytest.raises(ToolCrashed):
+            sup.run("die")
+        res = sup.run("ok")
+    finally:
+        sup.stop()
+    assert res.generation == 2
+    assert sup.restarts >= 1
+
+
+def test_idle_death_is_restarted_by_the_watcher():
+    sup, inst, _ = make(restart_backoff=0)
+    sup.start()
+    try:
+        inst.crash()
+        end = time.monotonic() + 3
+        while inst.generation < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert inst.generation == 2
+        assert sup.state == "ready"
+    finally:
+        sup.stop()
+
+
+class NeverStarts(FakeInstance):
+    def start(self):
+        raise ToolCrashed("exited (exit status 1) while starting")
+
+
+def test_crash_loop_ends_in_failed_with_the_reason():
+    profile = BUILTIN_PROFILES["echo"].model_copy(
+        update={"restart_backoff": 0.01, "crash_loop_restarts": 3}
+    )
+    sup = Supervisor(NeverStarts(profile), "w@h", [])
+    sup.start(wait=True)
+    try:
+        assert sup.state == "failed"
+        assert "crash loop: 3 failed starts" in (sup.health().last_error or "")
+        with pytest.raises(ToolCrashed, match="has failed"):
+            sup.run("x")
+    finally:
+        sup.stop()
+
+
+def test_recycle_after_max_prompts():
+    sup, _inst, _ = make(max_prompts=2)
+    sup.start()
+    try:
+        gens = [sup.run(str(i)).generation for i in range(5)]
+    finally:
+        sup.stop()
+    assert gens == [1, 1, 2, 2, 3]
