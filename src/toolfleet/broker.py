@@ -62,7 +62,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "task_track_started": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "worker_prefetch_multiplier": 1,
@@ -72,7 +71,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "toolfleet.default",
         "task_create_missing_queues": True,
         "result_expires": settings.result_expires,
-        "result_extended": True,
         "broker_heartbeat": 0,
         "toolfleet_settings": settings,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from toolfleet.health import read_health
@@ -51,20 +52,37 @@ def test_heartbeat_publishes_and_stops():
     assert read_health(client) == []
 
 
-def test_bursts_of_state_changes_coalesce():
+def test_fast_prompts_cost_no_writes_but_a_long_one_shows_busy():
     client = DictRedis()
-    sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"]), "w1@h", [])
-    beat = Heartbeat(client, sup.health, interval=10)
+
+    def respond(text):
+        if text == "slow":
+            time.sleep(0.5)
+        return text
+
+    sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"], respond), "w1@h", [])
+    beat = Heartbeat(client, sup.health, interval=10, state=lambda: sup.state)
     sup.subscribe(lambda old, new: beat.notify())
     sup.start()
     beat.start()
     try:
+        time.sleep(0.2)
+        before = client.sets
         for i in range(200):
             sup.run(str(i))
         time.sleep(0.2)
+        assert client.sets == before  # 400 state changes, all back to 'ready' at once
+        seen = []
+        runner = threading.Thread(target=sup.run, args=("slow",))
+        runner.start()
+        time.sleep(0.25)
+        seen.append(read_health(client)[0].state)
+        runner.join()
+        time.sleep(0.2)
+        seen.append(read_health(client)[0].state)
+        assert seen == ["busy", "ready"]
+        assert client.sets == before + 2
     finally:
         sup.stop()
         beat.stop()
-    # 400 state changes; at most one write per change, far fewer when they come in bursts
-    assert 2 <= client.sets <= 401
     assert read_health(client) == []

@@ -41,7 +41,10 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         queues = [name, direct_queue(worker.hostname).name]
         sup = self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
         beat = self.heartbeat = Heartbeat(
-            worker.app.backend.client, sup.health, self.settings.heartbeat_interval
+            worker.app.backend.client,
+            sup.health,
+            self.settings.heartbeat_interval,
+            state=lambda: sup.state,
         )
         switch = SharedQueueSwitch(worker, name)
 

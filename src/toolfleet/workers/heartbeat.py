@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ..health import RedisLike, health_key, write_health
@@ -17,8 +18,10 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """A thread writing ``record()`` to Redis with TTL ``3 * interval``.
 
-    :meth:`notify` asks for an early write; writes requested while one is pending
-    coalesce, so Redis sees at most one write per state change and one per interval.
+    :meth:`notify` asks for an early write, made ``debounce`` seconds later and only if
+    the state then differs from the one last written: a prompt that goes busy and back to
+    ready within that time costs no write. So Redis sees at most one write per state
+    change and one per interval, and fast prompts add no Redis traffic at all.
     """
 
     def __init__(
@@ -26,11 +29,16 @@ class Heartbeat:
         client: RedisLike,
         record: Callable[[], InstanceHealth],
         interval: float,
+        debounce: float = 0.05,
+        state: Callable[[], str] | None = None,
     ) -> None:
         self.client = client
         self.record = record
+        self.state = state or (lambda: record().state)
         self.interval = interval
+        self.debounce = debounce
         self.writes = 0
+        self._written_state: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -48,7 +56,9 @@ class Heartbeat:
     def beat(self) -> None:
         """Write the record now."""
         try:
-            write_health(self.client, self.record(), ttl=3 * self.interval)
+            record = self.record()
+            write_health(self.client, record, ttl=3 * self.interval)
+            self._written_state = record.state
             self.writes += 1
         except Exception as exc:  # Redis down: keep beating, the next write may work
             log.warning("heartbeat write failed: %s", exc)
@@ -68,9 +78,16 @@ class Heartbeat:
             log.warning("final heartbeat write failed: %s", exc)
 
     def _run(self) -> None:
+        due = time.monotonic() + self.interval
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
+            woken = self._wake.wait(max(0.0, due - time.monotonic()))
+            if woken:
+                self._stop.wait(self.debounce)
+                self._wake.clear()
             if self._stop.is_set():
                 break
-            self.beat()
+            if time.monotonic() >= due:
+                self.beat()
+                due = time.monotonic() + self.interval
+            elif self.state() != self._written_state:
+                self.beat()

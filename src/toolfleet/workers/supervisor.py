@@ -30,6 +30,9 @@ class Instance(Protocol):
     generation: int
     last_error: str | None
 
+    @property
+    def pid(self) -> int | None: ...
+
     def start(self) -> None: ...
     def alive(self) -> bool: ...
     def ask(self, text: str, timeout: float | None = None) -> Answer: ...
@@ -192,7 +195,7 @@ class Supervisor:
                 if self._state == "busy":
                     self._set("ready")
             self.served += 1
-            snap = self.instance.snapshot()
+            pid, generation = self.instance.pid or 0, self.instance.generation
             if self._needs_recycle():
                 self._recycle()
             return PromptResult(
@@ -202,8 +205,8 @@ class Supervisor:
                 duration_ms=answer.duration_ms,
                 worker=self.worker,
                 profile=self.profile.name,
-                pid=snap.pid or 0,
-                generation=snap.generation,
+                pid=pid,
+                generation=generation,
                 session=session,
                 seq=seq,
                 truncated=answer.truncated,
@@ -224,7 +227,10 @@ class Supervisor:
 
     # ---- recycling -------------------------------------------------------------
     def _needs_recycle(self) -> str | None:
+        """Why the instance should be recycled now, or None (cheap when nothing is set)."""
         profile = self.profile
+        if profile.max_prompts is None and profile.max_age is None and profile.max_rss is None:
+            return None
         snap = self.instance.snapshot()
         if profile.max_prompts is not None and snap.prompts_served >= profile.max_prompts:
             return f"served {snap.prompts_served} prompts (max_prompts {profile.max_prompts})"
