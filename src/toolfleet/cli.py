@@ -279,7 +279,7 @@ def demo(python_workers: int, bash_workers: int) -> None:
                 except ToolfleetError as exc:
                     rows.append((text, exc))
             console.print(results_table(rows))
-            console.print(status_table(producer.status()))
+            console.print(status_table(producer.status(fresher_than=time.time())))
             stopping = time.monotonic()
         console.print(f"fleet stopped in {time.monotonic() - stopping:.1f} s")
     answered = sum(1 for _, r in rows if not isinstance(r, Exception))

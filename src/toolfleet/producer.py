@@ -110,9 +110,22 @@ class Fleet:
         """Submit and wait: the result of one prompt."""
         return self.submit(text, profile).get(timeout=timeout)
 
-    def status(self, profile: str | None = None) -> list[InstanceHealth]:
-        """The live health record of every instance (of ``profile``)."""
-        return read_health(self.app.backend.client, profile)
+    def status(
+        self, profile: str | None = None, *, fresher_than: float | None = None
+    ) -> list[InstanceHealth]:
+        """The live health record of every instance (of ``profile``).
+
+        With ``fresher_than`` (a Unix time) wait up to two heartbeat intervals for
+        records written after it, e.g. to see counters that include prompts just run.
+        """
+        records = read_health(self.app.backend.client, profile)
+        if fresher_than is None:
+            return records
+        end = time.monotonic() + 2 * self.settings.heartbeat_interval
+        while any(r.updated_at < fresher_than for r in records) and time.monotonic() < end:
+            time.sleep(0.05)
+            records = read_health(self.app.backend.client, profile)
+        return records
 
     def wait_ready(self, count: int, profile: str | None = None, timeout: float = 60.0) -> None:
         """Block until ``count`` instances (of ``profile``) are ready, else NoWorkers."""

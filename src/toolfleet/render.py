@@ -27,12 +27,13 @@ def _ms(value: float | None) -> str:
 
 
 def _bytes(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**20:.1f} MiB"
+    return "-" if value is None else f"{value / 2**20:.0f}M"
 
 
 def status_table(records: Iterable[InstanceHealth], now: float | None = None) -> Table:
-    """One row per instance."""
+    """One row per instance; the session and error columns only when one has them."""
     now = time.time() if now is None else now
+    records = list(records)
     table = Table(title="toolfleet status", title_justify="left")
     for col in (
         "worker",
@@ -40,18 +41,22 @@ def status_table(records: Iterable[InstanceHealth], now: float | None = None) ->
         "state",
         "pid",
         "gen",
-        "prompts",
+        "served",
         "last ms",
         "p95 ms",
         "rss",
-        "beat age",
-        "session",
+        "beat",
     ):
         table.add_column(col, no_wrap=True)
-    table.add_column("last error", overflow="fold")
+    sessions = any(r.session for r in records)
+    errors = any(r.last_error for r in records)
+    if sessions:
+        table.add_column("session", no_wrap=True)
+    if errors:
+        table.add_column("last error", overflow="fold")
     for r in records:
         style = _STATE_STYLE.get(r.state, "")
-        table.add_row(
+        row = [
             r.worker,
             r.profile,
             f"[{style}]{r.state}[/]",
@@ -62,9 +67,12 @@ def status_table(records: Iterable[InstanceHealth], now: float | None = None) ->
             _ms(r.p95_latency_ms),
             _bytes(r.rss_bytes),
             f"{max(0.0, now - r.updated_at):.1f}s",
-            r.session or "-",
-            (r.last_error or "")[:60],
-        )
+        ]
+        if sessions:
+            row.append(r.session or "-")
+        if errors:
+            row.append(r.last_error or "")
+        table.add_row(*row)
     return table
 
 

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
         "", description="Redis URL of results and health records (default: broker_url)."
     )
     heartbeat_interval: float = Field(
-        2.0, gt=0, description="Seconds between health records; their TTL is 3x this."
+        2.0,
+        ge=0,
+        description="Seconds between health records (TTL 3x this); 0 turns them off.",
     )
     profiles: Path | None = Field(None, description="TOML file with extra tool profiles.")
     visibility_timeout: int = Field(

@@ -8,7 +8,6 @@ from celery import bootsteps
 
 from ..broker import direct_queue, shared_queue
 from ..errors import ConfigError
-from ..models import State
 from ..profiles import get_profile
 from ..settings import Settings
 from . import control, state  # control registers the remote-control commands
@@ -40,21 +39,18 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         name = shared_queue(self.profile.name)
         queues = [name, direct_queue(worker.hostname).name]
         sup = self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
-        beat = self.heartbeat = Heartbeat(
-            worker.app.backend.client,
-            sup.health,
-            self.settings.heartbeat_interval,
-            state=lambda: sup.state,
-        )
         switch = SharedQueueSwitch(worker, name)
-
-        def on_change(old: State, new: State) -> None:
-            beat.notify()
-            switch.set(new != "failed")
-
-        sup.subscribe(on_change)
+        sup.subscribe(lambda old, new: switch.set(new != "failed"))
+        if self.settings.heartbeat_interval > 0:
+            beat = self.heartbeat = Heartbeat(
+                worker.app.backend.client,
+                sup.health,
+                self.settings.heartbeat_interval,
+                state=lambda: sup.state,
+            )
+            sup.subscribe(lambda old, new: beat.notify())
+            beat.start()
         state.install(sup)
-        beat.start()
         sup.start(wait=True)
 
     def stop(self, worker: Any) -> None:
