@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -210,7 +211,10 @@ def status(profile: str | None, as_json: bool, watch: bool, interval: float) -> 
 
 @cli.command()
 @click.option("--profile", "-p", default=None, help="Only this profile.")
-def check(profile: str | None) -> None:
+@click.option(
+    "--this-host", is_flag=True, help="Only instances on this host (a container's own healthcheck)."
+)
+def check(profile: str | None, this_host: bool) -> None:
     """Exit 0 when an instance (of PROFILE) is ready; else 1 with the reason."""
     try:
         with Fleet.from_env() as fleet:
@@ -218,6 +222,10 @@ def check(profile: str | None) -> None:
     except Exception as exc:
         _fail(f"cannot read health records: {exc}")
     what = f"profile {profile!r}" if profile else "the fleet"
+    if this_host:
+        host = socket.gethostname()
+        records = [r for r in records if r.worker.rpartition("@")[2] == host]
+        what += f" on {host}"
     ready = [r for r in records if r.state in ("ready", "busy")]
     if ready:
         click.echo(f"ok: {len(ready)} of {len(records)} instances of {what} ready")

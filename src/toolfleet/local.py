@@ -186,11 +186,11 @@ class LocalFleet:
         port = self.embedded_port or urlparse(url).port
         self.redis = EmbeddedRedis(port, password=urlparse(url).password).start()
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
             argv,
-            env=self._env(),
+            env={**self._env(), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -220,6 +220,8 @@ class LocalFleet:
                     f"--port={self.flower_port}",
                     "--address=127.0.0.1",
                 ],
+                # bound to loopback only: its HTTP API needs no auth here
+                FLOWER_UNAUTHENTICATED_API="true",
             )
         self.wait_ready(timeout)
 

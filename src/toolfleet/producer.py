@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from .broker import PROMPT_TASK, direct_queue, make_app, shared_queue
-from .errors import NoWorkers, ResultTimeout, ToolfleetError
+from .errors import ConfigError, NoWorkers, ResultTimeout, ToolfleetError
 from .health import read_health
 from .models import InstanceHealth, PromptResult
 from .profiles import Profile, load_profiles
@@ -18,6 +19,8 @@ from .settings import Settings
 from .validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
 
 __all__ = ["Fleet", "PromptHandle"]
+
+log = logging.getLogger(__name__)
 
 
 class PromptHandle:
@@ -78,7 +81,11 @@ class Fleet:
 
     def _limits(self, profile: str) -> tuple[int, bool]:
         if self._profiles is None:
-            self._profiles = load_profiles(self.settings.profiles)
+            try:
+                self._profiles = load_profiles(self.settings.profiles)
+            except ConfigError as exc:  # the workers' file is not here: check with defaults
+                log.warning("%s; checking prompts against the built-in profiles", exc)
+                self._profiles = load_profiles(None)
         known = self._profiles.get(profile)
         if known is None:  # a profile only the workers know: use the defaults
             return DEFAULT_MAX_PROMPT_BYTES, False

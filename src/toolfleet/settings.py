@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_BROKER_URL", "Settings"]
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     )
     result_expires: int = Field(86400, gt=0, description="Seconds a result is kept.")
     session_ttl: float = Field(30.0, gt=0, description="Seconds a session lease lives unrenewed.")
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _default_backend(self) -> Settings:

@@ -76,7 +76,9 @@ class Workers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.fleet = Fleet(settings)
 
-    def start(self, profile: str, count: int = 1, prefix: str | None = None) -> list[str]:
+    def start(
+        self, profile: str, count: int = 1, prefix: str | None = None, **env: str
+    ) -> list[str]:
         names = []
         base = prefix or profile
         for _ in range(count):
@@ -95,7 +97,7 @@ class Workers:
                     "--loglevel",
                     "INFO",
                 ],
-                env=env_for(self.settings),
+                env=env_for(self.settings, **env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

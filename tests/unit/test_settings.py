@@ -41,3 +41,8 @@ def test_bad_values_are_clear_errors(monkeypatch):
 def test_redacted_hides_passwords():
     s = Settings(broker_url="redis://:secret@h:6379/0")
     assert "secret" not in s.redacted(s.broker_url)
+
+
+def test_an_empty_profiles_variable_means_none(monkeypatch):
+    monkeypatch.setenv("TOOLFLEET_PROFILES", "")
+    assert Settings.from_env().profiles is None

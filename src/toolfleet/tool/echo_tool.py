@@ -1,4 +1,7 @@
-"""A tiny scripted interactive tool for tests: echoes lines, with a few ':' commands."""
+"""A tiny scripted interactive tool for tests: echoes lines, with a few ':' commands.
+
+With TOOLFLEET_ECHO_FAIL set in its environment it exits at once with status 1.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ HELP = """\
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if os.environ.get("TOOLFLEET_ECHO_FAIL"):
+        return 1  # a tool that cannot start (crash-loop tests)
     if args and args[0] == "--start-delay":
         time.sleep(float(args[1]))
     prompt = "echo> "

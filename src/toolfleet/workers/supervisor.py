@@ -116,6 +116,7 @@ class Supervisor:
         """One start attempt; on failure schedule the next or declare a crash loop."""
         with self._lock:
             if self._state != "starting":
+                self.restarts += 1
                 self._set("restarting")
             try:
                 self.instance.start()
@@ -144,7 +145,6 @@ class Supervisor:
 
     def _tool_died(self, why: str) -> None:
         """The tool died while serving: count it like a failed start and restart it."""
-        self.restarts += 1
         self.last_error = why
         self._failed_start(why)
         if self._state == "restarting" and time.monotonic() >= self._retry_at:
@@ -157,7 +157,6 @@ class Supervisor:
                     continue
                 if self._state == "restarting":
                     if time.monotonic() >= self._retry_at:
-                        self.restarts += 1
                         self._try_start()
                 elif not self.instance.alive():
                     log.warning("%s: tool died while idle; restarting", self.worker)
@@ -222,7 +221,6 @@ class Supervisor:
             delay = self._retry_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self.restarts += 1
             self._try_start()
 
     # ---- recycling -------------------------------------------------------------
@@ -243,7 +241,6 @@ class Supervisor:
     def _recycle(self) -> None:
         reason = self._needs_recycle()
         log.info("%s: recycling the tool: %s", self.worker, reason)
-        self.restarts += 1
         self._set("restarting")
         self.instance.close()
         self._try_start()

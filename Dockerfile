@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# The toolfleet image: a worker (one Celery worker holding one tool instance), Flower,
+# or a producer, depending on the command. See docker-compose.yml and docs/deploy.md.
+#
+#   docker build -t toolfleet .                                  # python, bash, sqlite3, node
+#   docker build -t toolfleet-aider --build-arg WITH_AIDER=1 .   # ... and aider
+FROM python:3.11-slim
+
+# 1: also install aider (aider-chat, in its own virtualenv) and git, which aider needs
+ARG WITH_AIDER=0
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The built-in tools' programs (python3 is the base image's; bash is in Debian's base),
+# and tini as PID 1: it forwards SIGTERM to the worker and reaps orphaned tool children.
+# Not pinned: Debian's stable suite only takes fixes, and old pins vanish from its mirrors.
+# hadolint ignore=DL3008
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends sqlite3 nodejs tini; \
+    if [ "$WITH_AIDER" = "1" ]; then apt-get install -y --no-install-recommends git; fi; \
+    rm -rf /var/lib/apt/lists/*
+
+# aider-chat pins exact versions of ~100 packages (pydantic, click, rich, ...), so it gets
+# a virtualenv of its own instead of sharing (and fighting over) toolfleet's; the
+# profile only needs `aider` on PATH. Git identity and safe.directory for the mounted
+# repository (owned by whoever created it) are set system-wide.
+# hadolint ignore=DL3013
+RUN set -eux; \
+    if [ "$WITH_AIDER" = "1" ]; then \
+        python -m venv /opt/aider; \
+        /opt/aider/bin/pip install aider-chat; \
+        ln -s /opt/aider/bin/aider /usr/local/bin/aider; \
+        aider --version; \
+        git config --system user.name "toolfleet aider"; \
+        git config --system user.email "aider@toolfleet.invalid"; \
+        git config --system --add safe.directory '*'; \
+    fi
+
+# toolfleet with what a worker needs (and Flower, which runs from the same image)
+WORKDIR /opt/toolfleet
+COPY pyproject.toml README.md ./
+COPY src ./src
+# hadolint ignore=DL3013
+RUN pip install ".[worker,flower]" && toolfleet --version
+
+# An unprivileged user. Its HOME is writable: tools (aider) keep their ~/.* files there,
+# and every container (so every instance) has its own.
+RUN set -eux; \
+    groupadd --gid 1000 toolfleet; \
+    useradd --uid 1000 --gid toolfleet --create-home --home-dir /home/toolfleet \
+        --shell /bin/bash toolfleet; \
+    install -d -o toolfleet -g toolfleet /repo
+# numeric, so that runtimes enforcing "non-root" can check it without /etc/passwd
+USER 1000:1000
+ENV HOME=/home/toolfleet
+WORKDIR /home/toolfleet
+
+ENTRYPOINT ["tini", "--"]
+CMD ["toolfleet", "worker", "--profile", "python"]
