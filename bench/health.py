@@ -25,7 +25,7 @@ def total_calls(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in info.items() if k != "cmdstat_info")
 
 
-def per_prompt(settings: Settings, heartbeat: float, text: str, n: int) -> float:
+def per_prompt(settings: Settings, heartbeat: float, text: str, n: int, gap: float = 0.0) -> float:
     """Redis commands per prompt for one worker whose heartbeat interval is ``heartbeat``."""
     worker_settings = Settings(broker_url=settings.broker_url, heartbeat_interval=heartbeat)
     with Procs(worker_settings) as procs, Fleet(settings) as fleet:
@@ -43,6 +43,7 @@ def per_prompt(settings: Settings, heartbeat: float, text: str, n: int) -> float
         start, t0 = total_calls(client), time.monotonic()
         for _ in range(n):
             fleet.submit(text, "echo").get(timeout=30)
+            time.sleep(gap)
         elapsed = time.monotonic() - t0
         used = total_calls(client) - start - idle_rate * elapsed
         client.close()
@@ -75,7 +76,8 @@ def restart_times(settings: Settings, rounds: int) -> tuple[list[float], list[fl
         procs.toolfleet_worker("python", "restart")
         fleet.wait_ready(1)
         for _ in range(rounds):
-            (before,) = fleet.status("python")
+            fleet.submit("1", "python").get(timeout=30)  # a working tool, then it dies
+            (before,) = fleet.status("python", fresher_than=time.time())
             assert before.pid is not None
             os.kill(before.pid, signal.SIGKILL)
             killed = time.time()
@@ -97,14 +99,18 @@ def restart_times(settings: Settings, rounds: int) -> tuple[list[float], list[fl
 
 def main() -> None:
     out: dict[str, object] = {}
+    print("measuring (about 3 minutes) ...", flush=True)
     with with_redis() as settings:
         fast_on = per_prompt(settings, 2.0, "x", 500)
         fast_off = per_prompt(settings, 0, "x", 500)
         slow_on = per_prompt(settings, 2.0, ":sleep 0.1", 50)
         slow_off = per_prompt(settings, 0, ":sleep 0.1", 50)
+        apart_on = per_prompt(settings, 2.0, ":sleep 0.1", 30, gap=0.2)
+        apart_off = per_prompt(settings, 0, ":sleep 0.1", 30, gap=0.2)
         out["redis_commands_per_prompt"] = {
             "fast_prompt": {"heartbeat_on": fast_on, "heartbeat_off": fast_off},
-            "prompt_of_100ms": {"heartbeat_on": slow_on, "heartbeat_off": slow_off},
+            "prompt_of_100ms_back_to_back": {"heartbeat_on": slow_on, "heartbeat_off": slow_off},
+            "prompt_of_100ms_200ms_apart": {"heartbeat_on": apart_on, "heartbeat_off": apart_off},
         }
         out["idle_commands_per_worker_second"] = {
             "toolfleet": idle_per_worker_second(settings, "toolfleet", 3, 10),

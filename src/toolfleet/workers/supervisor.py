@@ -21,6 +21,8 @@ __all__ = ["Instance", "Supervisor"]
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 30.0
+# a tool that answered a prompt or ran this long was healthy: its death is no crash loop
+_STABLE_AFTER = 10.0
 
 
 class Instance(Protocol):
@@ -126,6 +128,7 @@ class Supervisor:
             self._set("ready")
 
     def _failed_start(self, why: str) -> None:
+        """Count a failed start; retry at once, then with exponential backoff."""
         now = time.monotonic()
         self._attempts.append(now)
         window = self.profile.crash_loop_window
@@ -139,12 +142,17 @@ class Supervisor:
             log.error("%s: %s", self.worker, self.last_error)
             self._set("failed")
             return
-        delay = min(_MAX_BACKOFF, self.profile.restart_backoff * 2 ** (len(self._attempts) - 1))
+        tries = len(self._attempts)
+        delay = 0.0 if tries == 1 else self.profile.restart_backoff * 2 ** (tries - 2)
+        delay = min(_MAX_BACKOFF, delay)
         self._retry_at = now + delay
         self._set("restarting")
 
     def _tool_died(self, why: str) -> None:
-        """The tool died while serving: count it like a failed start and restart it."""
+        """The tool died: restart it; an early death counts towards a crash loop."""
+        snap = self.instance.snapshot()
+        if snap.prompts_served > 0 or snap.uptime >= _STABLE_AFTER:
+            self._attempts.clear()
         self.last_error = why
         self._failed_start(why)
         if self._state == "restarting" and time.monotonic() >= self._retry_at:
