@@ -15,6 +15,7 @@ from .errors import (
 from .models import InstanceHealth, PromptResult
 from .producer import Fleet, PromptHandle
 from .profiles import Profile, load_profiles
+from .sessions import Session
 from .settings import Settings
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "PromptRejected",
     "PromptResult",
     "ResultTimeout",
+    "Session",
     "SessionLost",
     "Settings",
     "ToolCrashed",

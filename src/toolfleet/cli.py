@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -18,6 +18,7 @@ from .errors import ToolfleetError
 from .producer import Fleet
 from .profiles import load_profiles
 from .render import profiles_table, results_table, status_table
+from .sessions import Strategy
 from .settings import Settings
 
 __all__ = ["cli", "main"]
@@ -166,7 +167,10 @@ def submit(
         text = sys.stdin.read()
     try:
         with Fleet.from_env() as fleet:
-            handle = fleet.submit(text, profile, timeout=timeout, worker=worker, session=session)
+            if session is not None:
+                handle = fleet.attach(session).send(text, timeout=timeout)
+            else:
+                handle = fleet.submit(text, profile, timeout=timeout, worker=worker)
             if not wait:
                 click.echo(handle.id)
                 return
@@ -179,6 +183,57 @@ def submit(
         click.echo(result.output)
         if not result.ok:
             sys.exit(1)
+
+
+@cli.group()
+def session() -> None:
+    """Open and close sessions: prompts pinned to one instance, in order."""
+
+
+@session.command("open")
+@click.option("--profile", "-p", default="python", show_default=True)
+@click.option(
+    "--strategy",
+    type=click.Choice(["least-busy", "round-robin"]),
+    default="least-busy",
+    show_default=True,
+)
+@click.option("--worker", "-w", default=None, help="Lease this worker (name@host).")
+@click.option(
+    "--ttl",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds the lease lives; each submit into it renews it.",
+)
+@click.option(
+    "--wait",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a free instance.",
+)
+def session_open(profile: str, strategy: str, worker: str | None, ttl: float, wait: float) -> None:
+    """Lease an instance and print the session id (use with submit --session)."""
+    try:
+        with Fleet.from_env() as fleet:
+            how = cast(Strategy, strategy)
+            opened = fleet.session(profile, how, worker=worker, ttl=ttl, wait=wait)
+    except ToolfleetError as exc:
+        _fail(f"{type(exc).__name__}: {exc.message}")
+    click.echo(opened.id)
+
+
+@session.command("close")
+@click.argument("session_id")
+def session_close(session_id: str) -> None:
+    """Close a session: its instance is reset and returns to the shared queue."""
+    try:
+        with Fleet.from_env() as fleet:
+            fleet.attach(session_id).close()
+    except ToolfleetError as exc:
+        _fail(f"{type(exc).__name__}: {exc.message}")
+    click.echo(f"closed {session_id}")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from .errors import ConfigError, NoWorkers, ResultTimeout, ToolfleetError
 from .health import read_health
 from .models import InstanceHealth, PromptResult
 from .profiles import Profile, load_profiles
+from .sessions import Session, Strategy, attach, open_session
 from .settings import Settings
 from .validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
 
@@ -116,6 +117,26 @@ class Fleet:
     def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
         """Submit and wait: the result of one prompt."""
         return self.submit(text, profile).get(timeout=timeout)
+
+    def session(
+        self,
+        profile: str = "python",
+        strategy: Strategy = "least-busy",
+        *,
+        worker: str | None = None,
+        ttl: float | None = None,
+        wait: float = 30.0,
+    ) -> Session:
+        """Lease one instance of ``profile`` for an exclusive, ordered conversation.
+
+        ``strategy`` is ``least-busy`` or ``round-robin``; ``worker`` pins to one node.
+        Raises NoWorkers when no instance is free within ``wait`` seconds.
+        """
+        return open_session(self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait)
+
+    def attach(self, session_id: str) -> Session:
+        """A session opened by another process (e.g. ``toolfleet session open``)."""
+        return attach(self, session_id)
 
     def status(
         self, profile: str | None = None, *, fresher_than: float | None = None

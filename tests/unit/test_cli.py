@@ -7,7 +7,17 @@ from click.testing import CliRunner
 
 from toolfleet.cli import _parse_profiles, cli
 
-COMMANDS = ["up", "worker", "submit", "status", "check", "profiles", "demo", "restart"]
+COMMANDS = [
+    "up",
+    "worker",
+    "submit",
+    "status",
+    "check",
+    "profiles",
+    "demo",
+    "restart",
+    "session",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from toolfleet.errors import ToolCrashed
+from toolfleet.errors import SessionLost, ToolCrashed
 from toolfleet.profiles import BUILTIN_PROFILES
 from toolfleet.tool.fake import FakeInstance
 from toolfleet.workers.supervisor import Supervisor
@@ -25,6 +25,7 @@ def test_run_returns_a_full_result_and_reports_busy_then_ready():
     sup, inst, states = make()
     sup.start()
     try:
+        assert sup.begin_session("s") == 1
         res = sup.run("hi", prompt_id="p1", session="s", seq=3)
     finally:
         sup.stop()
@@ -95,3 +96,27 @@ def test_recycle_after_max_prompts():
     finally:
         sup.stop()
     assert gens == [1, 1, 2, 2, 3]
+
+
+def test_a_session_runs_only_on_its_generation_and_blocks_shared_work():
+    sup, inst, _ = make(restart_backoff=0)
+    sup.start()
+    try:
+        assert sup.takes_shared_work
+        sup.begin_session("s")
+        assert not sup.takes_shared_work
+        assert sup.run("a", session="s").output == "A"
+        with pytest.raises(SessionLost, match="no longer holds"):
+            sup.run("a", session="other")
+        inst.crash()
+        with pytest.raises(SessionLost, match="restarted under session s"):
+            sup.run("a", session="s")
+        sup.end_session()
+        assert sup.public_state == "restarting" or sup.state == "restarting"
+        assert not sup.takes_shared_work  # until the watcher has reset the instance
+        end = time.monotonic() + 3
+        while not sup.takes_shared_work and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sup.takes_shared_work and sup.public_state == "ready"
+    finally:
+        sup.stop()

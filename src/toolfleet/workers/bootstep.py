@@ -11,7 +11,9 @@ from ..errors import ConfigError
 from ..profiles import get_profile
 from ..settings import Settings
 from . import control, state  # control registers the remote-control commands
+from .guard import Claim, DeliveryGuard
 from .heartbeat import Heartbeat
+from .lease import LeaseKeeper
 from .queues import SharedQueueSwitch
 from .supervisor import Supervisor
 
@@ -34,23 +36,38 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.heartbeat: Heartbeat | None = None
 
     def start(self, worker: Any) -> None:
+        import os
+
         from ..tool.instance import ToolInstance
 
         name = shared_queue(self.profile.name)
         queues = [name, direct_queue(worker.hostname).name]
+        client = worker.app.backend.client
         sup = self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
         switch = SharedQueueSwitch(worker, name)
-        sup.subscribe(lambda old, new: switch.set(new != "failed"))
+        beat: Heartbeat | None = None
         if self.settings.heartbeat_interval > 0:
             beat = self.heartbeat = Heartbeat(
-                worker.app.backend.client,
+                client,
                 sup.health,
                 self.settings.heartbeat_interval,
-                state=lambda: sup.state,
+                state=lambda: (sup.public_state, sup.session),
             )
-            sup.subscribe(lambda old, new: beat.notify())
+
+        def changed(*_: object) -> None:
+            switch.set(sup.takes_shared_work)
+            if beat is not None:
+                beat.notify()
+
+        sup.subscribe(changed)
+        leases = LeaseKeeper(sup, client, changed)
+        sup.periodic.append(leases.check)
+        guard = DeliveryGuard(
+            client, Claim(worker.hostname, os.getpid()), ttl=self.settings.result_expires
+        )
+        state.install(state.WorkerParts(sup, guard, leases))
+        if beat is not None:
             beat.start()
-        state.install(sup)
         sup.start(wait=True)
 
     def stop(self, worker: Any) -> None:

@@ -1,4 +1,4 @@
-"""Remote-control commands: ``tool_health`` (inspect) and ``tool_restart`` (control)."""
+"""Remote-control commands: ``tool_health`` (inspect), ``tool_restart``, session leases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from celery.worker.control import control_command, inspect_command
 from ..errors import NoWorkers
 from . import state
 
-__all__ = ["tool_health", "tool_restart"]
+__all__ = ["tool_health", "tool_lease", "tool_release", "tool_restart"]
 
 
 @inspect_command()  # type: ignore[untyped-decorator]
@@ -30,3 +30,17 @@ def tool_restart(panel: Any) -> dict[str, Any]:
         return {"error": exc.message}
     sup.restart("restart requested by remote control")
     return {"ok": f"restarted, generation {sup.instance.generation}", "state": sup.state}
+
+
+@control_command(args=[("session", str)], signature="<session>")  # type: ignore[untyped-decorator]
+def tool_lease(panel: Any, session: str) -> dict[str, Any]:
+    """Pin this worker's instance to ``session`` (whose lease key the producer holds)."""
+    keeper = state.parts().leases
+    return {"error": "no lease support"} if keeper is None else keeper.take(session)
+
+
+@control_command(args=[("session", str)], signature="<session>")  # type: ignore[untyped-decorator]
+def tool_release(panel: Any, session: str) -> dict[str, Any]:
+    """``session`` closed: reset the instance and return it to the shared queue."""
+    keeper = state.parts().leases
+    return {"error": "no lease support"} if keeper is None else keeper.drop(session)

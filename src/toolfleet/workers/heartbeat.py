@@ -19,7 +19,8 @@ class Heartbeat:
     """A thread writing ``record()`` to Redis with TTL ``3 * interval``.
 
     :meth:`notify` asks for an early write, made ``debounce`` seconds later and only if
-    the state then differs from the one last written: a prompt that goes busy and back to
+    ``state()`` (what the record says that matters, e.g. state and session) then differs
+    from what was last written: a prompt that goes busy and back to
     ready within that time costs no write. So Redis sees at most one write per state
     change and one per interval, and fast prompts add no Redis traffic at all.
     """
@@ -30,7 +31,7 @@ class Heartbeat:
         record: Callable[[], InstanceHealth],
         interval: float,
         debounce: float = 0.05,
-        state: Callable[[], str] | None = None,
+        state: Callable[[], object] | None = None,
     ) -> None:
         self.client = client
         self.record = record
@@ -38,7 +39,7 @@ class Heartbeat:
         self.interval = interval
         self.debounce = debounce
         self.writes = 0
-        self._written_state: str | None = None
+        self._written_state: object = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,9 +57,9 @@ class Heartbeat:
     def beat(self) -> None:
         """Write the record now."""
         try:
-            record = self.record()
-            write_health(self.client, record, ttl=3 * self.interval)
-            self._written_state = record.state
+            state = self.state()
+            write_health(self.client, self.record(), ttl=3 * self.interval)
+            self._written_state = state
             self.writes += 1
         except Exception as exc:  # Redis down: keep beating, the next write may work
             log.warning("heartbeat write failed: %s", exc)

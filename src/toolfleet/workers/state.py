@@ -1,32 +1,50 @@
-"""The process-global slot through which tasks reach this worker's supervisor."""
+"""The process-global slot through which tasks reach this worker's parts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import NoWorkers
 
 if TYPE_CHECKING:
+    from .guard import DeliveryGuard
+    from .lease import LeaseKeeper
     from .supervisor import Supervisor
 
-__all__ = ["current", "install", "uninstall"]
-
-_current: Supervisor | None = None
+__all__ = ["WorkerParts", "current", "install", "parts", "uninstall"]
 
 
-def install(supervisor: Supervisor) -> None:
-    """Make ``supervisor`` this process's instance owner (done by the bootstep)."""
-    global _current
-    _current = supervisor
+@dataclass(frozen=True)
+class WorkerParts:
+    """What the bootstep built for this worker process."""
+
+    supervisor: Supervisor
+    guard: DeliveryGuard | None = None
+    leases: LeaseKeeper | None = None
+
+
+_parts: WorkerParts | None = None
+
+
+def install(parts_: WorkerParts) -> None:
+    """Publish this process's worker parts (done by the bootstep)."""
+    global _parts
+    _parts = parts_
 
 
 def uninstall() -> None:
-    global _current
-    _current = None
+    global _parts
+    _parts = None
+
+
+def parts() -> WorkerParts:
+    """This worker's parts, or NoWorkers if the process runs no tool."""
+    if _parts is None:
+        raise NoWorkers("this worker process runs no tool instance (start it with --profile)")
+    return _parts
 
 
 def current() -> Supervisor:
-    """This worker's supervisor, or NoWorkers if the process runs no tool."""
-    if _current is None:
-        raise NoWorkers("this worker process runs no tool instance (start it with --profile)")
-    return _current
+    """This worker's supervisor."""
+    return parts().supervisor

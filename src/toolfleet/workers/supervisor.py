@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .._version import __version__
-from ..errors import ToolCrashed, ToolfleetError, ToolTimeout
+from ..errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
 from ..models import InstanceHealth, PromptResult, State
 from ..profiles import Profile
 from ..tool.instance import Answer, ToolSnapshot
@@ -63,11 +63,22 @@ class Supervisor:
         self._retry_at = 0.0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        #: the session holding the instance, and the generation it was leased at
+        self.session: str | None = None
+        self.session_generation: int | None = None
+        self.reset_pending = False
+        #: called about once a second from the watcher thread (e.g. lease checks)
+        self.periodic: list[Callable[[], None]] = []
 
     # ---- state -------------------------------------------------------------------
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def public_state(self) -> State:
+        """The state others see: an instance waiting for its reset is 'restarting'."""
+        return "restarting" if self.reset_pending and self._state == "ready" else self._state
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(old, new)`` on every state change (from any thread)."""
@@ -159,7 +170,15 @@ class Supervisor:
             self._try_start()
 
     def _watch(self) -> None:
+        ticks = 0
         while not self._stop.wait(0.2):
+            ticks += 1
+            if ticks % 5 == 0:
+                for hook in self.periodic:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("periodic check failed")
             with self._lock:
                 if self._stop.is_set() or self._state in ("failed", "stopping", "busy"):
                     continue
@@ -169,8 +188,50 @@ class Supervisor:
                 elif not self.instance.alive():
                     log.warning("%s: tool died while idle; restarting", self.worker)
                     self._tool_died(f"{self.profile.name} died while idle")
+                elif self.reset_pending:
+                    self._reset()
                 elif self._needs_recycle():
                     self._recycle()
+
+    # ---- sessions ------------------------------------------------------------------
+    @property
+    def takes_shared_work(self) -> bool:
+        """Whether the worker should consume its profile's shared queue now."""
+        return self._state not in ("failed", "stopping") and not (
+            self.session or self.reset_pending
+        )
+
+    def begin_session(self, session: str) -> int:
+        """Pin the instance to ``session``; returns the generation it is pinned to."""
+        with self._lock:
+            self.session = session
+            self.session_generation = self.instance.generation
+            return self.session_generation
+
+    def end_session(self) -> None:
+        """Unpin; the instance is reset (by the watcher) before it serves anyone else."""
+        self.session = None
+        self.session_generation = None
+        self.reset_pending = True
+
+    def _reset(self) -> None:
+        """Clear the instance's state: the profile's reset commands, else a restart."""
+        self._set("restarting")
+        try:
+            if self.profile.reset and self.instance.alive():
+                for command in self.profile.reset:
+                    self.instance.ask(command)
+            else:
+                self.instance.close(grace=0.5)
+                self.instance.start()
+        except ToolfleetError as exc:
+            log.warning("%s: reset failed (%s); restarting", self.worker, exc)
+            self.instance.close(grace=0.2)
+            self.reset_pending = False
+            self._try_start()
+            return
+        self.reset_pending = False
+        self._set("ready")
 
     # ---- prompts -----------------------------------------------------------------
     def run(
@@ -182,8 +243,21 @@ class Supervisor:
         session: str | None = None,
         seq: int | None = None,
     ) -> PromptResult:
-        """Run one prompt on the instance; raises the typed errors of ``toolfleet.errors``."""
+        """Run one prompt on the instance; raises the typed errors of ``toolfleet.errors``.
+
+        A session's prompt runs only on the generation the session was pinned to.
+        """
         with self._lock:
+            if session is not None:
+                if session != self.session:
+                    raise SessionLost(f"session {session} no longer holds {self.worker}")
+                if self.session_generation != self.instance.generation or not (
+                    self.instance.alive()
+                ):
+                    raise SessionLost(
+                        f"the instance on {self.worker} restarted under session {session}"
+                        f" ({self.last_error or 'no reason recorded'})"
+                    )
             if self._state in ("restarting", "starting") or not self.instance.alive():
                 self._await_instance()
             if self._state == "failed":
@@ -260,7 +334,7 @@ class Supervisor:
         return InstanceHealth(
             worker=self.worker,
             profile=self.profile.name,
-            state=self._state,
+            state=self.public_state,
             pid=snap.pid,
             worker_pid=os.getpid(),
             generation=snap.generation,
@@ -274,5 +348,6 @@ class Supervisor:
             updated_at=time.time(),
             last_error=self.last_error or snap.last_error,
             queues=list(self.queues),
+            session=self.session,
             version=__version__,
         )

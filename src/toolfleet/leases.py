@@ -1,0 +1,87 @@
+"""Session leases in Redis: which session holds which worker's instance, with a TTL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .health import RedisLike
+
+__all__ = [
+    "LEASE_PREFIX",
+    "SESSION_PREFIX",
+    "acquire",
+    "holder",
+    "lease_key",
+    "read_session",
+    "release",
+    "renew",
+    "session_key",
+    "write_session",
+]
+
+LEASE_PREFIX = "toolfleet:lease:"
+SESSION_PREFIX = "toolfleet:session:"
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('pexpire', KEYS[2], ARGV[2])
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[2])
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def lease_key(worker: str) -> str:
+    """The key naming the session that holds ``worker``."""
+    return LEASE_PREFIX + worker
+
+
+def session_key(session: str) -> str:
+    """The key describing ``session`` (its worker and profile)."""
+    return SESSION_PREFIX + session
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
+
+
+def acquire(client: RedisLike, worker: str, session: str, ttl: float) -> bool:
+    """Lease ``worker`` to ``session`` if nobody holds it (one command)."""
+    return bool(client.set(lease_key(worker), session, nx=True, px=_ms(ttl)))
+
+
+def renew(client: RedisLike, worker: str, session: str, ttl: float) -> bool:
+    """Extend the lease if ``session`` still holds it."""
+    keys = [lease_key(worker), session_key(session)]
+    return bool(client.eval(_RENEW, 2, *keys, session, _ms(ttl)))
+
+
+def release(client: RedisLike, worker: str, session: str) -> bool:
+    """End the lease if ``session`` holds it; forget the session."""
+    keys = [lease_key(worker), session_key(session)]
+    return bool(client.eval(_RELEASE, 2, *keys, session))
+
+
+def holder(client: RedisLike, worker: str) -> str | None:
+    """The session holding ``worker``, if any."""
+    raw = client.get(lease_key(worker))
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def write_session(client: RedisLike, session: str, info: dict[str, Any], ttl: float) -> None:
+    """Record where ``session`` lives, so other processes (the CLI) can send into it."""
+    client.set(session_key(session), json.dumps(info), px=_ms(ttl))
+
+
+def read_session(client: RedisLike, session: str) -> dict[str, Any] | None:
+    """What :func:`write_session` stored, or None once the session ended or expired."""
+    raw = client.get(session_key(session))
+    return None if raw is None else dict(json.loads(raw))

@@ -1,0 +1,205 @@
+"""Producer-side sessions: exclusive, ordered conversations pinned to one instance."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Literal
+
+from . import leases
+from .errors import NoWorkers, SessionLost
+from .models import InstanceHealth
+
+if TYPE_CHECKING:
+    from .producer import Fleet, PromptHandle
+
+__all__ = ["Session", "Strategy", "attach", "open_session", "place"]
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["least-busy", "round-robin"]
+_RR_PREFIX = "toolfleet:rr:"
+
+
+def place(records: list[InstanceHealth], strategy: Strategy, turn: int = 0) -> list[InstanceHealth]:
+    """Candidate instances for a new session, best first.
+
+    Only live, unleased instances qualify. ``least-busy`` prefers ready over busy, then
+    the fewest prompts served; ``round-robin`` rotates the workers (sorted by name) by
+    ``turn``, a counter shared by all producers.
+    """
+    free = [r for r in records if r.state in ("ready", "busy") and r.session is None]
+    if strategy == "least-busy":
+        return sorted(free, key=lambda r: (r.state != "ready", r.prompts_served, r.worker))
+    if strategy == "round-robin":
+        ordered = sorted(free, key=lambda r: r.worker)
+        names = sorted({r.worker for r in records})
+        if not ordered:
+            return []
+        start = names[turn % len(names)]
+        first = next((i for i, r in enumerate(ordered) if r.worker >= start), 0)
+        return ordered[first:] + ordered[:first]
+    raise ValueError(f"unknown strategy {strategy!r}; use 'least-busy' or 'round-robin'")
+
+
+class Session:
+    """A lease on one instance: prompts run there, in order, with nobody else's between.
+
+    Use it as a context manager. While it is open a thread renews the lease; ``close``
+    waits for the prompts sent, then releases the instance (which is reset before reuse).
+    """
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        profile: str,
+        worker: str,
+        session_id: str,
+        ttl: float,
+        generation: int | None = None,
+        *,
+        renew: bool = True,
+        seq: int = 0,
+    ) -> None:
+        self.fleet = fleet
+        self.profile = profile
+        self.worker = worker
+        self.id = session_id
+        self.ttl = ttl
+        self.generation = generation
+        self._seq = itertools.count(seq)
+        self._handles: list[PromptHandle] = []
+        self._lost: str | None = None
+        self._closed = threading.Event()
+        self._renewer: threading.Thread | None = None
+        if renew:
+            self._renewer = threading.Thread(
+                target=self._renew_loop, name=f"toolfleet-lease-{session_id}", daemon=True
+            )
+            self._renewer.start()
+
+    @property
+    def client(self):  # type: ignore[no-untyped-def]
+        return self.fleet.app.backend.client
+
+    def _renew_loop(self) -> None:
+        while not self._closed.wait(self.ttl / 3):
+            try:
+                if not leases.renew(self.client, self.worker, self.id, self.ttl):
+                    self._lost = "the lease expired before it could be renewed"
+                    return
+            except Exception as exc:  # Redis briefly away: try again next time
+                log.warning("session %s: lease renewal failed: %s", self.id, exc)
+
+    def send(self, text: str, timeout: float | None = None) -> PromptHandle:
+        """Enqueue ``text`` into this session (runs after the ones sent before)."""
+        if self._closed.is_set():
+            raise SessionLost(f"session {self.id} is closed")
+        if self._lost:
+            raise SessionLost(f"session {self.id} lost {self.worker}: {self._lost}")
+        seq = next(self._seq)
+        handle = self.fleet.submit(
+            text, self.profile, timeout=timeout, worker=self.worker, session=self.id, seq=seq
+        )
+        self._handles = [h for h in self._handles if not h.ready()] + [handle]
+        return handle
+
+    def close(self, wait: float = 60.0) -> None:
+        """Wait (up to ``wait`` s) for the prompts sent, then release the instance."""
+        if self._closed.is_set():
+            return
+        end = time.monotonic() + wait
+        for handle in self._handles:
+            while not handle.ready() and time.monotonic() < end:
+                time.sleep(0.01)
+        self._closed.set()
+        try:
+            leases.release(self.client, self.worker, self.id)
+            self.fleet.app.control.broadcast(
+                "tool_release", arguments={"session": self.id}, destination=[self.worker]
+            )
+        except Exception as exc:  # the worker notices the missing lease key by itself
+            log.warning("session %s: release failed: %s", self.id, exc)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} on {self.worker}>"
+
+
+def open_session(
+    fleet: Fleet,
+    profile: str,
+    *,
+    strategy: Strategy = "least-busy",
+    worker: str | None = None,
+    ttl: float | None = None,
+    wait: float = 30.0,
+    renew: bool = True,
+) -> Session:
+    """Lease an instance of ``profile`` (or ``worker``); wait up to ``wait`` s for one."""
+    ttl = ttl or fleet.settings.session_ttl
+    client = fleet.app.backend.client
+    session_id = uuid.uuid4().hex[:16]
+    end = time.monotonic() + wait
+    refusals: list[str] = []
+    while True:
+        records = fleet.status(profile)
+        if worker is not None:
+            records = [r for r in records if r.worker == worker]
+        turn = int(client.incr(_RR_PREFIX + profile)) - 1 if strategy == "round-robin" else 0
+        for record in place(records, strategy, turn):
+            if not leases.acquire(client, record.worker, session_id, ttl):
+                continue
+            replies = fleet.app.control.broadcast(
+                "tool_lease",
+                arguments={"session": session_id},
+                reply=True,
+                destination=[record.worker],
+                timeout=5.0,
+            )
+            answer = next((r[record.worker] for r in replies if record.worker in r), None)
+            if answer and "ok" in answer:
+                info = {"worker": record.worker, "profile": profile}
+                leases.write_session(client, session_id, info, ttl)
+                return Session(
+                    fleet,
+                    profile,
+                    record.worker,
+                    session_id,
+                    ttl,
+                    answer.get("generation"),
+                    renew=renew,
+                )
+            leases.release(client, record.worker, session_id)
+            refusals.append(f"{record.worker}: {(answer or {}).get('error', 'no reply')}")
+        if time.monotonic() >= end:
+            target = f"worker {worker!r}" if worker else f"profile {profile!r}"
+            seen = f" ({'; '.join(refusals[-3:])})" if refusals else ""
+            raise NoWorkers(
+                f"no free instance of {target} for a session within {wait:g} s: "
+                f"{len(records)} instance(s), all leased, busy resetting or down{seen}"
+            )
+        if strategy == "round-robin":
+            client.decr(_RR_PREFIX + profile)  # this turn was not used
+        time.sleep(0.1)
+
+
+def attach(fleet: Fleet, session_id: str) -> Session:
+    """A session opened elsewhere (e.g. by ``toolfleet session open``), by its id."""
+    client = fleet.app.backend.client
+    info = leases.read_session(client, session_id)
+    if info is None or leases.holder(client, info["worker"]) != session_id:
+        raise SessionLost(f"session {session_id} is unknown, closed or expired")
+    ttl = max(1.0, client.pttl(leases.session_key(session_id)) / 1000)
+    seq = int(client.incr(leases.session_key(session_id) + ":seq")) - 1
+    client.pexpire(leases.session_key(session_id) + ":seq", int(ttl * 1000))
+    leases.renew(client, info["worker"], session_id, ttl)
+    return Session(fleet, info["profile"], info["worker"], session_id, ttl, renew=False, seq=seq)

@@ -1,0 +1,60 @@
+"""The worker's end of session leases: take, drop, and notice an expired lease."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..health import RedisLike
+from ..leases import holder
+from .supervisor import Supervisor
+
+__all__ = ["LeaseKeeper"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Pins the supervisor's instance to the session holding this worker's lease key."""
+
+    def __init__(
+        self, supervisor: Supervisor, client: RedisLike, on_change: Callable[[], None]
+    ) -> None:
+        self.supervisor = supervisor
+        self.client = client
+        self.on_change = on_change
+
+    def take(self, session: str) -> dict[str, Any]:
+        """A producer acquired the lease key for ``session``: pin the instance to it."""
+        sup = self.supervisor
+        if sup.session == session:
+            return {"ok": session, "generation": sup.session_generation}
+        if sup.session is not None:
+            return {"error": f"held by another session ({sup.session})"}
+        if sup.reset_pending or sup.state in ("failed", "stopping", "restarting"):
+            return {"error": f"not available (state {sup.state})"}
+        if holder(self.client, sup.worker) != session:
+            return {"error": "the lease key does not name this session"}
+        generation = sup.begin_session(session)
+        log.info("%s: leased to session %s", sup.worker, session)
+        self.on_change()
+        return {"ok": session, "generation": generation}
+
+    def drop(self, session: str) -> dict[str, Any]:
+        """The session closed: unpin, reset the instance, return to the shared queue."""
+        if self.supervisor.session != session:
+            return {"error": f"session {session} does not hold this worker"}
+        self._end("closed")
+        return {"ok": session}
+
+    def check(self) -> None:
+        """End a session whose lease key expired or changed (its producer went away)."""
+        session = self.supervisor.session
+        if session is not None and holder(self.client, self.supervisor.worker) != session:
+            self._end("lease expired")
+
+    def _end(self, why: str) -> None:
+        log.info("%s: session %s ended (%s)", self.supervisor.worker, self.supervisor.session, why)
+        self.supervisor.end_session()
+        self.on_change()
