@@ -36,11 +36,7 @@ class Procs:
         self.logs = Path(tempfile.mkdtemp(prefix="toolfleet-bench-"))
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["TOOLFLEET_BROKER_URL"] = self.settings.broker_url
-        env["TOOLFLEET_RESULT_BACKEND"] = self.settings.result_backend
-        env["TOOLFLEET_HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_interval)
-        return env
+        return {**os.environ, **self.settings.to_env()}
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "ab") as log:

@@ -168,13 +168,7 @@ class LocalFleet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["TOOLFLEET_BROKER_URL"] = self.settings.broker_url
-        env["TOOLFLEET_RESULT_BACKEND"] = self.settings.result_backend
-        env["TOOLFLEET_HEARTBEAT_INTERVAL"] = str(self.settings.heartbeat_interval)
-        if self.settings.profiles is not None:
-            env["TOOLFLEET_PROFILES"] = str(self.settings.profiles)
-        return env
+        return {**os.environ, **self.settings.to_env()}
 
     def ensure_redis(self) -> None:
         """Use the configured Redis, or start an embedded one where it is expected."""

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         """Seconds a health record lives without a refresh."""
         return 3 * self.heartbeat_interval
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``TOOLFLEET_*`` variables, for a child process."""
+        return {
+            f"TOOLFLEET_{name.upper()}": "" if value is None else str(value)
+            for name, value in self.model_dump().items()
+        }
+
     def redacted(self, url: str) -> str:
         """``url`` with any password replaced, safe to print or log."""
         from kombu.utils.url import maybe_sanitize_url

@@ -48,21 +48,26 @@ def prompt(
             raise Reject("instance leased or failed; back to the shared queue", requeue=True)
         raise NoWorkers(f"{sup.worker} is held by session {sup.session} or not serving")
     prompt_id = str(self.request.id)
-    if parts.guard is not None:
-        holder = parts.guard.claim(prompt_id)
-        if holder is not None:
-            first = self.AsyncResult(prompt_id)
-            done, outcome = parts.guard.first_outcome(
+    guard = parts.guard
+    longest = (timeout or sup.profile.prompt_timeout) + sup.profile.grace
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    if guard is not None and redelivered:
+        first = self.AsyncResult(prompt_id)
+        holder = guard.holder(prompt_id)
+        if first.ready() or (holder is not None and guard.claimer_alive(holder)):
+            done, outcome = guard.first_outcome(
                 prompt_id,
-                holder,
+                holder or guard.me,
                 first.ready,
-                lambda: first.get(propagate=False),
-                timeout=(timeout or sup.profile.prompt_timeout) + sup.profile.grace + 5,
+                lambda: first.result,
+                timeout=longest + 5,
             )
             if done:  # the first execution's result (or its error), not a second run
                 if isinstance(outcome, BaseException):
                     raise outcome
                 return dict(outcome)
-            parts.guard.take_over(prompt_id)
+        guard.take_over(prompt_id)
+    elif guard is not None and guard.needs_claim(longest):
+        guard.claim(prompt_id)
     result = sup.run(text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq)
     return result.model_dump(mode="json")

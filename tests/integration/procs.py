@@ -14,16 +14,8 @@ from toolfleet import Fleet, InstanceHealth, Settings
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        TOOLFLEET_BROKER_URL=settings.broker_url,
-        TOOLFLEET_RESULT_BACKEND=settings.result_backend,
-        TOOLFLEET_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
-    )
-    if settings.profiles is not None:
-        env["TOOLFLEET_PROFILES"] = str(settings.profiles)
-    env.update(extra)
-    return env
+    """The environment that gives a child process exactly ``settings``."""
+    return {**os.environ, **settings.to_env(), **extra}
 
 
 def pid_alive(pid: int) -> bool:

@@ -63,7 +63,10 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         leases = LeaseKeeper(sup, client, changed)
         sup.periodic.append(leases.check)
         guard = DeliveryGuard(
-            client, Claim(worker.hostname, os.getpid()), ttl=self.settings.result_expires
+            client,
+            Claim(worker.hostname, os.getpid()),
+            ttl=self.settings.result_expires,
+            visibility_timeout=self.settings.visibility_timeout,
         )
         state.install(state.WorkerParts(sup, guard, leases))
         if beat is not None:

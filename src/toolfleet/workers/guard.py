@@ -1,10 +1,14 @@
 """Duplicate-delivery guard: a prompt id is typed into a tool at most once per live claim.
 
-Every execution first claims its task id in Redis (``SET NX`` with a TTL). A redelivered
-message (Redis visibility timeout, worker lost) whose id is already claimed is not typed
-again: if the first execution finished, its result is returned; if it is still running
-on a live worker, that result is awaited; only if the claimer died (its health record is
-gone or belongs to a newer process) is the prompt run again.
+A redelivered message (Redis visibility timeout, worker lost) is not typed again if its
+first execution finished (its result, or its error, is returned) or is still running on
+a live worker (that result is awaited); only if that execution's worker died (its health
+record is gone or belongs to a newer process) is the prompt run again.
+
+To know who runs a prompt, an execution claims its id in Redis (``SET NX`` with a TTL),
+but only when the prompt may outlive the visibility timeout: a prompt whose deadline
+ends well before it cannot be redelivered while it runs, so short prompts cost no
+Redis command here.
 """
 
 from __future__ import annotations
@@ -33,29 +37,40 @@ class Claim:
 class DeliveryGuard:
     """Claims prompt ids for this worker; decides what a redelivered message does."""
 
-    def __init__(self, client: RedisLike, me: Claim, ttl: float) -> None:
+    def __init__(self, client: RedisLike, me: Claim, ttl: float, visibility_timeout: float) -> None:
         self.client = client
         self.me = me
         self.ttl_ms = max(1000, int(ttl * 1000))
+        self.visibility_timeout = visibility_timeout
+
+    def needs_claim(self, longest: float) -> bool:
+        """Whether a prompt that may take ``longest`` seconds could be redelivered meanwhile."""
+        return longest >= self.visibility_timeout / 2
+
+    def holder(self, prompt_id: str) -> Claim | None:
+        """The claim on ``prompt_id``, if any."""
+        raw = self.client.get(CLAIM_PREFIX + prompt_id)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Claim(str(data["worker"]), int(data["worker_pid"]))
 
     def _value(self) -> str:
         return json.dumps({"worker": self.me.worker, "worker_pid": self.me.worker_pid})
 
     def claim(self, prompt_id: str) -> Claim | None:
         """Claim ``prompt_id``: None if it is ours now, else the claim that holds it."""
-        key = CLAIM_PREFIX + prompt_id
-        if self.client.set(key, self._value(), nx=True, px=self.ttl_ms):
+        if self.client.set(CLAIM_PREFIX + prompt_id, self._value(), nx=True, px=self.ttl_ms):
             return None
-        raw = self.client.get(key)
-        if raw is None:  # expired just now
-            return self.claim(prompt_id)
-        data = json.loads(raw)
-        return Claim(str(data["worker"]), int(data["worker_pid"]))
+        return self.holder(prompt_id) or self.claim(prompt_id)
 
     def claimer_alive(self, claim: Claim) -> bool:
-        """True while the claiming worker process still publishes health."""
+        """True while the claiming worker process still publishes health.
+
+        Our own claim means an earlier execution here ended without a result: not alive.
+        """
         if claim == self.me:
-            return True
+            return False
         raw = self.client.get(health_key(claim.worker))
         return raw is not None and json.loads(raw).get("worker_pid") == claim.worker_pid
 

@@ -1,0 +1,69 @@
+"""Redelivery: a lost worker's prompt completes elsewhere; a prompt never runs twice."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from toolfleet import Settings
+
+from ..integration.conftest import _fresh_settings
+from ..integration.procs import Workers
+
+
+@pytest.fixture
+def settings(redis_server) -> Settings:  # type: ignore[no-untyped-def]
+    # a visibility timeout shorter than the slow prompts below
+    return _fresh_settings(redis_server, visibility_timeout=3)
+
+
+def log_everywhere(workers: Workers, names: list[str], path: Path) -> None:
+    for name in names:
+        workers.fleet.submit(f":log {path}", "echo", worker=workers.node(name)).get(timeout=10)
+
+
+def test_prompt_outliving_the_visibility_timeout_runs_once(workers: Workers, tmp_path) -> None:
+    names = workers.start("echo", 2)
+    workers.wait_ready(names)
+    log = tmp_path / "executions.log"
+    log_everywhere(workers, names, log)
+    started = time.monotonic()
+    result = workers.fleet.submit(":sleep 6", "echo").get(timeout=60)
+    assert result.output == "slept 6"
+    assert log.read_text().splitlines() == [":sleep 6"]  # typed into a tool exactly once
+    assert time.monotonic() - started < 30
+    # the redelivered copy was answered with the first result, and both workers still serve
+    outs = {
+        workers.fleet.submit("ping", "echo", worker=workers.node(n)).get(10).output for n in names
+    }
+    assert outs == {"ping"}
+
+
+def test_worker_killed_mid_prompt_the_prompt_completes_on_another(
+    workers: Workers, tmp_path
+) -> None:
+    names = workers.start("echo", 2)
+    workers.wait_ready(names)
+    log = tmp_path / "executions.log"
+    log_everywhere(workers, names, log)
+    handle = workers.fleet.submit(":sleep 2", "echo")
+    deadline = time.monotonic() + 10
+    while not log.exists() or ":sleep 2" not in log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    while not (busy := [r.worker for r in workers.fleet.status() if r.state == "busy"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    busy = busy[0].split("@")[0]
+    killed_at = time.monotonic()
+    workers.procs[busy].send_signal(signal.SIGKILL)
+    result = handle.get(timeout=60)  # nothing lost: the producer gets a result
+    recovery = time.monotonic() - killed_at
+    assert result.output == "slept 2"
+    assert result.worker.split("@")[0] != busy
+    assert recovery < 20, recovery
+    # started by the killed worker's tool (which died with it), finished by the survivor's
+    assert log.read_text().splitlines() == [":sleep 2", ":sleep 2"]
