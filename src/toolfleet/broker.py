@@ -53,6 +53,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.result_backend,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        # a result that cannot be stored (Redis restarting) is retried until it can be:
+        # the prompt ran, so its answer must not be lost (nor the prompt run again)
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 1000,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -85,6 +90,7 @@ def make_app(settings: Settings | None = None, *, main: str = "toolfleet") -> Ce
 
     app.on_configure.connect(configure, weak=False)
     app.steps["worker"].add("toolfleet.workers.bootstep:ToolStep")
+    app.steps["consumer"].add("toolfleet.workers.reconnect:RestoreOnReconnect")
     app.user_options["worker"].add(
         click.Option(["--profile"], default=None, help="Tool profile this worker runs.")
     )

@@ -369,8 +369,18 @@ def restart(worker: str) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``toolfleet`` console script."""
-    cli(prog_name="toolfleet")
+    """Entry point of the ``toolfleet`` console script: Redis trouble is one clear line."""
+    import redis
+    from kombu.exceptions import OperationalError
+
+    try:
+        cli(prog_name="toolfleet")
+    except (redis.RedisError, OperationalError) as exc:
+        settings = Settings.from_env()
+        where = settings.redacted(settings.broker_url)
+        if isinstance(exc, redis.AuthenticationError) or "AUTH" in str(exc).upper():
+            _fail(f"Redis at {where} refused the credentials: {exc}")
+        _fail(f"cannot use Redis at {where}: {exc}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,11 @@ class Profile(BaseModel):
     max_prompts: int | None = Field(None, gt=0)
     max_age: float | None = Field(None, gt=0)
     max_rss: int | None = Field(None, gt=0)
+    on_worker_lost: Literal["rerun", "fail"] = Field(
+        "rerun",
+        description="A prompt whose worker died mid-prompt: run it again (at least once), "
+        "or fail it with ToolCrashed (at most once; costs one Redis command per prompt).",
+    )
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)

@@ -8,7 +8,7 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from .broker import PROMPT_TASK
-from .errors import NoWorkers
+from .errors import NoWorkers, ToolCrashed
 from .workers import state
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ def prompt(
     guard = parts.guard
     longest = (timeout or sup.profile.prompt_timeout) + sup.profile.grace
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    at_most_once = sup.profile.on_worker_lost == "fail"
     if guard is not None and redelivered:
         first = self.AsyncResult(prompt_id)
         holder = guard.holder(prompt_id)
@@ -66,8 +67,13 @@ def prompt(
                 if isinstance(outcome, BaseException):
                     raise outcome
                 return dict(outcome)
+        if holder is not None and at_most_once:
+            raise ToolCrashed(
+                f"worker {holder.worker} was lost while running this prompt; not run again"
+                " (the profile's on_worker_lost is 'fail')"
+            )
         guard.take_over(prompt_id)
-    elif guard is not None and guard.needs_claim(longest):
+    elif guard is not None and (at_most_once or guard.needs_claim(longest)):
         guard.claim(prompt_id)
     result = sup.run(text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq)
     return result.model_dump(mode="json")

@@ -1,6 +1,8 @@
 """A tiny scripted interactive tool for tests: echoes lines, with a few ':' commands.
 
-With TOOLFLEET_ECHO_FAIL set in its environment it exits at once with status 1.
+With TOOLFLEET_ECHO_FAIL set in its environment it exits at once with status 1; with
+TOOLFLEET_ECHO_LOG set, every line it has finished handling is appended to that file
+(how fault tests count executions across restarts).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ HELP = """\
 :pid           this process's id
 :crash         exit at once with status 3
 :exit          exit normally
-:log PATH      append the rest of each later line to PATH (counts executions)"""
+:log PATH      append each later line to PATH once handled (counts executions)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt = "echo> "
     state: dict[str, str] = {}
     count = 0
-    log_path: str | None = None
+    log_path: str | None = os.environ.get("TOOLFLEET_ECHO_LOG") or None
     out = sys.stdout
     while True:
         out.write(prompt)
@@ -44,9 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         line = line.rstrip("\n")
         cmd, _, rest = line.partition(" ")
         count += 1
-        if log_path is not None and line:
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
         if cmd == ":prompt":
             prompt = rest
         elif cmd == ":sleep":
@@ -79,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             out.write(HELP + "\n")
         elif line:
             out.write(line + "\n")
+        if log_path is not None and line and cmd not in (":log", ":prompt"):
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
 
 
 if __name__ == "__main__":
