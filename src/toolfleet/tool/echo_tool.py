@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 HELP = """\
 :prompt TEXT   use TEXT as the prompt
-:sleep S       wait S seconds, then answer
+:sleep S [TAG] wait S seconds, then answer (with TAG)
 :big N         print N bytes of 'x'
 :set K V       remember V under K      :get K   print it
 :reset         forget everything
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == ":prompt":
             prompt = rest
         elif cmd == ":sleep":
-            time.sleep(float(rest))
-            out.write(f"slept {rest}\n")
+            seconds, _, tag = rest.partition(" ")
+            time.sleep(float(seconds))
+            out.write(f"slept {seconds}{' ' + tag if tag else ''}\n")
         elif cmd == ":big":
             size = int(rest)
             for start in range(0, size, 65536):

@@ -1,0 +1,104 @@
+"""Load with faults: workers and tools killed at random; nothing lost, nothing run twice.
+
+CI runs a scaled-down version; TOOLFLEET_FAULT_SCALE=full runs 5 workers x 5,000 prompts
+and prints the figures (see the issue note).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from toolfleet import Settings, ToolfleetError
+
+from ..integration.conftest import _fresh_settings
+from ..integration.procs import Workers
+
+FULL = os.environ.get("TOOLFLEET_FAULT_SCALE") == "full"
+WORKERS, PROMPTS, EVERY, PAUSE = (5, 5000, 1.0, 0.02) if FULL else (3, 600, 1.0, 0.05)
+
+PROFILES = """
+[profiles.once]
+extends = "echo"
+on_worker_lost = "fail"
+"""
+
+
+@pytest.fixture
+def settings(redis_server, tmp_path: Path) -> Settings:  # type: ignore[no-untyped-def]
+    path = tmp_path / "profiles.toml"
+    path.write_text(PROFILES, encoding="utf-8")
+    return _fresh_settings(redis_server, profiles=path, visibility_timeout=4)
+
+
+def test_random_kills_lose_nothing_and_run_nothing_twice(workers: Workers, tmp_path: Path) -> None:
+    log = tmp_path / "executions.log"
+    names = workers.start("once", WORKERS, TOOLFLEET_ECHO_LOG=str(log))
+    workers.wait_ready(names)
+    rng = random.Random(7)
+    injected: Counter[str] = Counter()
+    done = threading.Event()
+
+    def chaos() -> None:
+        while not done.wait(EVERY):
+            alive = [n for n, p in workers.procs.items() if p.poll() is None]
+            if rng.random() < 0.5 and len(alive) > 1:
+                victim = rng.choice(alive)
+                workers.procs[victim].send_signal(signal.SIGKILL)
+                workers.start("once", 1, TOOLFLEET_ECHO_LOG=str(log))  # its replacement
+                injected["worker SIGKILL"] += 1
+            else:
+                tools = [r.pid for r in workers.fleet.status("once") if r.pid]
+                if tools:
+                    try:
+                        os.kill(rng.choice(tools), signal.SIGKILL)
+                        injected["tool SIGKILL"] += 1
+                    except ProcessLookupError:
+                        pass
+
+    started = time.monotonic()
+    handles = [workers.fleet.submit(f":sleep {PAUSE} item-{i}", "once") for i in range(PROMPTS)]
+    thread = threading.Thread(target=chaos, daemon=True)
+    thread.start()
+    outcomes: dict[int, str] = {}
+    lost = []
+    try:
+        for i, handle in enumerate(handles):
+            try:
+                result = handle.get(timeout=180)
+                assert result.output == f"slept {PAUSE} item-{i}"
+                outcomes[i] = "ok"
+            except ToolfleetError as exc:
+                if type(exc).__name__ in ("ResultTimeout", "NoWorkers"):
+                    lost.append(i)
+                outcomes[i] = type(exc).__name__
+    finally:
+        done.set()
+        thread.join()
+    elapsed = time.monotonic() - started
+    runs = Counter(line.rsplit(" ", 1)[-1] for line in log.read_text().splitlines())
+    twice = sorted(item for item, n in runs.items() if n > 1)
+    summary = {
+        "workers": WORKERS,
+        "prompts": PROMPTS,
+        "injected": dict(injected),
+        "outcomes": dict(Counter(outcomes.values())),
+        "lost": len(lost),
+        "run_twice": len(twice),
+        "seconds": round(elapsed, 1),
+    }
+    print(json.dumps(summary))
+    assert sum(injected.values()) >= 3, "the run ended before faults were injected"
+    assert lost == [] and len(outcomes) == PROMPTS
+    assert twice == []
+    for i, outcome in outcomes.items():
+        if outcome == "ok":  # an answered prompt ran exactly once
+            assert runs[f"item-{i}"] == 1, i
