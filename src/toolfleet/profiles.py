@@ -14,7 +14,7 @@ from .validation import DEFAULT_MAX_PROMPT_BYTES
 __all__ = ["BUILTIN_PROFILES", "Profile", "get_profile", "load_profiles"]
 
 Detector = Literal["marker", "sentinel", "quiescence"]
-Encoder = Literal["lines", "python", "bash", "node", "sqlite"]
+Encoder = Literal["lines", "python", "bash", "node", "sqlite", "aider"]
 
 # Defined inside the python tool at start-up: runs a whole (multi-line) prompt the way
 # the REPL runs one statement, echoing the value of a trailing expression.
@@ -69,7 +69,14 @@ class Profile(BaseModel):
     quiet_ms: int = Field(500, gt=0, description="Quiescence: idle time ending a response.")
     incomplete_pattern: str | None = None
     error_pattern: str | None = None
+    strip_output: list[str] = Field(
+        default_factory=list,
+        description="Regexes removed once each from a raw response, in order (screen furniture).",
+    )
     interrupt: str = "\x03"
+    interrupt_cooldown: float = Field(
+        0.0, ge=0, description="Least seconds between two interrupts (aider exits on a quick 2nd)."
+    )
     exit_command: str | None = None
     start_timeout: float = Field(30.0, gt=0)
     prompt_timeout: float = Field(60.0, gt=0)
@@ -166,10 +173,16 @@ def _builtin() -> dict[str, Profile]:
             "--no-auto-commits",
         ],
         env={"AIDER_ANALYTICS_DISABLE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-        ready_pattern=r"(?m)^\w*> $",
+        # '> ', 'diff> ', 'diff-fenced> ', 'architect multi> ' ... by edit format
+        ready_pattern=r"(?m)^[\w-]*(?: multi)?> $",
         marker="> ",
         settle_ms=300,
+        encoder="aider",
+        # aider echoes a blank line after reading input, and its prompt is a blank line,
+        # the chat's file list, then '> ': neither belongs to the answer
+        strip_output=[r"\r?\n\r?\n(?:[^\r\n]+\r?\n)*\Z", r"\A\r?\n"],
         interrupt="\x03",
+        interrupt_cooldown=2.5,
         exit_command="/exit",
         reset=["/reset"],
         start_timeout=60.0,

@@ -129,12 +129,6 @@ def test_multiline_message_in_aiders_brace_syntax(aider: ToolInstance) -> None:
     assert first(aider.ask("single").output) == "Reply #3 to: single (files: none)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the aider profile's 'lines' encoder types each line of a multi-line prompt as a "
-    "message of its own: aider makes one LLM request per line and the answer holds every "
-    "reply; it should wrap multi-line text in {tag ... tag}",
-)
 def test_plain_multiline_text_is_one_message(aider: ToolInstance) -> None:
     answer = aider.ask("first line\nsecond line")
     assert lines(answer.output)[:2] == ["Reply #1 to: first line", "second line (files: none)"]
@@ -170,12 +164,6 @@ def test_timeout_interrupts_aider_and_the_next_message_works(aider: ToolInstance
     assert "^C" not in answer.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aider exits on a second Ctrl-C within 2 s, and the Ctrl-C that aborts a reply "
-    "counts; the tool layer sends one on every recovery, so a second timeout (or "
-    "interrupt()) soon after the first makes it exit and restart",
-)
 def test_two_timeouts_in_quick_succession_keep_the_same_aider(aider: ToolInstance) -> None:
     for _ in range(2):
         with pytest.raises(ToolTimeout) as caught:
@@ -198,11 +186,6 @@ def test_edit_format_prompt(edit_format: str, tmp_path: Path) -> None:
         closed(inst)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ready_pattern ^\\w*> $ does not match the prompt of hyphenated edit formats "
-    "(diff-fenced> , editor-diff> , udiff-simple> ...): start() times out",
-)
 def test_hyphenated_edit_format_prompt(tmp_path: Path) -> None:
     profile = fake_profile(AIDER_EDIT_FORMAT="diff-fenced").model_copy(
         update={"start_timeout": 1.5}
@@ -215,19 +198,10 @@ def test_hyphenated_edit_format_prompt(tmp_path: Path) -> None:
         closed(inst)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aider prints a blank line after reading its input; the answer starts with it",
-)
 def test_answer_does_not_start_with_a_blank_line(aider: ToolInstance) -> None:
     assert aider.ask("hi").output.startswith("Reply #1 to: hi (files: none)\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aider's input prompt is the chat's file list then '> ' (input('f.py\\n> ')); "
-    "the marker detector strips only '> ', so the answer ends with the file list",
-)
 def test_answer_does_not_end_with_the_chat_file_list(aider: ToolInstance) -> None:
     aider.ask("/add f.py")
     answer = aider.ask("hi")

@@ -51,3 +51,12 @@ def test_node_prompt_is_json_quoted():
 def test_clean_output_removes_crs_escapes_and_bad_bytes():
     raw = b"\x1b[31mred\x1b[0m\r\nline\r\r\n\xff\xfe ok\r\n\r\n"
     assert clean_output(raw) == "red\nline\n\ufffd\ufffd ok"
+
+
+def test_aider_single_line_raw_multiline_wrapped_or_kept():
+    assert encode("aider", "/add f.py", "t").data == "/add f.py\n"
+    wrapped = encode("aider", "line one\nline two", "abc")
+    assert wrapped.data == "{tfabc\nline one\nline two\ntfabc}\n"
+    assert wrapped.prompts == 4  # aider shows a prompt before each line of the block
+    own = "{\nalready\n}"
+    assert encode("aider", own, "t").data == own + "\n"

@@ -38,11 +38,22 @@ def encode(kind: str, text: str, tag: str) -> Typed:
         return _lines(text)
     if kind == "lines":
         return _lines(text)
+    if kind == "aider":
+        return _aider(text, tag)
     raise ValueError(f"unknown encoder {kind!r}")
 
 
 def _lines(text: str) -> Typed:
     return Typed(text + "\n", text.count("\n") + 1)
+
+
+def _aider(text: str, tag: str) -> Typed:
+    """aider reads a multi-line message as ``{TAG`` ... ``TAG}``; it shows a prompt per line."""
+    if "\n" not in text and not text.startswith("{"):
+        return Typed(text + "\n", 1)
+    if text.startswith("{") and text.rstrip().endswith("}"):
+        return _lines(text)  # already in aider's own multi-line syntax
+    return Typed(f"{{tf{tag}\n{text}\ntf{tag}}}\n", text.count("\n") + 3)
 
 
 def _python(text: str) -> Typed:

@@ -111,6 +111,8 @@ class ToolInstance:
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._incomplete = re.compile(profile.incomplete_pattern or r"(?!)")
         self._error = re.compile(profile.error_pattern or r"(?!)")
+        self._strip = [re.compile(p.encode()) for p in profile.strip_output]
+        self._last_interrupt = 0.0
         self._detector: Detector = Quiescence(0.1)
 
     # ---- lifecycle -------------------------------------------------------------
@@ -233,7 +235,10 @@ class ToolInstance:
                 self._busy = False
             elapsed = (time.monotonic() - started) * 1000
             reply = matcher.reply()
-            output = clean_output(reply.output)
+            raw = reply.output
+            for pattern in self._strip:
+                raw = pattern.sub(b"", raw, count=1)
+            output = clean_output(raw)
             if reply.incomplete or self._incomplete.search(output):
                 if reply.incomplete and not self._recover():
                     output += "\n(the tool did not return to its prompt and was restarted)"
@@ -254,7 +259,11 @@ class ToolInstance:
         grace = self.profile.grace
         if proc is not None and proc.isalive():
             try:
+                wait = self._last_interrupt + self.profile.interrupt_cooldown - time.monotonic()
+                if wait > 0:
+                    self._discard(wait)
                 os.write(proc.fd, self.profile.interrupt.encode())
+                self._last_interrupt = time.monotonic()
                 self._discard(min(0.2, grace))
                 tag = secrets.token_hex(8)
                 typed = encode(self.profile.encoder, "", tag)
