@@ -53,7 +53,9 @@ class Profile(BaseModel):
     argv: list[str] = Field(
         min_length=1, description="{python}: this interpreter; {toolfleet}: the package folder."
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="'{instance_dir}': a private folder per instance."
+    )
     cwd: str | None = None
     setup: list[str] = Field(default_factory=list)
     reset: list[str] = Field(default_factory=list, description="Commands that clear state.")
@@ -172,7 +174,15 @@ def _builtin() -> dict[str, Profile]:
             "--no-show-release-notes",
             "--no-auto-commits",
         ],
-        env={"AIDER_ANALYTICS_DISABLE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        env={
+            "AIDER_ANALYTICS_DISABLE": "1",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # each instance its own HOME and history files, or instances on one machine
+            # overwrite each other's
+            "HOME": "{instance_dir}",
+            "AIDER_CHAT_HISTORY_FILE": "{instance_dir}/chat.history.md",
+            "AIDER_INPUT_HISTORY_FILE": "{instance_dir}/input.history",
+        },
         # '> ', 'diff> ', 'diff-fenced> ', 'architect multi> ' ... by edit format
         ready_pattern=r"(?m)^[\w-]*(?: multi)?> $",
         marker="> ",

@@ -190,3 +190,18 @@ def test_killed_tool_is_detected() -> None:
     inst.start()
     assert inst.ask("1").output == "1" and inst.generation == 2
     inst.close()
+
+
+def test_instance_dir_gives_each_instance_its_own_home() -> None:
+    profile = BUILTIN_PROFILES["bash"].model_copy(update={"env": {"HOME": "{instance_dir}"}})
+    a, b = ToolInstance(profile), ToolInstance(profile)
+    a.start()
+    b.start()
+    try:
+        home_a, home_b = a.ask("echo $HOME").output, b.ask("echo $HOME").output
+        assert home_a != home_b and home_a == a.instance_dir
+        a.restart()
+        assert a.ask("echo $HOME").output == home_a  # kept across restarts
+    finally:
+        a.close()
+        b.close()

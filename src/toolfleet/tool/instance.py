@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import select
+import tempfile
 import threading
 import time
 from collections import deque
@@ -112,6 +113,7 @@ class ToolInstance:
         self._incomplete = re.compile(profile.incomplete_pattern or r"(?!)")
         self._error = re.compile(profile.error_pattern or r"(?!)")
         self._strip = [re.compile(p.encode()) for p in profile.strip_output]
+        self._instance_dir: str | None = None
         self._last_interrupt = 0.0
         self._detector: Detector = Quiescence(0.1)
 
@@ -128,7 +130,10 @@ class ToolInstance:
             marker = profile.marker.replace("{nonce}", nonce)
             cont = profile.continuation.replace("{nonce}", nonce) if profile.continuation else None
             self._detector = make_detector(profile, marker, cont)
-            self._proc = spawn_tool(profile.argv, tool_env(profile.env), self.cwd)
+            env = {
+                k: v.replace("{instance_dir}", self.instance_dir) for k, v in profile.env.items()
+            }
+            self._proc = spawn_tool(profile.argv, tool_env(env), self.cwd)
             self.started_at = time.time()
             deadline = time.monotonic() + profile.start_timeout
             try:
@@ -155,6 +160,13 @@ class ToolInstance:
         tag = secrets.token_hex(8)
         matcher = self._detector.begin(len(setup), tag, self.profile.max_output_bytes)
         self._exchange(data + self._detector.suffix(tag), matcher, deadline)
+
+    @property
+    def instance_dir(self) -> str:
+        """A private folder of this instance (kept across its restarts)."""
+        if self._instance_dir is None:
+            self._instance_dir = tempfile.mkdtemp(prefix=f"toolfleet-{self.profile.name}-")
+        return self._instance_dir
 
     def alive(self) -> bool:
         """True while the tool process runs."""
