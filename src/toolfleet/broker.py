@@ -47,6 +47,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # restore a lost worker's unacked prompts promptly rather than after minutes
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
+        # the restore lock of a worker killed while holding it must not block restores
+        # for kombu's default 5 minutes
+        "unacked_mutex_expire": 15,
     }
     return {
         "broker_url": settings.broker_url,
