@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from toolfleet import Fleet, Settings
-from toolfleet.local import EmbeddedRedis
+from toolfleet.local import EmbeddedRedis, worker_command
 
 __all__ = ["BENCH", "Procs", "stats", "timed", "with_redis"]
 
@@ -53,21 +53,7 @@ class Procs:
         return proc
 
     def toolfleet_worker(self, profile: str, name: str) -> subprocess.Popen[bytes]:
-        return self.spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "toolfleet",
-                "worker",
-                "--profile",
-                profile,
-                "--name",
-                name,
-                "--loglevel",
-                "WARNING",
-            ],
-        )
+        return self.spawn(name, worker_command(profile, name, "WARNING"))
 
     def noop_worker(self, name: str) -> subprocess.Popen[bytes]:
         return self.spawn(

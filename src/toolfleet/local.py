@@ -22,7 +22,14 @@ from .errors import ConfigError, NoWorkers
 from .health import read_health
 from .settings import Settings
 
-__all__ = ["EmbeddedRedis", "LocalFleet", "free_port", "redis_reachable", "redis_server_binary"]
+__all__ = [
+    "EmbeddedRedis",
+    "LocalFleet",
+    "free_port",
+    "redis_reachable",
+    "redis_server_binary",
+    "worker_command",
+]
 
 
 def free_port() -> int:
@@ -62,6 +69,22 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
         raise ConfigError(f"Redis refused the credentials: {exc}") from None
     finally:
         client.close()
+
+
+def worker_command(profile: str, name: str, loglevel: str = "INFO") -> list[str]:
+    """The command line of one ``toolfleet worker`` process (this interpreter)."""
+    return [
+        sys.executable,
+        "-m",
+        "toolfleet",
+        "worker",
+        "--profile",
+        profile,
+        "--name",
+        name,
+        "--loglevel",
+        loglevel,
+    ]
 
 
 def _die_with_parent() -> None:
@@ -199,8 +222,7 @@ class LocalFleet:
         for profile, count in self.profiles.items():
             for i in range(1, count + 1):
                 name = f"{profile}{i}"
-                argv = [sys.executable, "-m", "toolfleet", "worker", "--profile", profile]
-                self._spawn(name, [*argv, "--name", name])
+                self._spawn(name, worker_command(profile, name))
         if self.flower_port is not None:
             self._spawn(
                 "flower",

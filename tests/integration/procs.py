@@ -6,11 +6,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from toolfleet import Fleet, InstanceHealth, Settings
+from toolfleet.local import worker_command
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
@@ -77,18 +77,7 @@ class Workers:
             name = f"{base}{sum(1 for n in self.procs if n.rstrip('0123456789') == base) + 1}"
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
             self.procs[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "toolfleet",
-                    "worker",
-                    "--profile",
-                    profile,
-                    "--name",
-                    name,
-                    "--loglevel",
-                    "INFO",
-                ],
+                worker_command(profile, name),
                 env=env_for(self.settings, **env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
