@@ -26,6 +26,7 @@ def test_redis_restart_under_load_loses_nothing(tmp_path: Path) -> None:
         server = EmbeddedRedis(server.port, appendonly=True, directory=str(tmp_path)).start()
         results = [h.get(timeout=120) for h in handles]
         recovery = time.monotonic() - down_at
+        print(f"Redis down 2 s: all 60 answered {recovery:.1f} s after it stopped")
         assert [r.output for r in results] == ["slept 0.05"] * 60
         assert recovery < 90, recovery
         # no worker is stuck: each answers a prompt sent to it alone, and reports health
