@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 
 from .errors import ToolfleetError
+from .map_cli import map_command
 from .producer import Fleet
 from .profiles import load_profiles
 from .render import profiles_table, results_table, status_table
@@ -366,6 +367,9 @@ def restart(worker: str) -> None:
     for reply in replies:
         for node, answer in reply.items():
             click.echo(f"{node}: {answer}")
+
+
+cli.add_command(map_command)
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -11,6 +13,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from .broker import PROMPT_TASK, direct_queue, make_app, shared_queue
+from .bulk import MapItem, MapRun, run_map
 from .errors import ConfigError, NoWorkers, ResultTimeout, ToolfleetError
 from .health import read_health
 from .models import InstanceHealth, PromptResult
@@ -133,6 +136,31 @@ class Fleet:
         Raises NoWorkers when no instance is free within ``wait`` seconds.
         """
         return open_session(self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait)
+
+    def map(
+        self,
+        prompts: Iterable[MapItem | str],
+        profile: str | None = None,
+        *,
+        in_flight: int = 8,
+        retries: int = 0,
+        journal: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+    ) -> MapRun:
+        """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
+
+        Retryable failures are resubmitted up to ``retries`` times; with ``journal`` every
+        outcome is appended to a JSONL file and items it records as done are skipped.
+        """
+        return run_map(
+            self,
+            prompts,
+            profile=profile,
+            in_flight=in_flight,
+            retries=retries,
+            journal=journal,
+            timeout=timeout,
+        )
 
     def attach(self, session_id: str) -> Session:
         """A session opened by another process (e.g. ``toolfleet session open``)."""

@@ -137,7 +137,7 @@ def test_crash_loop_fails_the_worker_and_the_healthy_one_drains_the_queue(
 
 def test_recycle_after_max_prompts(workers: Workers) -> None:
     workers.wait_ready(workers.start("echo3"))
-    gens = [workers.fleet.submit(str(i), "echo3").get(timeout=10).generation for i in range(7)]
+    gens = [workers.fleet.submit(str(i), "echo3").get(timeout=60).generation for i in range(7)]
     assert gens == [1, 1, 1, 2, 2, 2, 3]
 
 

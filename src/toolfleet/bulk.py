@@ -1,0 +1,706 @@
+"""Bulk runs: many prompts over the fleet, bounded in flight, retried, journaled."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any, Protocol
+
+from celery.exceptions import WorkerLostError
+
+from .errors import ConfigError, ResultTimeout, ToolfleetError
+from .models import PromptResult
+from .profiles import load_profiles
+
+__all__ = [
+    "Handle",
+    "Journal",
+    "MapItem",
+    "MapOutcome",
+    "MapRun",
+    "Submitter",
+    "expand_template",
+    "read_jsonl",
+    "run_map",
+    "text_digest",
+]
+
+log = logging.getLogger(__name__)
+
+#: error_type of an item whose tool answered but reported failure (``ok`` false)
+TOOL_ERROR = "ToolError"
+
+
+class Handle(Protocol):
+    """What ``Fleet.submit`` returns (a ``PromptHandle``), as far as a bulk run needs it."""
+
+    @property
+    def id(self) -> str: ...
+
+    def ready(self) -> bool: ...
+
+    def get(self, timeout: float | None = ...) -> PromptResult: ...
+
+
+class Submitter(Protocol):
+    """Anything with ``Fleet.submit``'s signature (a ``Fleet``)."""
+
+    def submit(self, text: str, profile: str = ..., *, timeout: float | None = ...) -> Handle: ...
+
+
+@dataclass(frozen=True)
+class MapItem:
+    """One prompt of a bulk run; ``key`` names it in results and in the journal."""
+
+    key: str
+    text: str
+    profile: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class MapOutcome:
+    """How one item ended: its result (``ok`` or a tool error) or the error that stopped it."""
+
+    key: str
+    ok: bool
+    result: PromptResult | None = None
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    worker: str | None = None
+    duration_ms: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON object of the journal and of ``toolfleet map --json``."""
+        record: dict[str, Any] = {"key": self.key, "ok": self.ok}
+        if self.result is not None:
+            record.update(
+                output=self.result.output,
+                exit_status=self.result.exit_status,
+                truncated=self.result.truncated,
+            )
+        if self.error_type is not None:
+            record.update(error_type=self.error_type, error=self.error)
+        record.update(
+            worker=self.worker,
+            duration_ms=round(self.duration_ms, 3),
+            tool_ms=None if self.result is None else self.result.duration_ms,
+            attempts=self.attempts,
+            prompt_id=None if self.result is None else self.result.prompt_id,
+        )
+        return record
+
+
+def text_digest(text: str) -> str:
+    """A short digest of a prompt's text, kept in the journal to notice changed prompts."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+# ---- inputs -------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{(path|name|stem|index)(?:!([qr]))?\}")
+
+
+def expand_template(template: str, paths: Sequence[str | os.PathLike[str]]) -> list[MapItem]:
+    """One item per path: ``template`` with {path} {name} {stem} {index} filled in.
+
+    ``{index}`` counts from 0 in the order given. ``!q`` shell-quotes a value
+    (``{path!q}``), ``!r`` makes it a Python string literal. Other braces are left alone,
+    so ``${HOME}`` or ``awk '{print}'`` need no escaping. The key of each item is its path.
+    """
+    if _PLACEHOLDER.search(template) is None:
+        raise ValueError("the template uses none of {path} {name} {stem} {index}")
+    items = []
+    for index, raw in enumerate(paths):
+        path = os.fspath(raw)
+        pure = PurePath(path)
+        values = {"path": path, "name": pure.name, "stem": pure.stem, "index": str(index)}
+
+        def fill(match: re.Match[str], values: dict[str, str] = values) -> str:
+            value = values[match[1]]
+            if match[2] == "q":
+                return shlex.quote(value)
+            if match[2] == "r":
+                return repr(value)
+            return value
+
+        items.append(MapItem(key=path, text=_PLACEHOLDER.sub(fill, template)))
+    return items
+
+
+_JSONL_FIELDS = {"key", "text", "profile", "timeout"}
+
+
+def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> list[MapItem]:
+    """Items from JSON lines ``{"key": ..., "text": ..., "profile": ..., "timeout": ...}``.
+
+    Only ``text`` is required; ``key`` defaults to the line number. Blank lines are
+    skipped. A bad line raises ValueError naming ``source`` and the line.
+    """
+    items = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{where}: not JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        unknown = sorted(set(obj) - _JSONL_FIELDS)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        text, key = obj.get("text"), obj.get("key", number)
+        profile, timeout = obj.get("profile"), obj.get("timeout")
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: 'text' must be a string")
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise ValueError(f"{where}: 'key' must be a string or an integer")
+        if profile is not None and not isinstance(profile, str):
+            raise ValueError(f"{where}: 'profile' must be a string")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ValueError(f"{where}: 'timeout' must be a positive number of seconds")
+        items.append(MapItem(str(key), text, profile, None if timeout is None else float(timeout)))
+    return items
+
+
+# ---- the journal --------------------------------------------------------------------
+
+
+class Journal:
+    """Append-only JSON lines, one per finished item; a re-run skips the keys recorded ok.
+
+    Each line is written with one ``write`` and then fsync'ed, so an interrupted run
+    loses nothing it recorded; a line torn by a crash is skipped when read back. While
+    open for writing the file is locked, so two runs cannot share a journal.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.skipped_lines = 0  # unreadable (torn) lines seen by the last read()
+        self._fd: int | None = None
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every readable record, in order; unreadable lines are counted and skipped."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        records, bad = [], 0
+        for raw in data.split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                bad += 1
+                continue
+            if (
+                isinstance(record, dict)
+                and isinstance(record.get("key"), str)
+                and isinstance(record.get("ok"), bool)
+            ):
+                records.append(record)
+            else:
+                bad += 1
+        if bad and not records:
+            raise ConfigError(f"{self.path} is not a toolfleet journal (no record in it)")
+        self.skipped_lines = bad
+        return records
+
+    def done(self) -> dict[str, str | None]:
+        """Key -> prompt digest of every item recorded ok."""
+        return {r["key"]: r.get("sha") for r in self.read() if r["ok"]}
+
+    def done_keys(self) -> set[str]:
+        """Keys of the items recorded ok."""
+        return set(self.done())
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    def open(self) -> Journal:
+        """Open for appending (creating the file); ConfigError if another run holds it."""
+        if self._fd is not None:
+            return self
+        self.read()  # refuses a file that is not a journal before writing to it
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"journal {self.path} is in use by another run") from None
+        size = os.fstat(fd).st_size
+        if size:  # a torn last line must not swallow the first new one
+            with open(self.path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    os.write(fd, b"\n")
+        self._fd = fd
+        return self
+
+    def write(self, outcome: MapOutcome, *, sha: str | None = None) -> None:
+        """Append one outcome and fsync it."""
+        if self._fd is None:
+            self.open()
+        assert self._fd is not None
+        record = outcome.to_record()
+        record.update(sha=sha, at=round(time.time(), 3))
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # also releases the lock
+            self._fd = None
+
+    def __enter__(self) -> Journal:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# ---- the run ------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """An outstanding submission of one item."""
+
+    item: MapItem
+    handle: Handle
+    attempt: int  # 1 for the first submission
+    first_submit: float  # monotonic time of the item's first submission
+    submitted: float  # monotonic time of this submission
+    deadline: float  # monotonic time after which the result counts as lost
+
+
+def _retryable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retryable", False)) or isinstance(exc.__cause__, WorkerLostError)
+
+
+def _error_type(exc: BaseException) -> str:
+    """The class name, or that of the Celery error a bare ToolfleetError wraps."""
+    if type(exc) is ToolfleetError and exc.__cause__ is not None:
+        return type(exc.__cause__).__name__
+    return type(exc).__name__
+
+
+_READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+
+
+def _ready_ids(handles: list[Handle]) -> set[str]:
+    """Ids of the handles whose result is there: one MGET on a key-value result backend
+    (Redis) instead of one GET per handle; ``handle.ready()`` on anything else."""
+    backend = getattr(getattr(handles[0], "async_result", None), "backend", None)
+    mget = getattr(backend, "mget", None)
+    key_for = getattr(backend, "get_key_for_task", None)
+    decode = getattr(backend, "decode", None)
+    if mget is None or key_for is None or decode is None:
+        return {h.id for h in handles if h.ready()}
+    ready = set()
+    for handle, raw in zip(handles, mget([key_for(h.id) for h in handles]), strict=True):
+        if raw is None:
+            continue
+        try:
+            state = decode(raw)["status"]
+        except Exception:  # let get() say what is wrong with it
+            state = "SUCCESS"
+        if state in _READY_STATES:
+            ready.add(handle.id)
+    return ready
+
+
+def _revoke(handle: Handle) -> None:
+    """Best effort: tell the workers to drop this prompt if it has not started."""
+    revoke = getattr(getattr(handle, "async_result", None), "revoke", None)
+    if revoke is None:
+        return
+    try:
+        revoke()
+    except Exception as exc:  # the broker may be gone too; the run goes on
+        log.warning("could not revoke prompt %s: %s", handle.id, exc)
+
+
+class MapRun:
+    """A bulk run in progress: iterate it for a :class:`MapOutcome` per item as each ends.
+
+    Made by :func:`run_map`. Counters: ``total`` items given, ``skipped`` (keys already
+    ok in the journal), ``retried`` (resubmissions), and after a stop ``cancelled``
+    (keys never submitted) and ``abandoned`` (keys whose prompt may still run unrecorded).
+    """
+
+    def __init__(
+        self,
+        fleet: Submitter,
+        items: Iterable[MapItem | str],
+        *,
+        profile: str | None,
+        in_flight: int = 8,
+        retries: int = 0,
+        journal: Journal | str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        result_timeout: float | None = None,
+        poll: float = 0.005,
+    ) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        if retries < 0:
+            raise ValueError("retries must be at least 0")
+        given = [
+            it if isinstance(it, MapItem) else MapItem(key=str(i), text=it)
+            for i, it in enumerate(items)
+        ]
+        seen: set[str] = set()
+        for it in given:
+            if it.key in seen:
+                raise ValueError(f"duplicate item key {it.key!r}")
+            seen.add(it.key)
+            if it.profile is None and profile is None:
+                raise ValueError(f"item {it.key!r} has no profile and no default profile is set")
+        self.fleet = fleet
+        self.profile = profile
+        self.in_flight = in_flight
+        self.retries = retries
+        self.timeout = timeout
+        self.result_timeout = result_timeout
+        self.poll = poll
+        self.journal: Journal | None
+        self._owns_journal = not (journal is None or isinstance(journal, Journal))
+        if journal is None or isinstance(journal, Journal):
+            self.journal = journal
+        else:
+            self.journal = Journal(journal)
+        done: dict[str, str | None] = {}
+        if self.journal is not None:
+            done = self.journal.done()
+            self.journal.open()
+        self.total = len(given)
+        self.skipped = [it.key for it in given if it.key in done]
+        #: skipped keys whose recorded prompt text differs from this run's
+        self.changed = [
+            it.key
+            for it in given
+            if it.key in done and done[it.key] not in (None, text_digest(it.text))
+        ]
+        self.retried = 0
+        self.cancelled: list[str] = []
+        self.abandoned: list[str] = []
+        self.stopped = False
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self._pending: deque[tuple[MapItem, int, float | None]] = deque(
+            (it, 0, None) for it in given if it.key not in done
+        )
+        self._outstanding: dict[str, _Slot] = {}
+        self._ready: deque[MapOutcome] = deque()
+        self._recorded: set[str] = set()
+        self._stop_requested = False
+        self._deadlines: dict[str, float] = {}
+        if not self._pending:
+            self._finish()
+
+    # -- control
+
+    def stop(self) -> None:
+        """Ask the run to stop: nothing new is submitted, and iterating on yields the
+        outcomes of the prompts already sent (at most ``in_flight``), then ends.
+
+        Prompts already sent are waited for rather than revoked: a revoke cannot tell a
+        queued prompt from a running one (with ``task_track_started`` off both are
+        PENDING, and Celery's workers mark either REVOKED), so a prompt that then runs
+        would go unrecorded and run again on the next run. Only sets a flag, so a
+        signal handler may call it.
+        """
+        self._stop_requested = True
+
+    def close(self, wait: bool = True) -> list[MapOutcome]:
+        """Stop and return the outcomes not yet taken (all of them journaled).
+
+        With ``wait`` it waits for the prompts already sent (each until its result
+        deadline); without, it revokes them (best effort), records those already
+        finished and lists the rest in ``abandoned``: they may still run, unrecorded.
+        """
+        self.stop()
+        if not wait and self.finished is None:
+            if not self.stopped:
+                self._stop_now()
+            self._sweep()  # record what has finished, then give up on the rest
+            for slot in self._outstanding.values():
+                _revoke(slot.handle)
+            self._abandon()
+        return list(self)
+
+    def __enter__(self) -> MapRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()  # a second Ctrl-C while it waits ends the wait
+
+    # -- iteration
+
+    def __iter__(self) -> MapRun:
+        return self
+
+    def __next__(self) -> MapOutcome:
+        try:
+            while True:
+                if self._ready:
+                    return self._ready.popleft()
+                if self.finished is not None:
+                    raise StopIteration
+                if not self._outstanding and (self.stopped or not self._pending):
+                    self._finish()
+                    continue
+                self._step()
+        except KeyboardInterrupt:
+            self._stop_requested = True  # state is consistent; a later call drains
+            raise
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (until it finished)."""
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once :meth:`stop` was called (or a KeyboardInterrupt hit the iteration)."""
+        return self._stop_requested
+
+    @property
+    def outstanding(self) -> int:
+        """Prompts submitted and not finished."""
+        return len(self._outstanding)
+
+    def _step(self) -> None:
+        if self._stop_requested and not self.stopped:
+            self._stop_now()
+        if not self.stopped:
+            self._fill()
+        if not self._sweep() and not self._ready:
+            time.sleep(self.poll)
+
+    def _stop_now(self) -> None:
+        self.stopped = True
+        self.cancelled.extend(item.key for item, _, _ in self._pending)
+        self._pending.clear()
+
+    def _abandon(self) -> None:
+        for slot in self._outstanding.values():
+            self.abandoned.append(slot.item.key)
+        self._outstanding.clear()
+
+    def _finish(self) -> None:
+        if self.finished is None:
+            self.finished = time.monotonic()
+            if self.journal is not None and self._owns_journal:
+                self.journal.close()
+
+    def _deadline_for(self, profile: str, item: MapItem) -> float:
+        """Seconds to wait for one result before counting the prompt as lost."""
+        if self.result_timeout is not None:
+            return self.result_timeout
+        prompt = item.timeout if item.timeout is not None else self.timeout
+        if prompt is None:
+            if profile not in self._deadlines:
+                self._deadlines[profile] = _profile_deadline(self.fleet, profile)
+            prompt = self._deadlines[profile]
+        return 2 * prompt + 30.0
+
+    def _fill(self) -> None:
+        while self._pending and len(self._outstanding) < self.in_flight:
+            item, attempts, first = self._pending.popleft()
+            try:
+                self._submit(item, attempts, first)
+            except BaseException:
+                self._pending.appendleft((item, attempts, first))
+                raise
+
+    def _submit(self, item: MapItem, attempts: int, first: float | None) -> None:
+        profile = item.profile or self.profile
+        assert profile is not None
+        timeout = item.timeout if item.timeout is not None else self.timeout
+        now = time.monotonic()
+        slot_first = now if first is None else first
+        try:
+            handle = self.fleet.submit(item.text, profile, timeout=timeout)
+        except ToolfleetError as exc:  # refused before anything was sent (PromptRejected)
+            slot = _Slot(item, _NoHandle(), attempts + 1, slot_first, now, now)
+            self._settle(None, slot, error=exc)
+            return
+        deadline = now + self._deadline_for(profile, item)
+        self._outstanding[handle.id] = _Slot(item, handle, attempts + 1, slot_first, now, deadline)
+
+    def _sweep(self) -> bool:
+        """Collect finished prompts and lost ones; True if any was."""
+        progressed = False
+        if not self._outstanding:
+            return progressed
+        now = time.monotonic()
+        ready = _ready_ids([slot.handle for slot in self._outstanding.values()])
+        for pid, slot in list(self._outstanding.items()):
+            if pid in ready:
+                self._collect(pid, slot)
+                progressed = True
+            elif now > slot.deadline:
+                if self.stopped:  # no retry now: it may yet run, unrecorded
+                    del self._outstanding[pid]
+                    self.abandoned.append(slot.item.key)
+                else:
+                    _revoke(slot.handle)  # if it is only late, do not run it twice
+                    lost = ResultTimeout(
+                        f"no result for prompt {pid} within {now - slot.submitted:.0f} s"
+                        " (its worker may have been lost)"
+                    )
+                    self._settle(pid, slot, error=lost)
+                progressed = True
+        return progressed
+
+    def _collect(self, pid: str, slot: _Slot) -> None:
+        if not slot.handle.ready():  # also caches the result, so that get() returns at once
+            return
+        try:
+            result = slot.handle.get(timeout=10.0)
+        except ToolfleetError as exc:
+            self._settle(pid, slot, error=exc)
+        else:
+            self._settle(pid, slot, result=result)
+
+    def _settle(
+        self,
+        pid: str | None,
+        slot: _Slot,
+        *,
+        result: PromptResult | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Retry the item, or record and queue its outcome."""
+        retry = error is not None and _retryable(error) and slot.attempt <= self.retries
+        if retry and not self.stopped:
+            if pid is not None:
+                del self._outstanding[pid]
+            self._pending.appendleft((slot.item, slot.attempt, slot.first_submit))
+            self.retried += 1
+            return
+        outcome = _outcome(slot, result, error)
+        marker = pid or f"{slot.item.key}#{slot.attempt}"
+        if self.journal is not None and marker not in self._recorded:
+            self.journal.write(outcome, sha=text_digest(slot.item.text))
+        self._recorded.add(marker)
+        if pid is not None:
+            del self._outstanding[pid]
+        self._ready.append(outcome)
+
+
+class _NoHandle:
+    """Stands for a submission refused before it reached the broker."""
+
+    id = ""
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None) -> PromptResult:
+        raise AssertionError("never submitted")
+
+
+def _outcome(slot: _Slot, result: PromptResult | None, error: BaseException | None) -> MapOutcome:
+    duration_ms = (time.monotonic() - slot.first_submit) * 1000
+    key, attempts = slot.item.key, slot.attempt
+    if result is not None:
+        if result.ok:
+            return MapOutcome(key, True, result, None, None, attempts, result.worker, duration_ms)
+        why = (
+            "the tool reported an error"
+            if result.exit_status is None
+            else f"exit status {result.exit_status}"
+        )
+        return MapOutcome(key, False, result, TOOL_ERROR, why, attempts, result.worker, duration_ms)
+    assert error is not None
+    message = error.message if isinstance(error, ToolfleetError) else str(error)
+    return MapOutcome(key, False, None, _error_type(error), message, attempts, None, duration_ms)
+
+
+def _profile_deadline(fleet: object, profile: str) -> float:
+    """The prompt deadline of ``profile`` as this machine knows it (60 s if unknown)."""
+    settings = getattr(fleet, "settings", None)
+    try:
+        profiles = load_profiles(getattr(settings, "profiles", None))
+    except ConfigError:
+        profiles = load_profiles(None)
+    known = profiles.get(profile)
+    return 60.0 if known is None else float(known.prompt_timeout)
+
+
+def run_map(
+    fleet: Submitter,
+    items: Iterable[MapItem | str],
+    *,
+    profile: str | None = None,
+    in_flight: int = 8,
+    retries: int = 0,
+    journal: Journal | str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    result_timeout: float | None = None,
+    poll: float = 0.005,
+) -> MapRun:
+    """Run every item over the fleet; iterate the result for outcomes as they complete.
+
+    - ``items``: :class:`MapItem` (unique keys), or plain strings keyed by their index.
+      An item's own ``profile``/``timeout`` win over ``profile``/``timeout`` here;
+      ``timeout`` is the prompt's deadline inside the tool (default: the profile's).
+    - At most ``in_flight`` prompts are outstanding at any time.
+    - An item failing with a retryable error (``ToolCrashed``, ``ToolTimeout``, a lost
+      worker, ``ResultTimeout``) is resubmitted up to ``retries`` times. An answer with
+      ``ok`` false (e.g. a non-zero exit status) is the outcome ``ToolError``, not retried;
+      so is a ``PromptRejected`` prompt.
+    - A result not there ``result_timeout`` seconds after submission (default: twice the
+      prompt deadline plus 30 s) counts as lost: ``ResultTimeout``; the late prompt is
+      revoked so that, if it had not started, it does not run as well as its retry.
+    - ``journal`` (a path or :class:`Journal`): every outcome is appended as it arrives;
+      items it records as ok are skipped (``MapRun.skipped``).
+    - Stopping (:meth:`MapRun.stop`, or KeyboardInterrupt inside the iteration, then
+      iterating on or :meth:`MapRun.close`): nothing new is submitted and the prompts
+      already sent are waited for and recorded, so a re-run with the journal runs each
+      item once. ``close(wait=False)`` (a second Ctrl-C) revokes them instead and lists
+      them in ``abandoned``.
+    """
+    return MapRun(
+        fleet,
+        items,
+        profile=profile,
+        in_flight=in_flight,
+        retries=retries,
+        journal=journal,
+        timeout=timeout,
+        result_timeout=result_timeout,
+        poll=poll,
+    )

@@ -1,0 +1,394 @@
+"""``toolfleet map``: a bulk run with a progress bar, a journal and a summary table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .bulk import MapItem, MapOutcome, MapRun, expand_template, read_jsonl, run_map
+from .errors import ToolfleetError
+from .producer import Fleet
+
+__all__ = ["map_command", "summary_line", "summary_table"]
+
+#: failed items listed under the summary (all of them are in the journal / --json)
+MAX_FAILURES_SHOWN = 20
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _items(
+    files: Sequence[str], template: str | None, jsonl: TextIO | None, err: Console
+) -> list[MapItem]:
+    if (template is None) == (jsonl is None):
+        raise click.UsageError("give either --template with FILES, or --jsonl")
+    if jsonl is not None:
+        if files:
+            raise click.UsageError("FILES go with --template, not with --jsonl")
+        try:
+            return read_jsonl(jsonl, source=getattr(jsonl, "name", "<jsonl>"))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--jsonl") from None
+    assert template is not None
+    if not files:
+        raise click.UsageError("--template needs FILES")
+    paths: dict[str, None] = {}
+    for name in files:  # absolute: the workers' working directory is not ours
+        paths.setdefault(os.path.abspath(name), None)
+    if len(paths) < len(files):
+        err.print(f"{len(files) - len(paths)} duplicate path(s) ignored")
+    try:
+        return expand_template(template, list(paths))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--template") from None
+
+
+def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
+    if fleet.settings.heartbeat_interval == 0:
+        return  # no health records to look at
+    try:
+        reporting = {p: fleet.status(p) for p in sorted(profiles)}
+    except Exception as exc:
+        url = fleet.settings.redacted(fleet.settings.result_backend)
+        _fail(f"cannot read the fleet's health records at {url}: {exc}")
+        return
+    for profile, records in reporting.items():
+        if not records:
+            err.print(
+                f"[yellow]warning: no instance of profile {profile!r} is reporting; "
+                "prompts wait in the queue until one starts (see toolfleet status)[/]"
+            )
+
+
+def _failure_counts(outcomes: Sequence[MapOutcome]) -> Counter[str]:
+    return Counter(o.error_type or "?" for o in outcomes if not o.ok)
+
+
+def summary_table(outcomes: Sequence[MapOutcome], run: MapRun) -> Table:
+    """Counts of one run: ok, failed by error type, retried, time, rate, per worker."""
+    table = Table(title="toolfleet map", title_justify="left", show_header=False)
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("count", justify="right", no_wrap=True)
+    ok = sum(1 for o in outcomes if o.ok)
+    failures = _failure_counts(outcomes)
+    table.add_row("items", str(run.total))
+    if run.skipped:
+        table.add_row("already ok in the journal", str(len(run.skipped)))
+    table.add_row("[green]ok[/]", str(ok))
+    table.add_row("[red]failed[/]" if failures else "failed", str(sum(failures.values())))
+    for error_type, count in failures.most_common():
+        table.add_row(f"  {error_type}", str(count))
+    table.add_row("retried", str(run.retried))
+    if run.cancelled:
+        table.add_row("[yellow]not run (stopped)[/]", str(len(run.cancelled)))
+    if run.abandoned:
+        table.add_row("[yellow]left running, not recorded[/]", str(len(run.abandoned)))
+    table.add_row("time", f"{run.elapsed:.2f} s")
+    rate = len(outcomes) / run.elapsed if run.elapsed > 0 else 0.0
+    table.add_row("prompts/s", f"{rate:.1f}")
+    for worker, count in sorted(Counter(o.worker for o in outcomes if o.worker).items()):
+        table.add_row(f"worker {worker}", str(count))
+    return table
+
+
+def _failures_table(outcomes: Sequence[MapOutcome]) -> Table | None:
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return None
+    title = "failed items"
+    if len(failed) > MAX_FAILURES_SHOWN:
+        title += f" (first {MAX_FAILURES_SHOWN} of {len(failed)})"
+    table = Table(title=title, title_justify="left")
+    for col in ("key", "error", "message", "tries"):
+        table.add_column(col, overflow="fold")
+    for o in failed[:MAX_FAILURES_SHOWN]:
+        message = o.error or ""
+        if o.result is not None and o.result.output:
+            message += f": {o.result.output[-300:]}"
+        table.add_row(o.key, o.error_type or "?", message, str(o.attempts))
+    return table
+
+
+def summary_line(outcomes: Sequence[MapOutcome], run: MapRun) -> str:
+    """The summary in one line (for --json, where stdout carries the outcomes)."""
+    ok = sum(1 for o in outcomes if o.ok)
+    failures = _failure_counts(outcomes)
+    kinds = ", ".join(f"{k} {n}" for k, n in failures.most_common())
+    rate = len(outcomes) / run.elapsed if run.elapsed > 0 else 0.0
+    parts = [f"{run.total} items: {ok} ok, {sum(failures.values())} failed"]
+    if kinds:
+        parts[-1] += f" ({kinds})"
+    if run.skipped:
+        parts.append(f"{len(run.skipped)} already ok in the journal")
+    parts.append(f"{run.retried} retried")
+    if run.cancelled:
+        parts.append(f"{len(run.cancelled)} not run (stopped)")
+    if run.abandoned:
+        parts.append(f"{len(run.abandoned)} left running, not recorded")
+    return ", ".join(parts) + f"; {run.elapsed:.2f} s, {rate:.1f} prompts/s"
+
+
+class _SigintStops:
+    """First Ctrl-C: ``run.stop()``; the next one raises KeyboardInterrupt as usual."""
+
+    def __init__(self, run: MapRun) -> None:
+        self.run = run
+        self.previous: Any = None
+        self.installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.run.stop()
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __enter__(self) -> _SigintStops:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            if not callable(self.previous) and self.previous not in (
+                signal.SIG_DFL,
+                signal.SIG_IGN,
+            ):
+                self.previous = signal.default_int_handler
+            signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _drive(
+    run: MapRun, err: Console, emit: Callable[[MapOutcome], None]
+) -> tuple[list[MapOutcome], bool]:
+    """Iterate the run under a progress bar; (outcomes, quit at once on a second Ctrl-C)."""
+    outcomes: list[MapOutcome] = []
+
+    def label(_: Task) -> Text:
+        if run.stop_requested:
+            return Text("stopping (Ctrl-C again quits)", "yellow")
+        return Text("map")
+
+    progress = Progress(
+        _Label(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    failed = 0
+    quit_now = False
+    with progress, _SigintStops(run):
+        task = progress.add_task("map", total=run.total - len(run.skipped), failed=0, rate="")
+
+        def take(outcome: MapOutcome) -> None:
+            nonlocal failed
+            outcomes.append(outcome)
+            emit(outcome)
+            failed += not outcome.ok
+            rate = f"{len(outcomes) / run.elapsed:.1f}/s" if run.elapsed > 0 else ""
+            progress.update(task, advance=1, failed=failed, rate=rate)
+
+        try:
+            for outcome in run:
+                take(outcome)
+        except KeyboardInterrupt:  # the second Ctrl-C: keep what is done, leave the rest
+            quit_now = True
+            for outcome in run.close(wait=False):
+                take(outcome)
+    return outcomes, quit_now
+
+
+class _Label(ProgressColumn):
+    """A text column computed at each refresh."""
+
+    def __init__(self, render: Callable[[Task], Text]) -> None:
+        super().__init__()
+        self._render_label = render
+
+    def render(self, task: Task) -> Text:
+        return self._render_label(task)
+
+
+@click.command("map")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "--profile",
+    "-p",
+    default=None,
+    help="Profile of the prompts (needed unless every JSONL line names its own).",
+)
+@click.option(
+    "--template",
+    "-t",
+    default=None,
+    metavar="TEXT",
+    help="The prompt for each FILE, with {path} (absolute), {name}, {stem}, {index}.",
+)
+@click.option(
+    "--jsonl",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="Prompts, one JSON object a line ('-' reads stdin).",
+)
+@click.option(
+    "--in-flight",
+    "-j",
+    "in_flight",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Prompts outstanding at most.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Times to rerun an item that failed retryably (tool crashed or timed out, worker lost).",
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append each outcome to this JSONL file; a re-run skips items it records ok.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Deadline of each prompt inside its tool, s (default: the profile's).",
+)
+@click.option(
+    "--result-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds to wait for one result before counting its worker lost "
+    "(default: twice the deadline + 30).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print each outcome as a JSON line instead of the summary table.",
+)
+def map_command(
+    files: tuple[str, ...],
+    profile: str | None,
+    template: str | None,
+    jsonl: TextIO | None,
+    in_flight: int,
+    retries: int,
+    journal: Path | None,
+    timeout: float | None,
+    result_timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Run one prompt per FILE (--template), or per JSONL line (--jsonl), over the fleet.
+
+    \b
+      toolfleet map -p bash -t 'sed -i "1i # DOC_ID: {stem}" {path}' src/**/*.py
+      toolfleet map -p python --jsonl prompts.jsonl --journal done.jsonl
+
+    Template: {path} is the file's absolute path, {name} its name, {stem} its name
+    without suffix, {index} its position (from 0). {path!q} is shell-quoted, {path!r}
+    a Python string literal; other braces are left as they are.
+
+    JSONL: {"key": ..., "text": ..., "profile": ..., "timeout": ...}; only "text" is
+    required ("key" defaults to the line number).
+
+    A progress bar shows done, failed, rate and ETA; a summary follows. With --journal
+    each outcome is appended as it arrives, and running the same command again runs
+    only the items not recorded ok. Ctrl-C stops: nothing new is sent, the prompts
+    already sent (at most --in-flight) are waited for and recorded; a second Ctrl-C
+    quits at once.
+
+    Exit status: 0 when every item is ok, 1 when one failed, 130 when interrupted.
+    """
+    err = Console(stderr=True, soft_wrap=True)  # messages are not wrapped (logs, grep)
+    out = Console()
+    items = _items(files, template, jsonl, err)
+    if profile is None and any(it.profile is None for it in items):
+        raise click.UsageError("--profile is needed (or a 'profile' on every JSONL line)")
+    with Fleet.from_env() as fleet:
+        _check_workers(fleet, {it.profile or profile or "" for it in items}, err)
+        try:
+            run = run_map(
+                fleet,
+                items,
+                profile=profile,
+                in_flight=in_flight,
+                retries=retries,
+                journal=journal,
+                timeout=timeout,
+                result_timeout=result_timeout,
+            )
+        except (ToolfleetError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        if run.journal is not None and run.journal.skipped_lines:
+            err.print(
+                f"[yellow]{run.journal.skipped_lines} unreadable line(s) in {journal} "
+                "skipped (a run that crashed mid-write)[/]"
+            )
+        if run.changed:
+            err.print(
+                f"[yellow]warning: {len(run.changed)} item(s) recorded ok in {journal} had "
+                "another prompt text then; they are skipped (use a new journal to rerun)[/]"
+            )
+        if run.skipped:
+            err.print(f"{len(run.skipped)} of {run.total} items already ok in {journal}")
+
+        def emit(outcome: MapOutcome) -> None:
+            if as_json:
+                click.echo(json.dumps(outcome.to_record(), ensure_ascii=False))
+
+        outcomes, quit_now = _drive(run, err, emit)
+
+    if as_json:
+        err.print(summary_line(outcomes, run), highlight=False)
+    else:
+        out.print(summary_table(outcomes, run))
+        failures = _failures_table(outcomes)
+        if failures is not None:
+            out.print(failures)
+    if run.abandoned:
+        err.print(
+            f"[yellow]{len(run.abandoned)} prompt(s) may still run on the workers; "
+            "their outcomes are not recorded[/]"
+        )
+    if run.stopped:
+        again = "run the same command again" if journal else "use --journal next time"
+        err.print(f"interrupted ({'quit' if quit_now else 'stopped'}); {again} to finish")
+        sys.exit(130)
+    if any(not o.ok for o in outcomes):
+        sys.exit(1)
