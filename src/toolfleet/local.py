@@ -25,6 +25,7 @@ from .settings import Settings
 __all__ = [
     "EmbeddedRedis",
     "LocalFleet",
+    "flower_command",
     "free_port",
     "redis_reachable",
     "redis_server_binary",
@@ -84,6 +85,20 @@ def worker_command(profile: str, name: str, loglevel: str = "INFO") -> list[str]
         name,
         "--loglevel",
         loglevel,
+    ]
+
+
+def flower_command(port: int) -> list[str]:
+    """The command line of a Flower process for the fleet, on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "toolfleet.broker",
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
     ]
 
 
@@ -224,20 +239,9 @@ class LocalFleet:
                 name = f"{profile}{i}"
                 self._spawn(name, worker_command(profile, name))
         if self.flower_port is not None:
+            # bound to loopback only: its HTTP API needs no auth here
             self._spawn(
-                "flower",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "toolfleet.broker",
-                    "flower",
-                    f"--port={self.flower_port}",
-                    "--address=127.0.0.1",
-                ],
-                # bound to loopback only: its HTTP API needs no auth here
-                FLOWER_UNAUTHENTICATED_API="true",
+                "flower", flower_command(self.flower_port), FLOWER_UNAUTHENTICATED_API="true"
             )
         self.wait_ready(timeout)
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from toolfleet import Settings, ToolCrashed
-from toolfleet.local import free_port
+from toolfleet.local import flower_command, free_port
 
 from .procs import Workers, env_for, wait_gone
 
@@ -185,23 +185,14 @@ def test_flower_lists_workers_with_tool_health_and_prompt_tasks(
     port = free_port()
     with open(tmp_path / "flower.log", "wb") as log:
         flower = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "toolfleet.broker",
-                "flower",
-                f"--port={port}",
-                "--address=127.0.0.1",
-            ],
+            flower_command(port),
             env=env_for(workers.settings, FLOWER_UNAUTHENTICATED_API="true"),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
         workers.wait_ready(names)
-        wait_for(lambda: _port_open(port), 30, "flower")
+        wait_for(lambda: _port_open(port), 60, "flower")
         handles = [workers.fleet.submit(f"p{i}", "echo") for i in range(4)]
         ids = {h.id for h in handles}
         [h.get(timeout=10) for h in handles]
