@@ -197,13 +197,13 @@ def test_flower_lists_workers_with_tool_health_and_prompt_tasks(
         ids = {h.id for h in handles}
         [h.get(timeout=10) for h in handles]
         body = wait_for(
-            lambda: (w := _get(port, "/api/workers?refresh=1")) and len(w) == 2 and w, 30, "workers"
+            lambda: (w := _get(port, "/api/workers?refresh=1")) and len(w) == 2 and w, 60, "workers"
         )
         for node, info in body.items():
             assert node.split("@")[0] in names
             assert info["stats"]["toolfleet"]["state"] in ("ready", "busy")
         tasks = wait_for(
-            lambda: (t := _get(port, "/api/tasks")) and ids <= set(t) and t, 30, "tasks"
+            lambda: (t := _get(port, "/api/tasks")) and ids <= set(t) and t, 60, "tasks"
         )
         for task_id in ids:
             assert tasks[task_id]["state"] == "SUCCESS"
