@@ -193,6 +193,15 @@ def test_flower_lists_workers_with_tool_health_and_prompt_tasks(
     try:
         workers.wait_ready(names)
         wait_for(lambda: _port_open(port), 60, "flower")
+
+        def events_flowing() -> bool:
+            # Flower only knows tasks whose events arrive after its receiver connected
+            probe = workers.fleet.submit("probe", "echo")
+            probe.get(timeout=30)
+            time.sleep(0.5)
+            return probe.id in _get(port, "/api/tasks")
+
+        wait_for(events_flowing, 60, "Flower's event stream")
         handles = [workers.fleet.submit(f"p{i}", "echo") for i in range(4)]
         ids = {h.id for h in handles}
         [h.get(timeout=10) for h in handles]
