@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -205,3 +206,47 @@ def test_instance_dir_gives_each_instance_its_own_home() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_liveness_checks_from_many_threads_never_raise_when_the_tool_dies() -> None:
+    """The heartbeat, the watcher and the prompt thread all ask at once; one reaps."""
+    profile = Profile(name="sleeper", argv=["sleep", "300"], detector="quiescence", quiet_ms=50)
+    errors: list[BaseException] = []
+    for _ in range(30):
+        inst = ToolInstance(profile)
+        inst.start()
+        pid = inst.pid
+        assert pid is not None
+        go = threading.Event()
+
+        def poll(inst: ToolInstance = inst, go: threading.Event = go) -> None:
+            go.wait()
+            try:
+                while inst.alive():
+                    inst.snapshot()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=poll) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        go.set()
+        time.sleep(0.005)
+        os.kill(pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join(timeout=10)
+        assert not inst.alive() and inst.snapshot().pid is None
+        inst.close()
+    assert errors == []
+
+
+def test_a_tool_reaped_by_someone_else_is_dead_not_an_error() -> None:
+    inst = ToolInstance(BUILTIN_PROFILES["python"])
+    inst.start()
+    assert inst.pid is not None
+    os.kill(inst.pid, signal.SIGKILL)
+    os.waitpid(inst.pid, 0)
+    assert not inst.alive()
+    with pytest.raises(ToolCrashed):
+        inst.ask("1")
+    inst.close()

@@ -120,3 +120,34 @@ def test_a_session_runs_only_on_its_generation_and_blocks_shared_work():
         assert sup.takes_shared_work and sup.public_state == "ready"
     finally:
         sup.stop()
+
+
+class FlakyLiveness(FakeInstance):
+    """alive() fails once, as an unexpected error from the tool layer would."""
+
+    failures = 1
+
+    def alive(self):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("liveness check failed")
+        return super().alive()
+
+
+def test_the_watcher_outlives_errors_and_still_restarts_a_dead_tool():
+    profile = BUILTIN_PROFILES["echo"].model_copy(update={"restart_backoff": 0})
+    inst = FlakyLiveness(profile, str.upper)
+    sup = Supervisor(inst, "w@h", ["toolfleet.echo"])
+    sup.periodic.append(lambda: 1 / 0)
+    sup.start()
+    try:
+        end = time.monotonic() + 3
+        while inst.failures and time.monotonic() < end:
+            time.sleep(0.05)
+        assert inst.failures == 0
+        inst.crash()
+        while inst.generation < 2 and time.monotonic() < end + 3:
+            time.sleep(0.05)
+        assert inst.generation == 2 and sup.state == "ready"
+    finally:
+        sup.stop()

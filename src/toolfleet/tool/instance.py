@@ -22,7 +22,7 @@ from ..validation import validate_prompt
 from .detect import Detector, Marker, Matcher, Quiescence, Sentinel
 from .encode import encode
 from .output import clean_output
-from .spawn import kill_group, spawn_tool, tool_env
+from .spawn import is_alive, kill_group, spawn_tool, tool_env
 
 __all__ = ["Answer", "ToolInstance", "ToolSnapshot", "make_detector"]
 
@@ -170,7 +170,8 @@ class ToolInstance:
 
     def alive(self) -> bool:
         """True while the tool process runs."""
-        return self._proc is not None and self._proc.isalive()
+        proc = self._proc
+        return proc is not None and is_alive(proc)
 
     @property
     def pid(self) -> int | None:
@@ -183,11 +184,11 @@ class ToolInstance:
             if proc is None:
                 return
             grace = self.profile.grace if grace is None else grace
-            if proc.isalive() and self.profile.exit_command:
+            if is_alive(proc) and self.profile.exit_command:
                 try:
                     os.write(proc.fd, (self.profile.exit_command + "\n").encode())
                     end = time.monotonic() + grace
-                    while proc.isalive() and time.monotonic() < end:
+                    while is_alive(proc) and time.monotonic() < end:
                         self._discard(0.05)
                 except (OSError, _Eof):
                     pass
@@ -269,7 +270,7 @@ class ToolInstance:
         """Interrupt and resynchronise with a probe prompt; restart if that fails."""
         proc = self._proc
         grace = self.profile.grace
-        if proc is not None and proc.isalive():
+        if proc is not None and is_alive(proc):
             try:
                 wait = self._last_interrupt + self.profile.interrupt_cooldown - time.monotonic()
                 if wait > 0:
@@ -319,7 +320,7 @@ class ToolInstance:
             elif not writable:
                 if not pending and matcher.idle(time.monotonic()):
                     return
-                if not proc.isalive():
+                if not is_alive(proc):
                     raise _Eof()
 
     @staticmethod
@@ -344,7 +345,7 @@ class ToolInstance:
                 raise _Deadline()
             if select.select([self._proc.fd], [], [], min(wait, _WAKE))[0]:
                 tail = (tail + self._read(self._proc.fd))[-4096:]
-            elif not self._proc.isalive():
+            elif not is_alive(self._proc):
                 raise _Eof()
 
     def _discard(self, quiet: float) -> None:

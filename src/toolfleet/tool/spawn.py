@@ -8,19 +8,24 @@ import os
 import signal
 import sys
 import termios
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ptyprocess import PtyProcess
+from ptyprocess import PtyProcess, PtyProcessError
 
 from ..errors import ToolCrashed
 
-__all__ = ["kill_group", "session_members", "spawn_tool", "tool_env"]
+__all__ = ["is_alive", "kill_group", "session_members", "spawn_tool", "tool_env"]
 
 _PR_SET_PDEATHSIG = 1
 # variables of the worker's own shell that would change a tool's prompt or start-up
 _DROP = ("PS1", "PS2", "PS4", "PROMPT_COMMAND", "PYTHONSTARTUP", "BASH_ENV", "ENV")
+# ptyprocess reaps in isalive() with waitpid: of two threads asking at once after the
+# tool died, one reaps it and the other gets ECHILD and raises. Every reap goes through
+# this lock (the heartbeat, the watcher and the prompt thread all ask).
+_REAP = threading.RLock()
 
 
 def tool_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -60,6 +65,15 @@ def spawn_tool(argv: list[str], env: dict[str, str], cwd: str | None) -> PtyProc
         raise ToolCrashed(f"cannot start {argv[0]!r}: {exc}") from None
 
 
+def is_alive(proc: PtyProcess) -> bool:
+    """Whether the tool process runs; safe to call from any thread."""
+    with _REAP:
+        try:
+            return bool(proc.isalive())
+        except PtyProcessError:  # reaped by someone else: it is gone
+            return False
+
+
 def session_members(sid: int) -> list[int]:
     """Processes of session ``sid`` (the tool and everything it started, jobs included)."""
     members = []
@@ -80,15 +94,15 @@ def kill_group(proc: PtyProcess, grace: float) -> None:
     Then SIGKILL whatever else is left in the tool's session (background jobs).
     """
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
-        if not proc.isalive():
+        if not is_alive(proc):
             break
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
         end = time.monotonic() + wait
-        while proc.isalive() and time.monotonic() < end:
+        while is_alive(proc) and time.monotonic() < end:
             time.sleep(0.01)
     for pid in session_members(proc.pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
+    with _REAP, contextlib.suppress(OSError, PtyProcessError):
         proc.close(force=True)

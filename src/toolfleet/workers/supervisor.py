@@ -170,28 +170,32 @@ class Supervisor:
             self._try_start()
 
     def _watch(self) -> None:
+        """The watcher thread: it must outlive any error, or nothing restarts the tool."""
         ticks = 0
         while not self._stop.wait(0.2):
             ticks += 1
-            if ticks % 5 == 0:
-                for hook in self.periodic:
-                    try:
-                        hook()
-                    except Exception:
-                        log.exception("periodic check failed")
-            with self._lock:
-                if self._stop.is_set() or self._state in ("failed", "stopping", "busy"):
-                    continue
-                if self._state == "restarting":
-                    if time.monotonic() >= self._retry_at:
-                        self._try_start()
-                elif not self.instance.alive():
-                    log.warning("%s: tool died while idle; restarting", self.worker)
-                    self._tool_died(f"{self.profile.name} died while idle")
-                elif self.reset_pending:
-                    self._reset()
-                elif self._needs_recycle():
-                    self._recycle()
+            for step in [*(self.periodic if ticks % 5 == 0 else []), self._tend]:
+                try:
+                    step()
+                except Exception as exc:
+                    self.last_error = f"watcher: {exc!r}"
+                    log.exception("%s: watcher check failed; carrying on", self.worker)
+
+    def _tend(self) -> None:
+        """One look at the instance: restart, reset or recycle it when due."""
+        with self._lock:
+            if self._stop.is_set() or self._state in ("failed", "stopping", "busy"):
+                return
+            if self._state == "restarting":
+                if time.monotonic() >= self._retry_at:
+                    self._try_start()
+            elif not self.instance.alive():
+                log.warning("%s: tool died while idle; restarting", self.worker)
+                self._tool_died(f"{self.profile.name} died while idle")
+            elif self.reset_pending:
+                self._reset()
+            elif self._needs_recycle():
+                self._recycle()
 
     # ---- sessions ------------------------------------------------------------------
     @property
