@@ -18,6 +18,7 @@ from .errors import ConfigError, NoWorkers, ResultTimeout, ToolfleetError
 from .health import read_health
 from .models import InstanceHealth, PromptResult
 from .profiles import Profile, load_profiles
+from .recovery import LOST_CHECK_EVERY, whereabouts
 from .sessions import Session, Strategy, attach, open_session
 from .settings import Settings
 from .validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
@@ -28,13 +29,33 @@ log = logging.getLogger(__name__)
 
 
 class PromptHandle:
-    """A submitted prompt: wraps Celery's AsyncResult, returns a PromptResult."""
+    """A submitted prompt: wraps Celery's AsyncResult, returns a PromptResult.
 
-    def __init__(self, fleet: Fleet, result: AsyncResult, profile: str, worker: str | None):
+    While :meth:`get` waits it looks, every ``check_every`` seconds, for the prompt's
+    message; a shared-queue prompt whose message the broker lost (see
+    :mod:`toolfleet.recovery`) is sent again under the same id.
+    """
+
+    #: seconds between looks for a lost message while waiting
+    check_every = LOST_CHECK_EVERY
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        result: AsyncResult,
+        profile: str,
+        worker: str | None,
+        resend: dict[str, Any] | None = None,
+    ):
         self.fleet = fleet
         self.async_result = result
         self.profile = profile
         self.worker = worker
+        #: how to send the prompt again (shared-queue prompts only)
+        self.resend = resend
+        #: how many times the prompt was sent again because its message was lost
+        self.resent = 0
+        self._missing = False
 
     @property
     def id(self) -> str:
@@ -45,15 +66,36 @@ class PromptHandle:
 
     def get(self, timeout: float | None = 60.0) -> PromptResult:
         """Wait for the result; raise its typed error, or ResultTimeout / NoWorkers."""
-        try:
-            value = self.async_result.get(timeout=timeout, propagate=True)
-        except CeleryTimeout:
-            raise self._why_late(timeout) from None
-        except ToolfleetError:
-            raise
-        except Exception as exc:
-            raise ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
-        return PromptResult.model_validate(value)
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            wait = self.check_every if left is None else min(self.check_every, left)
+            try:
+                value = self.async_result.get(timeout=wait, propagate=True)
+            except CeleryTimeout:
+                if left is not None and wait >= left:
+                    raise self._why_late(timeout) from None
+                self._recover_if_lost()
+                continue
+            except ToolfleetError:
+                raise
+            except Exception as exc:
+                raise ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
+            return PromptResult.model_validate(value)
+
+    def _recover_if_lost(self) -> None:
+        """Send the prompt again if its message was nowhere at this look and the last."""
+        if self.resend is None:
+            return
+        with self.fleet.app.connection_for_read() as conn:
+            place = whereabouts(conn.default_channel.client, self.id, self.resend["queue"])
+        missing = place == "nowhere" and not self.async_result.ready()
+        if missing and self._missing:
+            log.warning("prompt %s: its message was lost by the broker; sending it again", self.id)
+            self.fleet.app.send_task(PROMPT_TASK, task_id=self.id, **self.resend)
+            self.resent += 1
+            missing = False
+        self._missing = missing
 
     def _why_late(self, timeout: float | None) -> ToolfleetError:
         healthy = [
@@ -113,9 +155,12 @@ class Fleet:
             kwargs["timeout"] = float(timeout)
         if session is not None:
             kwargs.update(session=session, seq=seq)
-        queue = direct_queue(worker) if worker else shared_queue(profile)
-        result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=queue)
-        return PromptHandle(self, result, profile, worker)
+        if worker:
+            result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=direct_queue(worker))
+            return PromptHandle(self, result, profile, worker)
+        resend = {"kwargs": kwargs, "queue": shared_queue(profile)}
+        result = self.app.send_task(PROMPT_TASK, **resend)
+        return PromptHandle(self, result, profile, None, resend if session is None else None)
 
     def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
         """Submit and wait: the result of one prompt."""
