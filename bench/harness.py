@@ -55,6 +55,12 @@ class Procs:
     def toolfleet_worker(self, profile: str, name: str) -> subprocess.Popen[bytes]:
         return self.spawn(name, worker_command(profile, name, "WARNING"))
 
+    def toolfleet_workers(self, profile: str, name: str, count: int) -> subprocess.Popen[bytes]:
+        """One ``toolfleet worker --count`` process forking ``count`` workers NAME1..n."""
+        return self.spawn(
+            name, worker_command(profile, name, "WARNING", count=count, log_dir=self.logs)
+        )
+
     def noop_worker(self, name: str) -> subprocess.Popen[bytes]:
         return self.spawn(
             name,

@@ -3,9 +3,11 @@
 Run: .venv/bin/python bench/startup.py [--sizes 1 5 10 --repeats 3 --profile python]
 One private Redis. For each size N, each repeat starts N bare no-op workers
 (bench/noop_app.py), timed until all answer ``app.control.ping`` (N = 1 is the baseline
-of the targets), then N toolfleet workers, timed until all N are ``ready`` in
-``Fleet.status()``. Each group is then stopped with SIGTERM to every worker and timed
-until every worker process and every tool process has exited. Only one group runs at a
+of the targets), then N toolfleet workers as ``toolfleet up`` starts them (N > 1: one
+``toolfleet worker --count N`` process forks them after its imports), timed until all N
+are ``ready`` in ``Fleet.status()``, and, for comparison, N separate ``toolfleet worker``
+processes. Each group is then stopped with SIGTERM (to the launcher, or to every worker)
+and timed until every worker process and every tool process has exited. Only one group runs at a
 time. Figures are medians over repeats, in bench/out/startup.json.
 """
 
@@ -54,14 +56,24 @@ def bare_workers(settings: Settings, n: int, tag: str) -> tuple[float, float]:
 
 
 def toolfleet_workers(
-    settings: Settings, fleet: Fleet, profile: str, n: int, tag: str
+    settings: Settings, fleet: Fleet, profile: str, n: int, tag: str, *, forked: bool
 ) -> dict[str, float]:
-    """Start ``n`` workers; seconds until all are ready, and until all have stopped."""
-    names = {f"{tag}-{profile}{i}" for i in range(n)}
+    """Start ``n`` workers; seconds until all are ready, and until all have stopped.
+
+    ``forked``: one ``toolfleet worker --count n`` process forks them (what ``toolfleet
+    up`` does); else ``n`` separate ``toolfleet worker`` processes.
+    """
+    if forked:
+        names = {f"{tag}-{profile}{i}" for i in range(1, n + 1)}
+    else:
+        names = {f"{tag}-{profile}{i}" for i in range(n)}
     with Procs(settings) as procs:
         start, start_unix = time.perf_counter(), time.time()
-        for name in sorted(names):
-            procs.toolfleet_worker(profile, name)
+        if forked:
+            procs.toolfleet_workers(profile, f"{tag}-{profile}", n)
+        else:
+            for name in sorted(names):
+                procs.toolfleet_worker(profile, name)
         while True:
             ready = [
                 h
@@ -75,11 +87,14 @@ def toolfleet_workers(
                 raise RuntimeError(f"{len(ready)} of {n} ready; exited {dead}; logs {procs.logs}")
             time.sleep(POLL)
         up = time.perf_counter() - start
-        assert {h.worker_pid for h in ready} == {p.pid for p in procs.procs}
+        workers = {h.worker_pid for h in ready}
+        if not forked:
+            assert workers == {p.pid for p in procs.procs}
+        assert len(workers) == n
         tools = [h.pid for h in ready if h.pid is not None]
         assert len(tools) == n and all(alive(pid) for pid in tools)
         time.sleep(0.5)
-        down = stop_all(procs.procs, tools)
+        down = stop_all(procs.procs, [*tools, *workers])
     return {
         "ready_s": up,
         # when the bootstep spawned the tools (the slowest worker): Celery's share
@@ -100,6 +115,7 @@ def main() -> None:
 
     bare: dict[int, list[tuple[float, float]]] = {n: [] for n in args.sizes}
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in args.sizes}
+    separate: dict[int, list[dict[str, float]]] = {n: [] for n in args.sizes if n > 1}
     with with_redis() as settings, Fleet(settings) as fleet:
         for rep in range(args.repeats):
             for n in args.sizes:
@@ -108,13 +124,22 @@ def main() -> None:
                 bare[n].append((up, down))
                 print(f"repeat {rep}: {n} bare workers up {up:.2f} s, down {down:.2f} s")
                 time.sleep(1)
-                run = toolfleet_workers(settings, fleet, args.profile, n, f"r{rep}n{n}")
+                run = toolfleet_workers(
+                    settings, fleet, args.profile, n, f"r{rep}n{n}", forked=n > 1
+                )
                 runs[n].append(run)
                 print(
                     f"repeat {rep}: {n} toolfleet workers ready {run['ready_s']:.2f} s,"
                     f" stopped {run['stopped_s']:.2f} s",
                     flush=True,
                 )
+                if n > 1:
+                    time.sleep(1)
+                    run = toolfleet_workers(
+                        settings, fleet, args.profile, n, f"r{rep}s{n}", forked=False
+                    )
+                    separate[n].append(run)
+                    print(f"repeat {rep}: {n} separate processes ready {run['ready_s']:.2f} s")
 
     bare_up = {n: statistics.median(v[0] for v in values) for n, values in bare.items()}
     bare_down = {n: statistics.median(v[1] for v in values) for n, values in bare.items()}
@@ -152,6 +177,16 @@ def main() -> None:
                     bare_up[n],
                 )
             )
+    for n, values in separate.items():
+        rows.append(
+            row(
+                f"{n} {args.profile} workers as {n} separate processes, all ready",
+                statistics.median(v["ready_s"] for v in values),
+                "s",
+                f"{one} bare Celery worker(s) answer ping",
+                bare_up[one],
+            )
+        )
     for n in runs:
         stopped = sizes[str(n)]["median"]["stopped_s"]
         rows.append(
@@ -171,6 +206,7 @@ def main() -> None:
             "profile": args.profile,
             "repeats": args.repeats,
             "sizes": sizes,
+            "separate_processes": {str(n): v for n, v in separate.items()},
             "rows": rows,
         },
     )

@@ -86,7 +86,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_app(settings: Settings | None = None, *, main: str = "toolfleet") -> Celery:
     """A Celery app for the fleet; ``settings`` default to the environment's, read lazily."""
-    app = Celery(main, set_as_current=False, include=["toolfleet.tasks"])
+    app = Celery(
+        main,
+        set_as_current=False,
+        include=["toolfleet.tasks"],
+        amqp="toolfleet.transport:FleetAMQP",  # one Redis client per channel, not per command
+    )
 
     def configure(sender: Celery, **_: Any) -> None:
         sender.conf.update(celery_config(settings or Settings.from_env()))

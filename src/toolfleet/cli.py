@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import click
@@ -111,32 +112,37 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
 @click.option("--profile", "-p", required=True, help="Tool profile this worker runs.")
 @click.option("--name", default=None, help="Node name (default: PROFILE-PID); '@host' is added.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-def worker(profile: str, name: str | None, loglevel: str) -> None:
-    """Start one Celery worker holding one instance of PROFILE (what compose runs)."""
-    from .broker import app, shared_queue
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Workers to run, forked from this process (named NAME1..NAMEn).",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --count: one log file per worker here (default: this terminal).",
+)
+def worker(profile: str, name: str | None, loglevel: str, count: int, log_dir: Path | None) -> None:
+    """Start Celery workers each holding one instance of PROFILE (compose runs one)."""
+    from .launcher import run_launcher, start_worker
     from .profiles import get_profile
 
     try:
         get_profile(profile, Settings.from_env().profiles)
     except ToolfleetError as exc:
         _fail(exc.message)
-    node = name or f"{profile}-{os.getpid()}"
-    if "@" not in node:
-        node += "@%h"
-    app.worker_main(
-        [
-            "worker",
-            "--pool=threads",
-            "--concurrency=1",
-            f"--hostname={node}",
-            f"--queues={shared_queue(profile)}",
-            "--task-events",
-            "--without-gossip",
-            "--without-mingle",
-            f"--loglevel={loglevel}",
-            f"--profile={profile}",
-        ]
-    )
+    if count == 1:
+        start_worker(profile, name or f"{profile}-{os.getpid()}", loglevel)
+        return
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    base, at, host = (name or profile).partition("@")
+    names = [f"{base}{i}{at}{host}" for i in range(1, count + 1)]
+    sys.exit(run_launcher(profile, names, loglevel, log_dir))
 
 
 @cli.command()

@@ -72,20 +72,25 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
         client.close()
 
 
-def worker_command(profile: str, name: str, loglevel: str = "INFO") -> list[str]:
-    """The command line of one ``toolfleet worker`` process (this interpreter)."""
-    return [
-        sys.executable,
-        "-m",
-        "toolfleet",
-        "worker",
-        "--profile",
-        profile,
-        "--name",
-        name,
-        "--loglevel",
-        loglevel,
-    ]
+def worker_command(
+    profile: str,
+    name: str,
+    loglevel: str = "INFO",
+    *,
+    count: int = 1,
+    log_dir: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """The command line of ``toolfleet worker`` (this interpreter).
+
+    With ``count`` > 1 one process forks ``count`` workers named NAME1..NAMEn.
+    """
+    argv = [sys.executable, "-m", "toolfleet", "worker", "--profile", profile]
+    argv += ["--name", name, "--loglevel", loglevel]
+    if count > 1:
+        argv += ["--count", str(count)]
+    if log_dir is not None:
+        argv += ["--log-dir", str(log_dir)]
+    return argv
 
 
 def flower_command(port: int) -> list[str]:
@@ -235,9 +240,14 @@ class LocalFleet:
         """Start Redis (if needed), every worker and Flower; wait until all are ready."""
         self.ensure_redis()
         for profile, count in self.profiles.items():
-            for i in range(1, count + 1):
-                name = f"{profile}{i}"
-                self._spawn(name, worker_command(profile, name))
+            # one process per profile forks its workers: they skip the imports, so a
+            # fleet starts in about the time of one worker; each has its own log file
+            self._spawn(
+                profile if count > 1 else f"{profile}1",
+                worker_command(profile, profile, count=count, log_dir=self.log_dir)
+                if count > 1
+                else worker_command(profile, f"{profile}1"),
+            )
         if self.flower_port is not None:
             # bound to loopback only: its HTTP API needs no auth here
             self._spawn(

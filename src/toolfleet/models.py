@@ -55,6 +55,10 @@ class InstanceHealth(BaseModel):
     last_error: str | None = None
     queues: list[str] = Field(default_factory=list)
     session: str | None = Field(None, description="Session holding the instance, if leased.")
+    holding: list[str] = Field(
+        default_factory=list,
+        description="Prompt ids this worker received and has not finished (see orphans).",
+    )
     version: str
 
     @property

@@ -65,3 +65,34 @@ def test_worker_killed_mid_prompt_the_prompt_completes_on_another(
     assert recovery < 20, recovery
     # the killed worker's tool died with it mid-prompt; the survivor's finished it, once
     assert log.read_text().splitlines() == [":sleep 2"]
+
+
+def test_with_the_default_visibility_timeout_a_dead_workers_prompt_is_put_back(
+    redis_server, tmp_path
+) -> None:
+    """Not an hour later: once the dead worker's health record expires (orphan sweep)."""
+    settings = _fresh_settings(redis_server)
+    assert settings.visibility_timeout == 3600
+    workers = Workers(settings, tmp_path)
+    try:
+        names = workers.start("echo", 2)
+        workers.wait_ready(names)
+        log = tmp_path / "executions.log"
+        log_everywhere(workers, names, log)
+        handle = workers.fleet.submit(":sleep 3", "echo")
+        deadline = time.monotonic() + 10
+        while not (busy := [r for r in workers.fleet.status() if r.state == "busy"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert handle.id in busy[0].holding  # the live record names the prompt it holds
+        victim = busy[0].worker.split("@")[0]
+        killed_at = time.monotonic()
+        workers.procs[victim].send_signal(signal.SIGKILL)
+        result = handle.get(timeout=60)
+        recovery = time.monotonic() - killed_at
+        print(f"default visibility timeout, worker SIGKILL: result {recovery:.1f} s after")
+        assert result.output == "slept 3" and result.worker.split("@")[0] != victim
+        assert recovery < 30, recovery
+        assert log.read_text().splitlines() == [":sleep 3"]  # finished once, on the survivor
+    finally:
+        assert workers.close() == set()

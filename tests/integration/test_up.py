@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import redis
 
 from toolfleet import Fleet, Settings
-from toolfleet.local import free_port, redis_reachable
+from toolfleet.local import free_port, redis_reachable, worker_command
 
 from .procs import descendants, env_for, wait_gone
 
@@ -52,3 +53,50 @@ def test_up_runs_a_fleet_and_a_signal_stops_every_process(sig: int, tmp_path) ->
         fleet.close()
         if up.poll() is None:
             up.kill()
+
+
+def test_forked_workers_each_hold_a_tool_and_a_killed_one_comes_back(
+    settings: Settings, tmp_path
+) -> None:
+    """`toolfleet worker --count 3`: 3 workers forked from one process (what `up` runs)."""
+    log = tmp_path / "executions.log"
+    launcher = subprocess.Popen(
+        worker_command("echo", "fork", count=3, log_dir=tmp_path),
+        env=env_for(settings, TOOLFLEET_ECHO_LOG=str(log)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    fleet = Fleet(settings)
+    try:
+        fleet.wait_ready(3, "echo", timeout=60)
+        records = {r.worker.split("@")[0]: r for r in fleet.status("echo")}
+        assert set(records) == {"fork1", "fork2", "fork3"}
+        assert len({r.worker_pid for r in records.values()}) == 3  # a process each
+        assert {r.worker_pid for r in records.values()} <= descendants(launcher.pid)
+        assert all((tmp_path / f"{name}.log").stat().st_size > 0 for name in records)
+        handles = [fleet.submit(f":sleep 0.05 item-{i}", "echo") for i in range(60)]
+        time.sleep(0.5)
+        victim = records["fork2"]
+        os.kill(victim.worker_pid, signal.SIGKILL)
+        outputs = [h.get(timeout=90).output for h in handles]  # nothing lost
+        assert outputs == [f"slept 0.05 item-{i}" for i in range(60)]
+        end = time.monotonic() + 60
+        while True:  # the launcher started fork2 again: a new process, a new tool
+            back = {r.worker.split("@")[0]: r for r in fleet.status("echo")}.get("fork2")
+            if back and back.state == "ready" and back.worker_pid != victim.worker_pid:
+                break
+            assert time.monotonic() < end, "the killed worker did not come back"
+            time.sleep(0.1)
+        assert fleet.submit("ping", "echo", worker=back.worker).get(timeout=30).output == "ping"
+        runs = [line.rsplit(" ", 1)[-1] for line in log.read_text().splitlines()]
+        assert sorted(set(runs) - {"ping"}) == sorted(f"item-{i}" for i in range(60))
+        tree = descendants(launcher.pid)
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(30) == 0
+        assert wait_gone(tree) == set(), "processes left behind"
+    finally:
+        fleet.close()
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()

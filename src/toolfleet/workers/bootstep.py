@@ -14,10 +14,18 @@ from . import control, state  # control registers the remote-control commands
 from .guard import Claim, DeliveryGuard
 from .heartbeat import Heartbeat
 from .lease import LeaseKeeper
+from .orphans import OrphanSweeper
 from .queues import SharedQueueSwitch
+from .reconnect import held_ids
 from .supervisor import Supervisor
 
 __all__ = ["ToolStep", "control"]
+
+
+def _consumer_qos(worker: Any) -> Any:
+    """The QoS of the worker's task consumer channel (None until it consumes)."""
+    consumer = getattr(getattr(worker, "consumer", None), "task_consumer", None)
+    return getattr(getattr(consumer, "channel", None), "qos", None)
 
 
 class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -46,13 +54,23 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         sup = self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
         switch = SharedQueueSwitch(worker, name)
         beat: Heartbeat | None = None
-        if self.settings.heartbeat_interval > 0:
+        interval = self.settings.heartbeat_interval
+        if interval > 0:
             beat = self.heartbeat = Heartbeat(
                 client,
-                sup.health,
-                self.settings.heartbeat_interval,
-                state=lambda: (sup.public_state, sup.session),
+                lambda: sup.health().model_copy(update={"holding": held_ids()}),
+                interval,
+                state=lambda: (sup.public_state, sup.session, tuple(held_ids())),
             )
+            sweeper = OrphanSweeper(
+                client,
+                lambda: _consumer_qos(worker),
+                worker.app.backend.get_key_for_task,
+                me=worker.hostname,
+                interval=interval,
+                grace=2 * interval + 1,
+            )
+            sup.periodic.append(sweeper.maybe_sweep)
 
         def changed(*_: object) -> None:
             switch.set(sup.takes_shared_work)

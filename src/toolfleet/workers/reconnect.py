@@ -16,14 +16,15 @@ import threading
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import task_prerun, task_received
+from celery.signals import task_postrun, task_prerun, task_received, task_revoked
 
-__all__ = ["RestoreOnReconnect", "pending_ids"]
+__all__ = ["RestoreOnReconnect", "held_ids", "pending_ids"]
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _received_not_started: set[str] = set()
+_held: set[str] = set()  # received and not finished (the health record lists them)
 
 
 @task_received.connect(weak=False)  # type: ignore[untyped-decorator]
@@ -31,12 +32,33 @@ def _on_received(request: Any = None, **_: Any) -> None:
     if request is not None:
         with _lock:
             _received_not_started.add(str(request.id))
+            _held.add(str(request.id))
 
 
 @task_prerun.connect(weak=False)  # type: ignore[untyped-decorator]
 def _on_prerun(task_id: str | None = None, **_: Any) -> None:
     with _lock:
         _received_not_started.discard(str(task_id))
+
+
+@task_postrun.connect(weak=False)  # type: ignore[untyped-decorator]
+def _on_postrun(task_id: str | None = None, **_: Any) -> None:
+    with _lock:
+        _held.discard(str(task_id))
+
+
+@task_revoked.connect(weak=False)  # type: ignore[untyped-decorator]
+def _on_revoked(request: Any = None, **_: Any) -> None:
+    if request is not None:
+        with _lock:
+            _received_not_started.discard(str(request.id))
+            _held.discard(str(request.id))
+
+
+def held_ids() -> list[str]:
+    """Prompt ids this process received and has not finished."""
+    with _lock:
+        return sorted(_held)
 
 
 def pending_ids() -> set[str]:
@@ -66,6 +88,7 @@ class RestoreOnReconnect(bootsteps.StartStopStep):  # type: ignore[misc]
             return
         with _lock:
             _received_not_started.difference_update(restored)
+            _held.difference_update(restored)
         if restored:
             log.info("restored %d unstarted prompt(s) after reconnecting", len(restored))
 

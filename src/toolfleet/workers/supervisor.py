@@ -68,7 +68,7 @@ class Supervisor:
         self.session_generation: int | None = None
         self.reset_pending = False
         #: called about once a second from the watcher thread (e.g. lease checks)
-        self.periodic: list[Callable[[], None]] = []
+        self.periodic: list[Callable[[], object]] = []
 
     # ---- state -------------------------------------------------------------------
     @property

@@ -1,0 +1,98 @@
+"""Puts back the prompts of a worker that died, seconds after its health record expires.
+
+A worker killed mid-prompt leaves the prompt's message in kombu's ``unacked`` hash, where
+Redis hands it out again only after the visibility timeout (an hour by default). Yet
+the fleet knows sooner that the worker is gone: its health record expires after three
+heartbeat intervals, and every live record lists the prompts its worker holds
+(``InstanceHealth.holding``). So, once per interval, one worker of the fleet (a Redis
+lock elects it) restores each toolfleet prompt in ``unacked`` that was delivered more
+than ``grace`` seconds ago, has no result, and is held by no live worker. The restored
+message is marked redelivered: the duplicate-delivery guard then applies as for any
+redelivery (a finished first run's result is returned; ``on_worker_lost = "fail"``
+fails it instead of running it again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..broker import PROMPT_TASK
+from ..health import RedisLike, read_health
+
+__all__ = ["SWEEP_LOCK", "OrphanSweeper"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOCK = "toolfleet:orphan-sweep"
+
+
+class OrphanSweeper:
+    """Restores prompts held by no live worker (see the module's docstring)."""
+
+    def __init__(
+        self,
+        backend: RedisLike,
+        qos: Callable[[], Any],
+        result_key: Callable[[str], Any],
+        *,
+        me: str,
+        interval: float,
+        grace: float,
+    ) -> None:
+        self.backend = backend
+        self.qos = qos  # the consumer channel's QoS (it changes on reconnects)
+        self.result_key = result_key
+        self.me = me
+        self.interval = interval
+        self.grace = grace
+        self._next = 0.0
+
+    def maybe_sweep(self) -> list[str]:
+        """Sweep if this worker's turn has come (called about once a second)."""
+        now = time.monotonic()
+        if now < self._next:
+            return []
+        self._next = now + self.interval
+        qos = self.qos()
+        if qos is None or not hasattr(qos, "restore_by_tag"):
+            return []  # not consuming (yet), or not the Redis transport
+        with qos.channel.conn_or_acquire() as broker:
+            if not broker.set(SWEEP_LOCK, self.me, nx=True, px=int(self.interval * 1000)):
+                return []  # another worker sweeps this interval
+            return self.sweep(qos, broker)
+
+    def sweep(self, qos: Any, broker: RedisLike) -> list[str]:
+        """Restore every orphaned prompt now; returns their ids."""
+        entries = broker.hgetall(qos.unacked_key)
+        if not entries:
+            return []
+        delivered = dict(broker.zrange(qos.unacked_index_key, 0, -1, withscores=True))
+        held = {pid for record in read_health(self.backend) for pid in record.holding}
+        now = time.time()
+        restored = []
+        for tag, raw in entries.items():
+            try:
+                headers = json.loads(raw)[0].get("headers") or {}
+            except (ValueError, IndexError, AttributeError):
+                continue
+            prompt_id = str(headers.get("id"))
+            if headers.get("task") != PROMPT_TASK or prompt_id in held:
+                continue
+            if now - float(delivered.get(tag, now)) < self.grace:
+                continue
+            if self.backend.exists(self.result_key(prompt_id)):
+                continue  # answered; its ack was lost with the worker: nothing to run
+            qos.restore_by_tag(tag, broker, leftmost=True)
+            restored.append(prompt_id)
+        if restored:
+            log.warning(
+                "%s: put back %d prompt(s) of workers that died: %s",
+                self.me,
+                len(restored),
+                ", ".join(restored),
+            )
+        return restored
