@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolfleet import Settings
+from toolfleet import InstanceHealth, Settings
 
 from ..integration.conftest import _fresh_settings
 from ..integration.procs import Workers
@@ -23,6 +23,15 @@ def settings(redis_server) -> Settings:  # type: ignore[no-untyped-def]
 def log_everywhere(workers: Workers, names: list[str], path: Path) -> None:
     for name in names:
         workers.fleet.submit(f":log {path}", "echo", worker=workers.node(name)).get(timeout=10)
+
+
+def wait_busy(workers: Workers, timeout: float = 10.0) -> InstanceHealth:
+    """The health record of the first worker seen busy."""
+    deadline = time.monotonic() + timeout
+    while not (busy := [r for r in workers.fleet.status() if r.state == "busy"]):
+        assert time.monotonic() < deadline, "no worker went busy"
+        time.sleep(0.02)
+    return busy[0]
 
 
 def test_prompt_outliving_the_visibility_timeout_runs_once(workers: Workers, tmp_path) -> None:
@@ -50,11 +59,7 @@ def test_worker_killed_mid_prompt_the_prompt_completes_on_another(
     log = tmp_path / "executions.log"
     log_everywhere(workers, names, log)
     handle = workers.fleet.submit(":sleep 2", "echo")
-    deadline = time.monotonic() + 10
-    while not (busy := [r.worker for r in workers.fleet.status() if r.state == "busy"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    busy = busy[0].split("@")[0]
+    busy = wait_busy(workers).worker.split("@")[0]
     killed_at = time.monotonic()
     workers.procs[busy].send_signal(signal.SIGKILL)
     result = handle.get(timeout=60)  # nothing lost: the producer gets a result
@@ -80,12 +85,9 @@ def test_with_the_default_visibility_timeout_a_dead_workers_prompt_is_put_back(
         log = tmp_path / "executions.log"
         log_everywhere(workers, names, log)
         handle = workers.fleet.submit(":sleep 3", "echo")
-        deadline = time.monotonic() + 10
-        while not (busy := [r for r in workers.fleet.status() if r.state == "busy"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        assert handle.id in busy[0].holding  # the live record names the prompt it holds
-        victim = busy[0].worker.split("@")[0]
+        busy = wait_busy(workers)
+        assert handle.id in busy.holding  # the live record names the prompt it holds
+        victim = busy.worker.split("@")[0]
         killed_at = time.monotonic()
         workers.procs[victim].send_signal(signal.SIGKILL)
         result = handle.get(timeout=60)

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 import toolfleet.cli
@@ -182,6 +183,15 @@ def unfinished(log: Path) -> list[str]:
     return [pid for pid in _RECEIVED.findall(text) if pid not in finished]
 
 
+def drop_from_broker(workers: Workers, ids: list[str]) -> None:
+    """Remove the unacknowledged messages of ``ids``: nothing can deliver them again."""
+    client = redis.Redis.from_url(workers.settings.broker_url)
+    for tag, raw in client.hgetall("unacked").items():
+        if json.loads(raw)[0]["headers"]["id"] in ids:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+
+
 def _all_threads_stopped(pid: int) -> bool:
     states = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -231,12 +241,13 @@ def test_worker_killed_mid_run_every_item_ok_and_none_done_twice(
 ):
     """SIGKILL one of three workers while it holds a prompt.
 
-    retry: the lost prompt is never answered; after ``result_timeout`` map resubmits it.
-    redelivery: the workers' visibility timeout is 3 s, so the broker hands the lost
-    prompt to another worker under its own id; map just gets the answer.
+    retry: the lost prompt's message is dropped from the broker too (as if the broker
+    lost it), so it is never answered; after ``result_timeout`` map resubmits it.
+    redelivery: once the dead worker's health record expires, the fleet's orphan sweep
+    puts the prompt back and another worker answers it under its own id; map just gets
+    the answer.
     """
-    env = {"TOOLFLEET_VISIBILITY_TIMEOUT": "3"} if recovery == "redelivery" else {}
-    names = workers.start("bash", 3, **env)
+    names = workers.start("bash", 3)
     workers.wait_ready(names)
     files = make_files(tmp_path / "tree")
     items = expand_template(IDEMPOTENT, [str(p) for p in files])
@@ -258,6 +269,8 @@ def test_worker_killed_mid_run_every_item_ok_and_none_done_twice(
     def killer() -> None:  # in a thread, so that the run keeps the queue full meanwhile
         start_killing.wait(60)
         if kill_while_holding_a_prompt(workers, victim, log):  # its prompt stays unacked
+            if recovery == "retry":
+                drop_from_broker(workers, unfinished(log))
             killed_after.append(len(outcomes))
 
     thread = threading.Thread(target=killer, daemon=True)
