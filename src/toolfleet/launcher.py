@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["preload", "run_launcher", "start_worker", "worker_argv"]
+__all__ = ["preload", "run_launcher", "start_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +29,33 @@ _QUICK_DEATH = 5.0  # a worker dying sooner than this after its start counts as 
 _MAX_QUICK_DEATHS = 3
 
 
-def worker_argv(profile: str, node: str, loglevel: str) -> list[str]:
-    """Arguments of ``celery worker`` for one toolfleet worker (one tool, one thread)."""
-    from .broker import shared_queue
+def start_worker(profile: str, node: str, loglevel: str) -> None:
+    """Run one worker in this process until it stops; exits with the worker's code.
+
+    The worker is built directly rather than through the ``celery`` command line, which
+    imports every installed Celery CLI plugin (Flower, a REPL, pkg_resources) first:
+    hundreds of modules a worker never uses.
+    """
+    from celery.utils.log import mlevel
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from .broker import app, shared_queue
 
     if "@" not in node:
         node += "@%h"
-    return [
-        "worker",
-        "--pool=threads",
-        "--concurrency=1",
-        f"--hostname={node}",
-        f"--queues={shared_queue(profile)}",
-        "--task-events",
-        "--without-gossip",
-        "--without-mingle",
-        f"--loglevel={loglevel}",
-        f"--profile={profile}",
-    ]
-
-
-def start_worker(profile: str, node: str, loglevel: str) -> None:
-    """Run one worker in this process until it stops."""
-    from .broker import app
-
-    app.worker_main(worker_argv(profile, node, loglevel))
+    worker = app.Worker(
+        hostname=host_format(default_nodename(node)),
+        pool_cls="threads",
+        concurrency=1,
+        queues=[shared_queue(profile)],
+        task_events=True,
+        without_gossip=True,
+        without_mingle=True,
+        loglevel=mlevel(loglevel),
+        profile=profile,
+    )
+    worker.start()
+    sys.exit(worker.exitcode)
 
 
 def preload() -> None:
