@@ -11,6 +11,7 @@ from .errors import (
     ToolCrashed,
     ToolfleetError,
     ToolTimeout,
+    WorkerLost,
 )
 from .models import InstanceHealth, PromptResult
 from .producer import Fleet, PromptHandle
@@ -35,6 +36,7 @@ __all__ = [
     "ToolCrashed",
     "ToolTimeout",
     "ToolfleetError",
+    "WorkerLost",
     "__version__",
     "load_profiles",
 ]

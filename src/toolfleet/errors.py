@@ -28,6 +28,7 @@ __all__ = [
     "ToolCrashed",
     "ToolTimeout",
     "ToolfleetError",
+    "WorkerLost",
 ]
 
 
@@ -59,6 +60,14 @@ class ToolCrashed(ToolfleetError):
     """The tool process died; the worker restarts it."""
 
     retryable = True
+
+
+class WorkerLost(ToolCrashed):
+    """The worker died while running the prompt, whose profile runs prompts at most once
+    (``on_worker_lost = "fail"``): it may have had its effect, so it is not run again,
+    and retrying it is the caller's decision (``map`` does not)."""
+
+    retryable = False
 
 
 class IncompleteInput(ToolfleetError):

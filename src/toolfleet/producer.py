@@ -191,11 +191,15 @@ class Fleet:
         retries: int = 0,
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        result_timeout: float | None = None,
     ) -> MapRun:
         """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
 
         Retryable failures are resubmitted up to ``retries`` times; with ``journal`` every
         outcome is appended to a JSONL file and items it records as done are skipped.
+        ``timeout`` is each prompt's deadline inside the tool; a prompt unanswered
+        ``result_timeout`` seconds after it was sent (default: its deadline plus 30 s)
+        counts as lost (``ResultTimeout``, retried like a crash).
         """
         return run_map(
             self,
@@ -205,6 +209,7 @@ class Fleet:
             retries=retries,
             journal=journal,
             timeout=timeout,
+            result_timeout=result_timeout,
         )
 
     def attach(self, session_id: str) -> Session:

@@ -8,7 +8,7 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from .broker import PROMPT_TASK
-from .errors import NoWorkers, ToolCrashed
+from .errors import NoWorkers, WorkerLost
 from .workers import state
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def prompt(
                     raise outcome
                 return dict(outcome)
         if holder is not None and at_most_once:
-            raise ToolCrashed(
+            raise WorkerLost(
                 f"worker {holder.worker} was lost while running this prompt; not run again"
                 " (the profile's on_worker_lost is 'fail')"
             )

@@ -104,6 +104,9 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(workers: Workers, tmp_p
     where = {handles[i].id: handles[i].async_result.state for i in lost}
     assert lost == [] and len(outcomes) == PROMPTS, where
     assert twice == []
+    # a killed tool fails its prompt; a killed worker's prompt is not run again (at most
+    # once); nothing else goes wrong
+    assert set(outcomes.values()) <= {"ok", "ToolCrashed", "WorkerLost"}, Counter(outcomes.values())
     for i, outcome in outcomes.items():
         if outcome == "ok":  # an answered prompt ran exactly once
             assert runs[f"item-{i}"] == 1, i

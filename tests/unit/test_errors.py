@@ -32,3 +32,6 @@ def test_round_trip_through_json_backend(cls):
 def test_retryable_errors():
     assert errors.ToolCrashed.retryable and errors.ToolTimeout.retryable
     assert not errors.PromptRejected.retryable
+    # a prompt of an at-most-once profile whose worker died: maybe ran, never rerun
+    assert issubclass(errors.WorkerLost, errors.ToolCrashed)
+    assert not errors.WorkerLost.retryable
