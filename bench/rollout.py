@@ -28,7 +28,8 @@ from pathlib import Path
 from harness import BENCH, Procs, with_redis
 
 from toolfleet import Fleet
-from toolfleet.bulk import MapItem, expand_template, run_map
+from toolfleet.bulk import run_map
+from toolfleet.items import MapItem, expand_template
 
 _tree = runpy.run_path(str(BENCH.parent / "examples" / "doc_id_rollout" / "make_tree.py"))
 make_tree: Callable[[Path, int], list[Path]] = _tree["make_tree"]

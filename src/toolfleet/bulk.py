@@ -1,45 +1,27 @@
-"""Bulk runs: many prompts over the fleet, bounded in flight, retried, journaled."""
+"""The bulk-run engine: many prompts over the fleet, bounded in flight, retried, journaled."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import logging
 import os
-import re
-import shlex
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePath
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 from celery.exceptions import WorkerLostError
 
 from .errors import ConfigError, ResultTimeout, ToolfleetError
+from .items import TOOL_ERROR, MapItem, MapOutcome, text_digest
+from .journal import Journal
 from .models import PromptResult
 from .profiles import load_profiles
 
-__all__ = [
-    "Handle",
-    "Journal",
-    "MapItem",
-    "MapOutcome",
-    "MapRun",
-    "Submitter",
-    "expand_template",
-    "read_jsonl",
-    "run_map",
-    "text_digest",
-]
+__all__ = ["Handle", "MapRun", "Submitter", "run_map"]
 
 log = logging.getLogger(__name__)
-
-#: error_type of an item whose tool answered but reported failure (``ok`` false)
-TOOL_ERROR = "ToolError"
 
 
 class Handle(Protocol):
@@ -57,230 +39,6 @@ class Submitter(Protocol):
     """Anything with ``Fleet.submit``'s signature (a ``Fleet``)."""
 
     def submit(self, text: str, profile: str = ..., *, timeout: float | None = ...) -> Handle: ...
-
-
-@dataclass(frozen=True)
-class MapItem:
-    """One prompt of a bulk run; ``key`` names it in results and in the journal."""
-
-    key: str
-    text: str
-    profile: str | None = None
-    timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class MapOutcome:
-    """How one item ended: its result (``ok`` or a tool error) or the error that stopped it."""
-
-    key: str
-    ok: bool
-    result: PromptResult | None = None
-    error_type: str | None = None
-    error: str | None = None
-    attempts: int = 1
-    worker: str | None = None
-    duration_ms: float = 0.0
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON object of the journal and of ``toolfleet map --json``."""
-        record: dict[str, Any] = {"key": self.key, "ok": self.ok}
-        if self.result is not None:
-            record.update(
-                output=self.result.output,
-                exit_status=self.result.exit_status,
-                truncated=self.result.truncated,
-            )
-        if self.error_type is not None:
-            record.update(error_type=self.error_type, error=self.error)
-        record.update(
-            worker=self.worker,
-            duration_ms=round(self.duration_ms, 3),
-            tool_ms=None if self.result is None else self.result.duration_ms,
-            attempts=self.attempts,
-            prompt_id=None if self.result is None else self.result.prompt_id,
-        )
-        return record
-
-
-def text_digest(text: str) -> str:
-    """A short digest of a prompt's text, kept in the journal to notice changed prompts."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-# ---- inputs -------------------------------------------------------------------------
-
-_PLACEHOLDER = re.compile(r"\{(path|name|stem|index)(?:!([qr]))?\}")
-
-
-def expand_template(template: str, paths: Sequence[str | os.PathLike[str]]) -> list[MapItem]:
-    """One item per path: ``template`` with {path} {name} {stem} {index} filled in.
-
-    ``{index}`` counts from 0 in the order given. ``!q`` shell-quotes a value
-    (``{path!q}``), ``!r`` makes it a Python string literal. Other braces are left alone,
-    so ``${HOME}`` or ``awk '{print}'`` need no escaping. The key of each item is its path.
-    """
-    if _PLACEHOLDER.search(template) is None:
-        raise ValueError("the template uses none of {path} {name} {stem} {index}")
-    items = []
-    for index, raw in enumerate(paths):
-        path = os.fspath(raw)
-        pure = PurePath(path)
-        values = {"path": path, "name": pure.name, "stem": pure.stem, "index": str(index)}
-
-        def fill(match: re.Match[str], values: dict[str, str] = values) -> str:
-            value = values[match[1]]
-            if match[2] == "q":
-                return shlex.quote(value)
-            if match[2] == "r":
-                return repr(value)
-            return value
-
-        items.append(MapItem(key=path, text=_PLACEHOLDER.sub(fill, template)))
-    return items
-
-
-_JSONL_FIELDS = {"key", "text", "profile", "timeout"}
-
-
-def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> list[MapItem]:
-    """Items from JSON lines ``{"key": ..., "text": ..., "profile": ..., "timeout": ...}``.
-
-    Only ``text`` is required; ``key`` defaults to the line number. Blank lines are
-    skipped. A bad line raises ValueError naming ``source`` and the line.
-    """
-    items = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{source}:{number}"
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{where}: not JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        unknown = sorted(set(obj) - _JSONL_FIELDS)
-        if unknown:
-            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        text, key = obj.get("text"), obj.get("key", number)
-        profile, timeout = obj.get("profile"), obj.get("timeout")
-        if not isinstance(text, str):
-            raise ValueError(f"{where}: 'text' must be a string")
-        if isinstance(key, bool) or not isinstance(key, str | int):
-            raise ValueError(f"{where}: 'key' must be a string or an integer")
-        if profile is not None and not isinstance(profile, str):
-            raise ValueError(f"{where}: 'profile' must be a string")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise ValueError(f"{where}: 'timeout' must be a positive number of seconds")
-        items.append(MapItem(str(key), text, profile, None if timeout is None else float(timeout)))
-    return items
-
-
-# ---- the journal --------------------------------------------------------------------
-
-
-class Journal:
-    """Append-only JSON lines, one per finished item; a re-run skips the keys recorded ok.
-
-    Each line is written with one ``write`` and then fsync'ed, so an interrupted run
-    loses nothing it recorded; a line torn by a crash is skipped when read back. While
-    open for writing the file is locked, so two runs cannot share a journal.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.skipped_lines = 0  # unreadable (torn) lines seen by the last read()
-        self._fd: int | None = None
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every readable record, in order; unreadable lines are counted and skipped."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        records, bad = [], 0
-        for raw in data.split(b"\n"):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                bad += 1
-                continue
-            if (
-                isinstance(record, dict)
-                and isinstance(record.get("key"), str)
-                and isinstance(record.get("ok"), bool)
-            ):
-                records.append(record)
-            else:
-                bad += 1
-        if bad and not records:
-            raise ConfigError(f"{self.path} is not a toolfleet journal (no record in it)")
-        self.skipped_lines = bad
-        return records
-
-    def done(self) -> dict[str, str | None]:
-        """Key -> prompt digest of every item recorded ok."""
-        return {r["key"]: r.get("sha") for r in self.read() if r["ok"]}
-
-    def done_keys(self) -> set[str]:
-        """Keys of the items recorded ok."""
-        return set(self.done())
-
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
-
-    def open(self) -> Journal:
-        """Open for appending (creating the file); ConfigError if another run holds it."""
-        if self._fd is not None:
-            return self
-        self.read()  # refuses a file that is not a journal before writing to it
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(f"journal {self.path} is in use by another run") from None
-        size = os.fstat(fd).st_size
-        if size:  # a torn last line must not swallow the first new one
-            with open(self.path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    os.write(fd, b"\n")
-        self._fd = fd
-        return self
-
-    def write(self, outcome: MapOutcome, *, sha: str | None = None) -> None:
-        """Append one outcome and fsync it."""
-        if self._fd is None:
-            self.open()
-        assert self._fd is not None
-        record = outcome.to_record()
-        record.update(sha=sha, at=round(time.time(), 3))
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # also releases the lock
-            self._fd = None
-
-    def __enter__(self) -> Journal:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 # ---- the run ------------------------------------------------------------------------

@@ -28,8 +28,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .bulk import MapItem, MapOutcome, MapRun, expand_template, read_jsonl, run_map
+from .bulk import MapRun, run_map
 from .errors import ToolfleetError
+from .items import MapItem, MapOutcome, expand_template, read_jsonl
 from .producer import Fleet
 
 __all__ = ["map_command", "summary_line", "summary_table"]

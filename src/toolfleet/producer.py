@@ -13,9 +13,10 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from .broker import PROMPT_TASK, direct_queue, make_app, shared_queue
-from .bulk import MapItem, MapRun, run_map
+from .bulk import MapRun, run_map
 from .errors import ConfigError, NoWorkers, ResultTimeout, ToolfleetError
 from .health import read_health
+from .items import MapItem
 from .models import InstanceHealth, PromptResult
 from .profiles import Profile, load_profiles
 from .recovery import LOST_CHECK_EVERY, whereabouts

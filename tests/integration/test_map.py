@@ -19,7 +19,9 @@ import redis
 from click.testing import CliRunner
 
 import toolfleet.cli
-from toolfleet.bulk import Handle, Journal, MapItem, MapOutcome, expand_template, run_map
+from toolfleet.bulk import Handle, run_map
+from toolfleet.items import MapItem, MapOutcome, expand_template
+from toolfleet.journal import Journal
 from toolfleet.map_cli import map_command
 
 from .procs import Workers, descendants, env_for

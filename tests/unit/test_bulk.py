@@ -10,16 +10,10 @@ from celery.exceptions import TaskRevokedError, WorkerLostError
 from click.testing import CliRunner
 
 from toolfleet import PromptResult, ToolCrashed, ToolfleetError
-from toolfleet.bulk import (
-    Journal,
-    MapItem,
-    MapOutcome,
-    expand_template,
-    read_jsonl,
-    run_map,
-    text_digest,
-)
+from toolfleet.bulk import run_map
 from toolfleet.errors import ConfigError
+from toolfleet.items import MapItem, MapOutcome, expand_template, read_jsonl, text_digest
+from toolfleet.journal import Journal
 from toolfleet.map_cli import map_command
 from toolfleet.validation import validate_prompt
 

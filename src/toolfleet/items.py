@@ -1,0 +1,138 @@
+"""Items of a bulk run and how each ended; made from a template or from JSON lines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from .models import PromptResult
+
+__all__ = ["TOOL_ERROR", "MapItem", "MapOutcome", "expand_template", "read_jsonl", "text_digest"]
+
+#: error_type of an item whose tool answered but reported failure (``ok`` false)
+TOOL_ERROR = "ToolError"
+
+
+@dataclass(frozen=True)
+class MapItem:
+    """One prompt of a bulk run; ``key`` names it in results and in the journal."""
+
+    key: str
+    text: str
+    profile: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class MapOutcome:
+    """How one item ended: its result (``ok`` or a tool error) or the error that stopped it."""
+
+    key: str
+    ok: bool
+    result: PromptResult | None = None
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    worker: str | None = None
+    duration_ms: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON object of the journal and of ``toolfleet map --json``."""
+        record: dict[str, Any] = {"key": self.key, "ok": self.ok}
+        if self.result is not None:
+            record.update(
+                output=self.result.output,
+                exit_status=self.result.exit_status,
+                truncated=self.result.truncated,
+            )
+        if self.error_type is not None:
+            record.update(error_type=self.error_type, error=self.error)
+        record.update(
+            worker=self.worker,
+            duration_ms=round(self.duration_ms, 3),
+            tool_ms=None if self.result is None else self.result.duration_ms,
+            attempts=self.attempts,
+            prompt_id=None if self.result is None else self.result.prompt_id,
+        )
+        return record
+
+
+def text_digest(text: str) -> str:
+    """A short digest of a prompt's text, kept in the journal to notice changed prompts."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_PLACEHOLDER = re.compile(r"\{(path|name|stem|index)(?:!([qr]))?\}")
+
+
+def expand_template(template: str, paths: Sequence[str | os.PathLike[str]]) -> list[MapItem]:
+    """One item per path: ``template`` with {path} {name} {stem} {index} filled in.
+
+    ``{index}`` counts from 0 in the order given. ``!q`` shell-quotes a value
+    (``{path!q}``), ``!r`` makes it a Python string literal. Other braces are left alone,
+    so ``${HOME}`` or ``awk '{print}'`` need no escaping. The key of each item is its path.
+    """
+    if _PLACEHOLDER.search(template) is None:
+        raise ValueError("the template uses none of {path} {name} {stem} {index}")
+    items = []
+    for index, raw in enumerate(paths):
+        path = os.fspath(raw)
+        pure = PurePath(path)
+        values = {"path": path, "name": pure.name, "stem": pure.stem, "index": str(index)}
+
+        def fill(match: re.Match[str], values: dict[str, str] = values) -> str:
+            value = values[match[1]]
+            if match[2] == "q":
+                return shlex.quote(value)
+            if match[2] == "r":
+                return repr(value)
+            return value
+
+        items.append(MapItem(key=path, text=_PLACEHOLDER.sub(fill, template)))
+    return items
+
+
+_JSONL_FIELDS = {"key", "text", "profile", "timeout"}
+
+
+def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> list[MapItem]:
+    """Items from JSON lines ``{"key": ..., "text": ..., "profile": ..., "timeout": ...}``.
+
+    Only ``text`` is required; ``key`` defaults to the line number. Blank lines are
+    skipped. A bad line raises ValueError naming ``source`` and the line.
+    """
+    items = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{where}: not JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        unknown = sorted(set(obj) - _JSONL_FIELDS)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        text, key = obj.get("text"), obj.get("key", number)
+        profile, timeout = obj.get("profile"), obj.get("timeout")
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: 'text' must be a string")
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise ValueError(f"{where}: 'key' must be a string or an integer")
+        if profile is not None and not isinstance(profile, str):
+            raise ValueError(f"{where}: 'profile' must be a string")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ValueError(f"{where}: 'timeout' must be a positive number of seconds")
+        items.append(MapItem(str(key), text, profile, None if timeout is None else float(timeout)))
+    return items
