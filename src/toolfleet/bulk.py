@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from celery.exceptions import WorkerLostError
 
@@ -116,7 +116,7 @@ class MapRun:
         fleet: Submitter,
         items: Iterable[MapItem | str],
         *,
-        profile: str | None,
+        profile: str | None = None,
         in_flight: int = 8,
         retries: int = 0,
         journal: Journal | str | os.PathLike[str] | None = None,
@@ -418,19 +418,11 @@ def _profile_deadline(fleet: object, profile: str) -> float:
     return 60.0 if known is None else float(known.prompt_timeout)
 
 
-def run_map(
-    fleet: Submitter,
-    items: Iterable[MapItem | str],
-    *,
-    profile: str | None = None,
-    in_flight: int = 8,
-    retries: int = 0,
-    journal: Journal | str | os.PathLike[str] | None = None,
-    timeout: float | None = None,
-    result_timeout: float | None = None,
-    poll: float = 0.005,
-) -> MapRun:
+def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) -> MapRun:
     """Run every item over the fleet; iterate the result for outcomes as they complete.
+
+    Options (keywords of :class:`MapRun`): ``profile``, ``in_flight`` (8), ``retries``
+    (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s).
 
     - ``items``: :class:`MapItem` (unique keys), or plain strings keyed by their index.
       An item's own ``profile``/``timeout`` win over ``profile``/``timeout`` here;
@@ -451,14 +443,4 @@ def run_map(
       item once. ``close(wait=False)`` (a second Ctrl-C) revokes them instead and lists
       them in ``abandoned``.
     """
-    return MapRun(
-        fleet,
-        items,
-        profile=profile,
-        in_flight=in_flight,
-        retries=retries,
-        journal=journal,
-        timeout=timeout,
-        result_timeout=result_timeout,
-        poll=poll,
-    )
+    return MapRun(fleet, items, **options)
