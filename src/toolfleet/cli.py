@@ -87,6 +87,8 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
         settings, _parse_profiles(specs, workers), flower_port=flower_port if flower else None
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGINT stops the fleet even when started where it is ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with fleet:
             where = "embedded redis-server" if fleet.redis else "Redis"

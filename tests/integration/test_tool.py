@@ -250,3 +250,27 @@ def test_a_tool_reaped_by_someone_else_is_dead_not_an_error() -> None:
     with pytest.raises(ToolCrashed):
         inst.ask("1")
     inst.close()
+
+
+def test_tools_get_default_signals_even_from_a_worker_that_ignores_sigint() -> None:
+    """A worker started as a background job ignores SIGINT; its tools must not."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        python, bash = (
+            ToolInstance(BUILTIN_PROFILES["python"]),
+            ToolInstance(BUILTIN_PROFILES["bash"]),
+        )
+        python.start()
+        bash.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        python.ask("keep = 7")
+        with pytest.raises(ToolTimeout, match="interrupted"):  # Ctrl-C reached it
+            python.ask("import time; time.sleep(60)", timeout=0.5)
+        assert python.ask("keep").output == "7" and python.generation == 1
+        # SIGPIPE is the default too (Python ignores it): `yes` ends quietly
+        assert bash.ask("yes | head -n 1").output == "y"
+    finally:
+        python.close()
+        bash.close()

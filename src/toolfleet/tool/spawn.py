@@ -36,11 +36,20 @@ def tool_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) ->
     return env
 
 
+# Signals a tool must receive with their default action, whatever the worker inherited:
+# a worker started as a background job ignores SIGINT (so the tool would ignore Ctrl-C,
+# and no prompt could be interrupted), and Python ignores SIGPIPE.
+_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ)
+
+
 def _in_child() -> None:
-    """Runs in the tool's process before exec: die with the worker, no line buffering."""
+    """Runs in the tool's process before exec: die with the worker, plain signals, no
+    line buffering."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    for sig in _DEFAULT_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
     # Non-canonical input: lines of any length reach the tool (the canonical-mode line
     # limit is 4095 bytes); signals (Ctrl-C) still work.
     attrs = termios.tcgetattr(0)
