@@ -60,7 +60,9 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 client,
                 lambda: sup.health().model_copy(update={"holding": held_ids()}),
                 interval,
-                state=lambda: (sup.public_state, sup.session, tuple(held_ids())),
+                # `holding` rides along but triggers no write: every interval's write
+                # carries it, and the orphan sweep waits longer than an interval
+                state=lambda: (sup.public_state, sup.session),
             )
             sweeper = OrphanSweeper(
                 client,
