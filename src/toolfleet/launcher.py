@@ -10,7 +10,6 @@ a worker again when it dies (not when it was told to stop), and exits when all h
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -20,11 +19,12 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
+from .parentdeath import die_with_parent
+
 __all__ = ["preload", "run_launcher", "start_worker"]
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _QUICK_DEATH = 5.0  # a worker dying sooner than this after its start counts as a crash
 _MAX_QUICK_DEATHS = 3
 
@@ -76,8 +76,7 @@ def preload() -> None:
 
 def _child(profile: str, name: str, loglevel: str, log_dir: Path | None) -> int:
     """The forked worker: its own log file, default signals, dies with the launcher."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    die_with_parent(signal.SIGTERM)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     if log_dir is not None:

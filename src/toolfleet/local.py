@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import redis
 
 from .errors import ConfigError, NoWorkers
 from .health import read_health
+from .parentdeath import die_with_parent
 from .settings import Settings
 
 __all__ = [
@@ -107,10 +107,9 @@ def flower_command(port: int) -> list[str]:
     ]
 
 
-def _die_with_parent() -> None:
+def _sigterm_with_parent() -> None:
     """preexec_fn: SIGTERM this child when the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+    die_with_parent(signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -157,7 +156,7 @@ class EmbeddedRedis:
             args += ["--requirepass", self.password]
         log = open(Path(self.directory) / "redis.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_sigterm_with_parent
         )
         log.close()
         end = time.monotonic() + timeout
@@ -232,7 +231,7 @@ class LocalFleet:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_sigterm_with_parent,
         )
         log.close()
 

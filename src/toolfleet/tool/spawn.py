@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -16,10 +15,10 @@ from pathlib import Path
 from ptyprocess import PtyProcess, PtyProcessError
 
 from ..errors import ToolCrashed
+from ..parentdeath import die_with_parent
 
 __all__ = ["is_alive", "kill_group", "session_members", "spawn_tool", "tool_env"]
 
-_PR_SET_PDEATHSIG = 1
 # variables of the worker's own shell that would change a tool's prompt or start-up
 _DROP = ("PS1", "PS2", "PS4", "PROMPT_COMMAND", "PYTHONSTARTUP", "BASH_ENV", "ENV")
 # ptyprocess reaps in isalive() with waitpid: of two threads asking at once after the
@@ -45,9 +44,7 @@ _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFS
 def _in_child() -> None:
     """Runs in the tool's process before exec: die with the worker, plain signals, no
     line buffering."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent(signal.SIGKILL)
     for sig in _DEFAULT_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     # Non-canonical input: lines of any length reach the tool (the canonical-mode line
