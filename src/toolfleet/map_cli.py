@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .bulk import MapRun, run_map
+from .bulk import MapRun
 from .errors import ToolfleetError
 from .items import MapItem, MapOutcome, expand_template, read_jsonl
 from .producer import Fleet
@@ -343,8 +343,7 @@ def map_command(
     with Fleet.from_env() as fleet:
         _check_workers(fleet, {it.profile or profile or "" for it in items}, err)
         try:
-            run = run_map(
-                fleet,
+            run = fleet.map(
                 items,
                 profile=profile,
                 in_flight=in_flight,
