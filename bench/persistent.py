@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fleet_bench import exit_on_sigterm, print_rows, row, write_json
 from harness import BENCH, Procs, stats, timed, with_redis
@@ -143,6 +144,11 @@ def aider_kinds(rounds: int) -> tuple[dict[str, list[float]], float]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def speedup(figure: str, value: float, baseline_label: str, baseline: float) -> dict[str, Any]:
+    """A row whose ratio is the speed-up: the fresh-process time over the persistent one."""
+    return row(figure, value, "ms", baseline_label, baseline, ratio=baseline / value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -156,46 +162,38 @@ def main() -> None:
     fresh_py = py_stats["fresh_process"]["p50"]
     fresh_real = py_stats["fresh_process_resolved"]["p50"]
     fresh_aider = aider_stats["fresh_instance"]["p50"]
+    toolfleet, direct = py_stats["toolfleet"]["p50"], py_stats["tool_direct"]["p50"]
+    persistent = aider_stats["persistent"]["p50"]
     rows = [
-        row(
+        speedup(
             "python: toolfleet submit().get(), p50",
-            py_stats["toolfleet"]["p50"],
-            "ms",
+            toolfleet,
             f"python3 -c per prompt ({shutil.which('python3')}), p50",
             fresh_py,
-            ratio=fresh_py / py_stats["toolfleet"]["p50"],
         ),
-        row(
+        speedup(
             "python: toolfleet submit().get(), p50",
-            py_stats["toolfleet"]["p50"],
-            "ms",
+            toolfleet,
             f"{real_python3()} -c per prompt, p50",
             fresh_real,
-            ratio=fresh_real / py_stats["toolfleet"]["p50"],
         ),
-        row(
+        speedup(
             "python: persistent ToolInstance.ask (no Celery), p50",
-            py_stats["tool_direct"]["p50"],
-            "ms",
+            direct,
             f"{real_python3()} -c per prompt, p50",
             fresh_real,
-            ratio=fresh_real / py_stats["tool_direct"]["p50"],
         ),
-        row(
+        speedup(
             "aider stand-in: persistent ToolInstance.ask, p50",
-            aider_stats["persistent"]["p50"],
-            "ms",
+            persistent,
             "fresh ToolInstance per prompt (start+ask+close), p50",
             fresh_aider,
-            ratio=fresh_aider / aider_stats["persistent"]["p50"],
         ),
-        row(
+        speedup(
             "aider stand-in: persistent ToolInstance.ask, p50",
-            aider_stats["persistent"]["p50"],
-            "ms",
+            persistent,
             "fresh ToolInstance, start+ask only, p50",
             aider_stats["fresh_start_and_answer"]["p50"],
-            ratio=aider_stats["fresh_start_and_answer"]["p50"] / aider_stats["persistent"]["p50"],
         ),
     ]
     write_json(
