@@ -88,8 +88,8 @@ class PromptHandle:
         """Send the prompt again if its message was nowhere at this look and the last."""
         if self.resend is None:
             return
-        with self.fleet.app.connection_for_read() as conn:
-            place = whereabouts(conn.default_channel.client, self.id, self.resend["queue"])
+        with self.fleet.app.pool.acquire(block=True) as conn:
+            place = whereabouts(conn.default_channel, self.id, self.resend["queue"])
         missing = place == "nowhere" and not self.async_result.ready()
         if missing and self._missing:
             log.warning("prompt %s: its message was lost by the broker; sending it again", self.id)

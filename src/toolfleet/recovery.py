@@ -11,19 +11,12 @@ same id cannot run it twice.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from .health import RedisLike
-
-__all__ = ["LOST_CHECK_EVERY", "UNACKED_KEY", "Whereabouts", "queue_keys", "whereabouts"]
+__all__ = ["LOST_CHECK_EVERY", "Whereabouts", "whereabouts"]
 
 #: seconds a producer waits for a result between looks for its message
 LOST_CHECK_EVERY = 10.0
-#: kombu's Redis transport keeps delivered, unacknowledged messages in this hash
-UNACKED_KEY = "unacked"
-# kombu's Redis transport keeps one list per priority step: name, name\x06\x163, ...
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (0, 3, 6, 9)
 
 Whereabouts = Literal["queued", "unacked", "nowhere"]
 
@@ -41,19 +34,17 @@ return 'nowhere'
 """
 
 
-def queue_keys(queue: str) -> list[str]:
-    """The Redis lists holding ``queue``'s messages (one per kombu priority step)."""
-    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
-
-
-def whereabouts(client: RedisLike, prompt_id: str, queue: str) -> Whereabouts:
+def whereabouts(channel: Any, prompt_id: str, queue: str) -> Whereabouts:
     """Where the broker holds the message of ``prompt_id`` sent to ``queue`` (one command).
 
-    Costs one pass over the queue's messages inside Redis: call it for overdue prompts,
-    not on every wait.
+    ``channel`` is a kombu Redis channel: its own names are used for the ``unacked`` hash
+    and for the queue's lists (one per priority step). Costs one pass over the queue's
+    messages inside Redis: call it for overdue prompts, not on every wait.
     """
-    keys = [UNACKED_KEY, *queue_keys(queue)]
-    found = client.eval(_WHERE, len(keys), *keys, prompt_id)
+    steps = channel.priority_steps
+    keys = [channel.unacked_key, *(channel._q_for_pri(queue, step) for step in steps)]
+    with channel.conn_or_acquire() as client:
+        found = client.eval(_WHERE, len(keys), *keys, prompt_id)
     place = found.decode() if isinstance(found, bytes) else str(found)
     if place not in ("queued", "unacked", "nowhere"):
         raise ValueError(f"unexpected answer from the broker: {place!r}")

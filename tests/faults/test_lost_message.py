@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 
 from toolfleet.broker import shared_queue
-from toolfleet.recovery import UNACKED_KEY, whereabouts
+from toolfleet.recovery import whereabouts
 
 from ..integration.procs import Workers
 
@@ -30,15 +30,17 @@ def test_whereabouts_follows_the_message_from_queue_to_unacked_to_nowhere(
     client = broker(workers)
     handle = workers.fleet.submit("hello", "echo")  # no echo worker yet: it stays queued
     queue = shared_queue("echo")
-    assert whereabouts(client, handle.id, queue) == "queued"
-    raw = client.rpop(queue)  # what BRPOP does
-    assert raw is not None and handle.id.encode() in raw
-    assert whereabouts(client, handle.id, queue) == "nowhere"
-    message = json.loads(raw)
-    tag = message["properties"]["delivery_tag"]
-    client.hset(UNACKED_KEY, tag, json.dumps([message, "", queue]))  # what qos.append does
-    assert whereabouts(client, handle.id, queue) == "unacked"
-    assert whereabouts(client, "some-other-id", queue) == "nowhere"
+    with workers.fleet.app.connection_for_read() as conn:
+        channel = conn.default_channel
+        assert whereabouts(channel, handle.id, queue) == "queued"
+        raw = client.rpop(queue)  # what BRPOP does
+        assert raw is not None and handle.id.encode() in raw
+        assert whereabouts(channel, handle.id, queue) == "nowhere"
+        message = json.loads(raw)
+        tag = message["properties"]["delivery_tag"]
+        client.hset("unacked", tag, json.dumps([message, "", queue]))  # what qos.append does
+        assert whereabouts(channel, handle.id, queue) == "unacked"
+        assert whereabouts(channel, "some-other-id", queue) == "nowhere"
 
 
 def test_a_lost_message_is_sent_again_and_runs_exactly_once(
