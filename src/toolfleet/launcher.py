@@ -10,7 +10,7 @@ a worker again when it dies (not when it was told to stop), and exits when all h
 from __future__ import annotations
 
 import contextlib
-import logging
+import importlib
 import os
 import signal
 import sys
@@ -22,8 +22,6 @@ from types import FrameType
 from .parentdeath import die_with_parent
 
 __all__ = ["preload", "run_launcher", "start_worker"]
-
-log = logging.getLogger(__name__)
 
 _QUICK_DEATH = 5.0  # a worker dying sooner than this after its start counts as a crash
 _MAX_QUICK_DEATHS = 3
@@ -58,20 +56,26 @@ def start_worker(profile: str, node: str, loglevel: str) -> None:
     sys.exit(worker.exitcode)
 
 
+# what a worker imports: importing it once in the launcher spares each forked worker
+_PRELOAD = (
+    "celery.apps.worker",
+    "celery.backends.redis",
+    "celery.concurrency.thread",
+    "celery.events",
+    "celery.worker.consumer",
+    "kombu.transport.redis",
+    "toolfleet.broker",
+    "toolfleet.tasks",
+    "toolfleet.tool.instance",
+    "toolfleet.workers.bootstep",
+    "toolfleet.workers.reconnect",
+)
+
+
 def preload() -> None:
     """Import what a worker imports, so that forked workers skip it."""
-    import celery.apps.worker
-    import celery.backends.redis
-    import celery.concurrency.thread
-    import celery.events
-    import celery.worker.consumer
-    import kombu.transport.redis
-
-    from . import broker, tasks
-    from .tool import instance
-    from .workers import bootstep, reconnect
-
-    del celery, kombu, broker, tasks, instance, bootstep, reconnect
+    for name in _PRELOAD:
+        importlib.import_module(name)
 
 
 def _child(profile: str, name: str, loglevel: str, log_dir: Path | None) -> int:
