@@ -239,14 +239,12 @@ class LocalFleet:
         """Start Redis (if needed), every worker and Flower; wait until all are ready."""
         self.ensure_redis()
         for profile, count in self.profiles.items():
-            # one process per profile forks its workers: they skip the imports, so a
-            # fleet starts in about the time of one worker; each has its own log file
-            self._spawn(
-                profile if count > 1 else f"{profile}1",
-                worker_command(profile, profile, count=count, log_dir=self.log_dir)
-                if count > 1
-                else worker_command(profile, f"{profile}1"),
-            )
+            if count == 1:
+                self._spawn(f"{profile}1", worker_command(profile, f"{profile}1"))
+            else:  # one process forks them after its imports: N start in about the
+                # time of one; each worker has its own log file
+                argv = worker_command(profile, profile, count=count, log_dir=self.log_dir)
+                self._spawn(profile, argv)
         if self.flower_port is not None:
             # bound to loopback only: its HTTP API needs no auth here
             self._spawn(

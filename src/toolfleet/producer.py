@@ -156,12 +156,11 @@ class Fleet:
             kwargs["timeout"] = float(timeout)
         if session is not None:
             kwargs.update(session=session, seq=seq)
-        if worker:
-            result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=direct_queue(worker))
-            return PromptHandle(self, result, profile, worker)
-        resend = {"kwargs": kwargs, "queue": shared_queue(profile)}
-        result = self.app.send_task(PROMPT_TASK, **resend)
-        return PromptHandle(self, result, profile, None, resend if session is None else None)
+        queue = direct_queue(worker) if worker else shared_queue(profile)
+        result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=queue)
+        # only a shared-queue prompt is sent again if lost: a pinned one needs its worker
+        resend = None if worker or session else {"kwargs": kwargs, "queue": queue}
+        return PromptHandle(self, result, profile, worker, resend)
 
     def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
         """Submit and wait: the result of one prompt."""
