@@ -14,7 +14,6 @@ fails it instead of running it again).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 from ..broker import PROMPT_TASK
 from ..health import RedisLike, read_health
+from .unacked import restore, unacked_headers
 
 __all__ = ["SWEEP_LOCK", "OrphanSweeper"]
 
@@ -67,18 +67,14 @@ class OrphanSweeper:
 
     def sweep(self, qos: Any, broker: RedisLike) -> list[str]:
         """Restore every orphaned prompt now; returns their ids."""
-        entries = broker.hgetall(qos.unacked_key)
+        entries = unacked_headers(broker, qos)
         if not entries:
             return []
         delivered = dict(broker.zrange(qos.unacked_index_key, 0, -1, withscores=True))
         held = {pid for record in read_health(self.backend) for pid in record.holding}
         now = time.time()
         restored = []
-        for tag, raw in entries.items():
-            try:
-                headers = json.loads(raw)[0].get("headers") or {}
-            except (ValueError, IndexError, AttributeError):
-                continue
+        for tag, headers in entries.items():
             prompt_id = str(headers.get("id"))
             if headers.get("task") != PROMPT_TASK or prompt_id in held:
                 continue
@@ -86,7 +82,7 @@ class OrphanSweeper:
                 continue
             if self.backend.exists(self.result_key(prompt_id)):
                 continue  # answered; its ack was lost with the worker: nothing to run
-            qos.restore_by_tag(tag, broker, leftmost=True)
+            restore(broker, qos, tag)
             restored.append(prompt_id)
         if restored:
             log.warning(

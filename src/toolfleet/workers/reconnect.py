@@ -10,13 +10,14 @@ of their message returns that result instead of running them again.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
 
 from celery import bootsteps
 from celery.signals import task_postrun, task_prerun, task_received, task_revoked
+
+from .unacked import restore, unacked_headers
 
 __all__ = ["RestoreOnReconnect", "held_ids", "pending_ids"]
 
@@ -100,10 +101,9 @@ class RestoreOnReconnect(bootsteps.StartStopStep):  # type: ignore[misc]
             return set()
         restored: set[str] = set()
         with channel.conn_or_acquire() as client:
-            for tag, raw in client.hgetall(qos.unacked_key).items():
-                message = json.loads(raw)[0]
-                task_id = str(message.get("headers", {}).get("id"))
+            for tag, headers in unacked_headers(client, qos).items():
+                task_id = str(headers.get("id"))
                 if task_id in ids:
-                    qos.restore_by_tag(tag, client, leftmost=True)
+                    restore(client, qos, tag)
                     restored.add(task_id)
         return restored
