@@ -63,10 +63,7 @@ def toolfleet_workers(
     ``forked``: one ``toolfleet worker --count n`` process forks them (what ``toolfleet
     up`` does); else ``n`` separate ``toolfleet worker`` processes.
     """
-    if forked:
-        names = {f"{tag}-{profile}{i}" for i in range(1, n + 1)}
-    else:
-        names = {f"{tag}-{profile}{i}" for i in range(n)}
+    names = {f"{tag}-{profile}{i}" for i in range(1, n + 1)}  # the launcher's names
     with Procs(settings) as procs:
         start, start_unix = time.perf_counter(), time.time()
         if forked:
