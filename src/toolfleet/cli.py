@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import click
 from rich.console import Console
@@ -19,18 +19,38 @@ from .errors import ToolfleetError
 from .map_cli import map_command
 from .producer import Fleet
 from .profiles import load_profiles
-from .render import profiles_table, results_table, status_table
+from .render import profiles_table, results_table, status_plain, status_table
 from .sessions import Strategy
 from .settings import Settings
+from .unavailable import ensure_reachable, unavailable
 
 __all__ = ["cli", "main"]
 
 console = Console()
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _error(exc: ToolfleetError) -> NoReturn:
+    """Exit with ``exc`` as one line: ``error: ErrorType: message``."""
+    _fail(f"{type(exc).__name__}: {exc.message}")
+
+
+def _connect(prompt: tuple[str, str] | None = None) -> Fleet:
+    """The environment's fleet once its Redis answers (else RedisUnavailable, at once);
+    a ``(text, profile)`` given is checked first (PromptRejected needs no Redis)."""
+    fleet = Fleet.from_env()
+    try:
+        if prompt is not None:
+            fleet.validate(*prompt)
+        ensure_reachable(fleet.settings)
+    except ToolfleetError:
+        fleet.close()
+        raise
+    return fleet
 
 
 def _parse_profiles(specs: tuple[str, ...], workers: int) -> dict[str, int]:
@@ -175,7 +195,7 @@ def submit(
     if text == "-":
         text = sys.stdin.read()
     try:
-        with Fleet.from_env() as fleet:
+        with _connect((text, profile)) as fleet:
             if session is not None:
                 handle = fleet.attach(session).send(text, timeout=timeout)
             else:
@@ -185,13 +205,21 @@ def submit(
                 return
             result = handle.get(timeout=wait_timeout)
     except ToolfleetError as exc:
-        _fail(f"{type(exc).__name__}: {exc.message}")
+        _error(exc)
     if as_json:
         click.echo(result.model_dump_json(indent=2))
     else:
-        click.echo(result.output)
+        if result.output:
+            click.echo(result.output)
         if not result.ok:
-            sys.exit(1)
+            why = (
+                "the tool reported an error"
+                if result.exit_status is None
+                else f"exit status {result.exit_status}"
+            )
+            _fail(f"ToolError: {why} ({result.worker})")
+    if not result.ok:
+        sys.exit(1)
 
 
 @cli.group()
@@ -225,11 +253,11 @@ def session() -> None:
 def session_open(profile: str, strategy: str, worker: str | None, ttl: float, wait: float) -> None:
     """Lease an instance and print the session id (use with submit --session)."""
     try:
-        with Fleet.from_env() as fleet:
+        with _connect() as fleet:
             how = cast(Strategy, strategy)
             opened = fleet.session(profile, how, worker=worker, ttl=ttl, wait=wait)
     except ToolfleetError as exc:
-        _fail(f"{type(exc).__name__}: {exc.message}")
+        _error(exc)
     click.echo(opened.id)
 
 
@@ -238,10 +266,10 @@ def session_open(profile: str, strategy: str, worker: str | None, ttl: float, wa
 def session_close(session_id: str) -> None:
     """Close a session: its instance is reset and returns to the shared queue."""
     try:
-        with Fleet.from_env() as fleet:
+        with _connect() as fleet:
             fleet.attach(session_id).close()
     except ToolfleetError as exc:
-        _fail(f"{type(exc).__name__}: {exc.message}")
+        _error(exc)
     click.echo(f"closed {session_id}")
 
 
@@ -250,8 +278,16 @@ def session_close(session_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the health records as JSON.")
 @click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
 @click.option("--interval", default=1.0, show_default=True, help="Refresh interval (s).")
-def status(profile: str | None, as_json: bool, watch: bool, interval: float) -> None:
-    """Show every tool instance: state, pid, generation, prompts, latency, heartbeat age."""
+@click.option(
+    "--wide", is_flag=True, help="Every column, even wider than the terminal (default: what fits)."
+)
+def status(profile: str | None, as_json: bool, watch: bool, interval: float, wide: bool) -> None:
+    """Show every tool instance: state, session, prompt age, generation, latency, memory.
+
+    On a terminal the table shows what fits its width (worker, state, session and prompt
+    age always, whole); piped, every column is printed as plain aligned text.
+    """
+
     with Fleet.from_env() as fleet:
         if as_json:
             click.echo(
@@ -260,15 +296,20 @@ def status(profile: str | None, as_json: bool, watch: bool, interval: float) -> 
             return
         if not watch:
             records = fleet.status(profile)
-            console.print(status_table(records))
+            if console.is_terminal:
+                table = status_table(records, width=console.width, wide=wide)
+                console.print(table, crop=False)
+            else:
+                click.echo(status_plain(records))
             if not records:
                 console.print("no instances are reporting (is a fleet running? see toolfleet up)")
             return
         try:
-            with Live(status_table(fleet.status(profile)), console=console) as live:
+            first = status_table(fleet.status(profile), width=console.width, wide=wide)
+            with Live(first, console=console) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(status_table(fleet.status(profile)))
+                    live.update(status_table(fleet.status(profile), width=console.width, wide=wide))
         except KeyboardInterrupt:
             pass
 
@@ -281,10 +322,10 @@ def status(profile: str | None, as_json: bool, watch: bool, interval: float) -> 
 def check(profile: str | None, this_host: bool) -> None:
     """Exit 0 when an instance (of PROFILE) is ready; else 1 with the reason."""
     try:
-        with Fleet.from_env() as fleet:
+        with _connect() as fleet:
             records = fleet.status(profile)
-    except Exception as exc:
-        _fail(f"cannot read health records: {exc}")
+    except ToolfleetError as exc:
+        _error(exc)
     what = f"profile {profile!r}" if profile else "the fleet"
     if this_host:
         host = socket.gethostname()
@@ -366,7 +407,7 @@ def demo(python_workers: int, bash_workers: int) -> None:
 @click.argument("worker")
 def restart(worker: str) -> None:
     """Restart WORKER's tool (name@host) through Celery remote control."""
-    with Fleet.from_env() as fleet:
+    with _connect() as fleet:
         replies = fleet.app.control.broadcast(
             "tool_restart", reply=True, destination=[worker], timeout=30
         )
@@ -381,18 +422,16 @@ cli.add_command(map_command)
 
 
 def main() -> None:
-    """Entry point of the ``toolfleet`` console script: Redis trouble is one clear line."""
-    import redis
-    from kombu.exceptions import OperationalError
-
+    """Entry point of the ``toolfleet`` console script: every error is one clear line."""
     try:
         cli(prog_name="toolfleet")
-    except (redis.RedisError, OperationalError) as exc:
-        settings = Settings.from_env()
-        where = settings.redacted(settings.broker_url)
-        if isinstance(exc, redis.AuthenticationError) or "AUTH" in str(exc).upper():
-            _fail(f"Redis at {where} refused the credentials: {exc}")
-        _fail(f"cannot use Redis at {where}: {exc}")
+    except ToolfleetError as exc:
+        _error(exc)
+    except Exception as exc:
+        mapped = unavailable(exc, Settings.from_env())
+        if mapped is None:
+            raise
+        _error(mapped)
 
 
 if __name__ == "__main__":

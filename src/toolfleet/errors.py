@@ -4,30 +4,39 @@
 
     ToolfleetError
     ├── PromptRejected      bad input, refused before anything reached a tool
+    ├── ToolError           the tool answered, and reported an error (``ok`` false)
     ├── ToolTimeout         the tool did not answer before the prompt's deadline
     ├── ToolCrashed         the tool died while (or before) answering
     ├── IncompleteInput     the prompt left the tool waiting for more input
     ├── SessionLost         the instance restarted (or the lease ended) under a session
     ├── NoWorkers           no healthy worker serves the profile
     ├── ResultTimeout       the producer gave up waiting for a result
+    ├── RedisUnavailable    the broker or result backend does not answer, or refuses us
     └── ConfigError         a profile or a setting is unusable
+        └── UnknownProfile  no worker and no profiles file knows the profile
 
-Every class takes one message string, so Celery's JSON result backend carries them as
-plain data and the producer gets the same class back.
+Every class takes one message string (``ToolError`` also the answer as a dict), so
+Celery's JSON result backend carries them as plain data and the producer gets the same
+class back.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ConfigError",
     "IncompleteInput",
     "NoWorkers",
     "PromptRejected",
+    "RedisUnavailable",
     "ResultTimeout",
     "SessionLost",
     "ToolCrashed",
+    "ToolError",
     "ToolTimeout",
     "ToolfleetError",
+    "UnknownProfile",
     "WorkerLost",
 ]
 
@@ -48,6 +57,29 @@ class ToolfleetError(Exception):
 
 class PromptRejected(ToolfleetError):
     """The prompt is invalid (size, encoding, control bytes); nothing was sent."""
+
+
+class ToolError(ToolfleetError):
+    """The tool answered and reported an error (a traceback, a non-zero exit status).
+
+    The worker raises it so that Celery and Flower count the prompt as failed; it carries
+    the whole answer (a PromptResult as a dict, ``ok`` false), which
+    ``PromptHandle.get()`` returns instead of raising.
+    """
+
+    def __init__(self, message: str = "", result: dict[str, Any] | None = None) -> None:
+        Exception.__init__(self, message, result or {})
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The answer, as the fields of a PromptResult."""
+        return dict(self.args[1]) if len(self.args) > 1 else {}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ToolError({self.message!r})"
 
 
 class ToolTimeout(ToolfleetError):
@@ -90,5 +122,15 @@ class ResultTimeout(ToolfleetError):
     retryable = True
 
 
+class RedisUnavailable(ToolfleetError):
+    """Redis (the broker or the result backend) does not answer, or refuses the password."""
+
+    retryable = True
+
+
 class ConfigError(ToolfleetError):
     """A profile or setting is invalid."""
+
+
+class UnknownProfile(ConfigError):
+    """No live worker serves the profile and no profiles file defines it; nothing was sent."""

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from .models import InstanceHealth
 
-__all__ = ["HEALTH_PREFIX", "RedisLike", "health_key", "read_health", "write_health"]
+__all__ = [
+    "HEALTH_PREFIX",
+    "RedisLike",
+    "health_key",
+    "read_health",
+    "readable",
+    "write_health",
+]
 
 HEALTH_PREFIX = "toolfleet:health:"
 
@@ -42,3 +51,43 @@ def read_health(client: RedisLike, profile: str | None = None) -> list[InstanceH
         if profile is None or record.profile == profile:
             records.append(record)
     return sorted(records, key=lambda r: r.worker)
+
+
+def _ms(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f} ms"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def readable(record: InstanceHealth, now: float | None = None) -> dict[str, Any]:
+    """``record`` in units a person reads (ms, MiB, ages, UTC times), for Celery's
+    ``inspect stats`` and Flower's worker page."""
+    now = time.time() if now is None else now
+    started = datetime.fromtimestamp(record.started_at, UTC).isoformat(timespec="seconds")
+    return {
+        "state": record.state,
+        "profile": record.profile,
+        "session": record.session,
+        "prompt running for": None if record.busy_since is None else _age(now - record.busy_since),
+        "tool pid": record.pid,
+        "generation": record.generation,
+        "restarts": record.restarts,
+        "prompts served": record.prompts_served,
+        "last latency": _ms(record.last_latency_ms),
+        "p50 latency": _ms(record.p50_latency_ms),
+        "p95 latency": _ms(record.p95_latency_ms),
+        "rss": None if record.rss_bytes is None else f"{record.rss_bytes / 2**20:.1f} MiB",
+        "uptime": _age(now - record.started_at),
+        "started": started,
+        "last error": record.last_error,
+        "queues": ", ".join(record.queues),
+        "holding": ", ".join(record.holding),
+        "version": record.version,
+    }

@@ -32,6 +32,7 @@ from .bulk import MapRun
 from .errors import ToolfleetError
 from .items import MapItem, MapOutcome, expand_template, read_jsonl
 from .producer import Fleet
+from .unavailable import ensure_reachable
 
 __all__ = ["map_command", "summary_line", "summary_table"]
 
@@ -71,13 +72,16 @@ def _items(
 
 
 def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
-    if fleet.settings.heartbeat_interval == 0:
-        return  # no health records to look at
+    """Refuse unknown profiles and an unusable Redis at once; warn of idle profiles."""
     try:
+        ensure_reachable(fleet.settings)
+        for name in sorted(profiles):
+            fleet.require_profile(name)
+        if fleet.settings.heartbeat_interval == 0:
+            return  # no health records to look at
         reporting = {p: fleet.status(p) for p in sorted(profiles)}
-    except Exception as exc:
-        url = fleet.settings.redacted(fleet.settings.result_backend)
-        _fail(f"cannot read the fleet's health records at {url}: {exc}")
+    except ToolfleetError as exc:
+        _fail(f"{type(exc).__name__}: {exc.message}")
         return
     for profile, records in reporting.items():
         if not records:
@@ -203,6 +207,7 @@ def _drive(
         TextColumn("{task.fields[rate]}"),
         TextColumn("ETA"),
         TimeRemainingColumn(),
+        TextColumn("elapsed"),
         TimeElapsedColumn(),
         console=err,
     )
@@ -352,7 +357,10 @@ def map_command(
                 timeout=timeout,
                 result_timeout=result_timeout,
             )
-        except (ToolfleetError, ValueError) as exc:
+        except ToolfleetError as exc:
+            _fail(f"{type(exc).__name__}: {exc.message}")
+            return
+        except ValueError as exc:
             _fail(str(exc))
             return
         if run.journal is not None and run.journal.skipped_lines:

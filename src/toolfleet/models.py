@@ -55,6 +55,9 @@ class InstanceHealth(BaseModel):
     last_error: str | None = None
     queues: list[str] = Field(default_factory=list)
     session: str | None = Field(None, description="Session holding the instance, if leased.")
+    busy_since: float | None = Field(
+        None, description="Unix time the running prompt began (None while no prompt runs)."
+    )
     holding: list[str] = Field(
         default_factory=list,
         description="Prompt ids this worker received and has not finished (see orphans).",

@@ -14,7 +14,14 @@ from celery.result import AsyncResult
 
 from .broker import PROMPT_TASK, direct_queue, make_app, shared_queue
 from .bulk import MapRun, run_map
-from .errors import ConfigError, NoWorkers, ResultTimeout, ToolfleetError
+from .errors import (
+    ConfigError,
+    NoWorkers,
+    ResultTimeout,
+    ToolError,
+    ToolfleetError,
+    UnknownProfile,
+)
 from .health import read_health
 from .items import MapItem
 from .models import InstanceHealth, PromptResult
@@ -22,11 +29,21 @@ from .profiles import Profile, load_profiles
 from .recovery import LOST_CHECK_EVERY, whereabouts
 from .sessions import Session, Strategy, attach, open_session
 from .settings import Settings
+from .unavailable import redis_errors, unavailable
 from .validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
 
-__all__ = ["Fleet", "PromptHandle"]
+__all__ = ["Fleet", "PromptHandle", "task_reprs"]
 
 log = logging.getLogger(__name__)
+
+
+def task_reprs(kwargs: dict[str, Any], width: int = 60) -> dict[str, str]:
+    """How Celery's events and Flower show a prompt: its text (cut) as the task's
+    argument, the other options as its keyword arguments."""
+    text = str(kwargs["text"])
+    cut = text if len(text) <= width else text[: width - 3] + "..."
+    rest = {k: v for k, v in kwargs.items() if k != "text"}
+    return {"argsrepr": repr(cut), "kwargsrepr": repr(rest)}
 
 
 class PromptHandle:
@@ -78,17 +95,20 @@ class PromptHandle:
                     raise self._why_late(timeout) from None
                 self._recover_if_lost()
                 continue
+            except ToolError as exc:  # the tool answered: its answer, ok false
+                return PromptResult.model_validate(exc.result)
             except ToolfleetError:
                 raise
             except Exception as exc:
-                raise ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
+                mapped = unavailable(exc, self.fleet.settings)
+                raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
             return PromptResult.model_validate(value)
 
     def _recover_if_lost(self) -> None:
         """Send the prompt again if its message was nowhere at this look and the last."""
         if self.resend is None:
             return
-        with self.fleet.app.pool.acquire(block=True) as conn:
+        with redis_errors(self.fleet.settings), self.fleet.app.pool.acquire(block=True) as conn:
             place = whereabouts(conn.default_channel, self.id, self.resend["queue"])
         missing = place == "nowhere" and not self.async_result.ready()
         if missing and self._missing:
@@ -126,17 +146,41 @@ class Fleet:
         """A fleet configured from ``TOOLFLEET_*`` environment variables."""
         return cls(Settings.from_env())
 
-    def _limits(self, profile: str) -> tuple[int, bool]:
+    def _local_profiles(self) -> dict[str, Profile]:
+        """The built-in profiles and those of TOOLFLEET_PROFILES (read once)."""
         if self._profiles is None:
             try:
                 self._profiles = load_profiles(self.settings.profiles)
             except ConfigError as exc:  # the workers' file is not here: check with defaults
                 log.warning("%s; checking prompts against the built-in profiles", exc)
                 self._profiles = load_profiles(None)
-        known = self._profiles.get(profile)
+        return self._profiles
+
+    def _limits(self, profile: str) -> tuple[int, bool]:
+        known = self._local_profiles().get(profile)
         if known is None:  # a profile only the workers know: use the defaults
             return DEFAULT_MAX_PROMPT_BYTES, False
         return known.max_prompt_bytes, known.allow_control
+
+    def validate(self, text: str, profile: str) -> str:
+        """``text`` as it would be sent to ``profile``, or PromptRejected (no I/O)."""
+        max_bytes, allow_control = self._limits(profile)
+        return validate_prompt(text, max_bytes=max_bytes, allow_control=allow_control)
+
+    def require_profile(self, profile: str) -> None:
+        """Raise UnknownProfile unless a profile definition here (built-in or
+        TOOLFLEET_PROFILES) or a live worker knows ``profile``; free for the former."""
+        local = self._local_profiles()
+        if profile in local:
+            return
+        serving = {r.profile for r in self.status()}
+        if profile in serving:
+            return
+        raise UnknownProfile(
+            f"unknown profile {profile!r}: no live worker serves it and no profile"
+            f" definition here names it; known: {', '.join(sorted(set(local) | serving))}"
+            " (workers' own profiles files: set TOOLFLEET_PROFILES to the same file)"
+        )
 
     def submit(
         self,
@@ -148,18 +192,24 @@ class Fleet:
         session: str | None = None,
         seq: int | None = None,
     ) -> PromptHandle:
-        """Enqueue one prompt; ``worker`` targets one node (``name@host``)."""
-        max_bytes, allow_control = self._limits(profile)
-        text = validate_prompt(text, max_bytes=max_bytes, allow_control=allow_control)
+        """Enqueue one prompt; ``worker`` targets one node (``name@host``).
+
+        An unknown ``profile`` (see :meth:`require_profile`) is refused: nothing is sent.
+        """
+        text = self.validate(text, profile)
+        if worker is None and session is None:
+            self.require_profile(profile)
         kwargs: dict[str, Any] = {"text": text}
         if timeout is not None:
             kwargs["timeout"] = float(timeout)
         if session is not None:
             kwargs.update(session=session, seq=seq)
         queue = direct_queue(worker) if worker else shared_queue(profile)
-        result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=queue)
+        shown = task_reprs(kwargs)
+        with redis_errors(self.settings):
+            result = self.app.send_task(PROMPT_TASK, kwargs=kwargs, queue=queue, **shown)
         # only a shared-queue prompt is sent again if lost: a pinned one needs its worker
-        resend = None if worker or session else {"kwargs": kwargs, "queue": queue}
+        resend = None if worker or session else {"kwargs": kwargs, "queue": queue, **shown}
         return PromptHandle(self, result, profile, worker, resend)
 
     def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
@@ -178,9 +228,13 @@ class Fleet:
         """Lease one instance of ``profile`` for an exclusive, ordered conversation.
 
         ``strategy`` is ``least-busy`` or ``round-robin``; ``worker`` pins to one node.
-        Raises NoWorkers when no instance is free within ``wait`` seconds.
+        Raises NoWorkers when no instance is free within ``wait`` seconds, and
+        UnknownProfile at once when nothing knows ``profile``.
         """
-        return open_session(self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait)
+        if worker is None:
+            self.require_profile(profile)
+        with redis_errors(self.settings):
+            return open_session(self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait)
 
     def map(
         self,
@@ -199,8 +253,11 @@ class Fleet:
         outcome is appended to a JSONL file and items it records as done are skipped.
         ``timeout`` is each prompt's deadline inside the tool; a prompt unanswered
         ``result_timeout`` seconds after it was sent (default: its deadline plus 30 s)
-        counts as lost (``ResultTimeout``, retried like a crash).
+        counts as lost (``ResultTimeout``, retried like a crash). An unknown ``profile``
+        is refused at once (UnknownProfile), before anything is sent.
         """
+        if profile is not None:
+            self.require_profile(profile)
         return run_map(
             self,
             prompts,
@@ -214,7 +271,8 @@ class Fleet:
 
     def attach(self, session_id: str) -> Session:
         """A session opened by another process (e.g. ``toolfleet session open``)."""
-        return attach(self, session_id)
+        with redis_errors(self.settings):
+            return attach(self, session_id)
 
     def status(
         self, profile: str | None = None, *, fresher_than: float | None = None
@@ -224,14 +282,15 @@ class Fleet:
         With ``fresher_than`` (a Unix time) wait up to two heartbeat intervals for
         records written after it, e.g. to see counters that include prompts just run.
         """
-        records = read_health(self.app.backend.client, profile)
-        if fresher_than is None:
-            return records
-        end = time.monotonic() + 2 * self.settings.heartbeat_interval
-        while any(r.updated_at < fresher_than for r in records) and time.monotonic() < end:
-            time.sleep(0.05)
+        with redis_errors(self.settings):
             records = read_health(self.app.backend.client, profile)
-        return records
+            if fresher_than is None:
+                return records
+            end = time.monotonic() + 2 * self.settings.heartbeat_interval
+            while any(r.updated_at < fresher_than for r in records) and time.monotonic() < end:
+                time.sleep(0.05)
+                records = read_health(self.app.backend.client, profile)
+            return records
 
     def wait_ready(self, count: int, profile: str | None = None, timeout: float = 60.0) -> None:
         """Block until ``count`` instances (of ``profile``) are ready, else NoWorkers."""

@@ -17,7 +17,9 @@ Detector = Literal["marker", "sentinel", "quiescence"]
 Encoder = Literal["lines", "python", "bash", "node", "sqlite", "aider"]
 
 # Defined inside the python tool at start-up: runs a whole (multi-line) prompt the way
-# the REPL runs one statement, echoing the value of a trailing expression.
+# the REPL runs one statement, echoing the value of a trailing expression. A traceback
+# starts at the prompt's own code, as the REPL's does: the helper's frames (and those of
+# codeop and ast compiling the prompt) are not shown.
 PYTHON_HELPER = """\
 def _tf_exec(src):
     import ast, codeop, sys, traceback
@@ -32,7 +34,10 @@ def _tf_exec(src):
         if last is not None:
             exec(compile(ast.Interactive(body=[last]), '<prompt>', 'single'), g)
     except Exception as e:
-        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != '<prompt>':
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb)
         sys.last_type, sys.last_value = type(e), e
 """
 

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_BROKER_URL", "Settings"]
+__all__ = ["DEFAULT_BROKER_URL", "URL_FIELDS", "Settings", "redact_url"]
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+#: fields whose value may carry a password: masked wherever the settings are shown
+URL_FIELDS = frozenset({"broker_url", "result_backend"})
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced, safe to print or log."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
 
 
 class Settings(BaseSettings):
     """Everything a producer or a worker needs to find the fleet.
 
     Each field is one environment variable: ``broker_url`` is ``TOOLFLEET_BROKER_URL``.
+    Shown (repr, str, logs, Celery's ``inspect conf``), the URLs have their password
+    masked; the fields themselves hold the real URLs.
     """
 
     model_config = SettingsConfigDict(env_prefix="TOOLFLEET_", extra="ignore", frozen=True)
@@ -66,6 +80,8 @@ class Settings(BaseSettings):
 
     def redacted(self, url: str) -> str:
         """``url`` with any password replaced, safe to print or log."""
-        from kombu.utils.url import maybe_sanitize_url
+        return redact_url(url)
 
-        return str(maybe_sanitize_url(url))
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in URL_FIELDS and value else value

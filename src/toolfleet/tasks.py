@@ -8,20 +8,54 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from .broker import PROMPT_TASK
-from .errors import NoWorkers, WorkerLost
+from .errors import NoWorkers, ToolError, ToolfleetError, WorkerLost
+from .models import PromptResult
 from .workers import state
 
 if TYPE_CHECKING:
     from .workers.state import WorkerParts
     from .workers.supervisor import Supervisor
 
-__all__ = ["PromptTask", "prompt"]
+__all__ = ["PromptReply", "PromptTask", "prompt", "summary"]
 
 _DIRECT_EXCHANGE = "C.dq2"  # Celery's worker_direct exchange
 
 
+def summary(result: PromptResult, width: int = 80) -> str:
+    """``ok: <first line of the output>`` (or ``exit status N: ...``), cut to ``width``."""
+    head = "ok" if result.ok else "error"
+    if not result.ok and result.exit_status is not None:
+        head = f"exit status {result.exit_status}"
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    # a traceback's last line says what failed; an answer's first line is its gist
+    line = (lines[0] if result.ok else lines[-1]) if lines else ""
+    text = f"{head}: {line}" if line else head
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+class PromptReply:
+    """A prompt's answer as the task returns it: stored as the PromptResult's JSON
+    (kombu's encoder calls ``__json__``), shown by Celery's events and Flower as its
+    one-line summary (Celery reprs a task's return value for them)."""
+
+    __slots__ = ("data", "text")
+
+    def __init__(self, result: PromptResult) -> None:
+        self.data = result.model_dump(mode="json")
+        self.text = summary(result)
+
+    def __json__(self) -> dict[str, Any]:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 class PromptTask(Task):  # type: ignore[misc]
     """Base class giving tasks this worker's supervisor (and through it, the tool)."""
+
+    #: expected outcomes: logged in one line, without a traceback
+    throws = (ToolfleetError,)
 
     @property
     def parts(self) -> WorkerParts:
@@ -39,8 +73,12 @@ def prompt(
     timeout: float | None = None,
     session: str | None = None,
     seq: int | None = None,
-) -> dict[str, Any]:
-    """Type ``text`` into this worker's tool and return its PromptResult as a dict."""
+) -> dict[str, Any] | PromptReply:
+    """Type ``text`` into this worker's tool and return its PromptResult.
+
+    An answer the tool reported as failed raises ToolError (carrying the whole answer),
+    so that Celery and Flower count the prompt as failed.
+    """
     parts = self.parts
     sup = parts.supervisor
     if session is None and not sup.takes_shared_work:
@@ -76,4 +114,6 @@ def prompt(
     elif guard is not None and (at_most_once or guard.needs_claim(longest)):
         guard.claim(prompt_id)
     result = sup.run(text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq)
-    return result.model_dump(mode="json")
+    if not result.ok:
+        raise ToolError(summary(result), result.model_dump(mode="json"))
+    return PromptReply(result)

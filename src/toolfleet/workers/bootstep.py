@@ -8,6 +8,8 @@ from celery import bootsteps
 
 from ..broker import direct_queue, shared_queue
 from ..errors import ConfigError
+from ..health import readable
+from ..models import InstanceHealth
 from ..profiles import get_profile
 from ..settings import Settings
 from . import control, state  # control registers the remote-control commands
@@ -58,7 +60,7 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if interval > 0:
             beat = self.heartbeat = Heartbeat(
                 client,
-                lambda: sup.health().model_copy(update={"holding": held_ids()}),
+                self.health,
                 interval,
                 # `holding` rides along but triggers no write: every interval's write
                 # carries it, and the orphan sweep waits longer than an interval
@@ -100,7 +102,15 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if self.heartbeat is not None:
             self.heartbeat.stop()
 
+    def health(self) -> InstanceHealth:
+        """The health record now, with the prompts this worker holds."""
+        assert self.supervisor is not None
+        return self.supervisor.health().model_copy(update={"holding": held_ids()})
+
     def info(self, worker: Any) -> dict[str, Any]:
         if self.supervisor is None:
             return {}
-        return {"toolfleet": self.supervisor.health().model_dump(mode="json")}
+        record = self.health()
+        if record.state == "ready" and record.holding:  # received, not yet typed in
+            record = record.model_copy(update={"state": "busy"})
+        return {"toolfleet": readable(record)}

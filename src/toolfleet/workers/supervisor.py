@@ -67,6 +67,8 @@ class Supervisor:
         self.session: str | None = None
         self.session_generation: int | None = None
         self.reset_pending = False
+        #: Unix time the running prompt began, None between prompts
+        self.busy_since: float | None = None
         #: called about once a second from the watcher thread (e.g. lease checks)
         self.periodic: list[Callable[[], object]] = []
 
@@ -266,6 +268,7 @@ class Supervisor:
                 self._await_instance()
             if self._state == "failed":
                 raise ToolCrashed(f"{self.worker} has failed: {self.last_error}")
+            self.busy_since = time.time()
             self._set("busy")
             try:
                 answer = self.instance.ask(text, timeout=timeout)
@@ -277,6 +280,7 @@ class Supervisor:
                 self.last_error = exc.message
                 raise
             finally:
+                self.busy_since = None
                 if self._state == "busy":
                     self._set("ready")
             self.served += 1
@@ -353,5 +357,6 @@ class Supervisor:
             last_error=self.last_error or snap.last_error,
             queues=list(self.queues),
             session=self.session,
+            busy_since=self.busy_since,
             version=__version__,
         )
