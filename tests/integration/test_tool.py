@@ -47,6 +47,31 @@ def test_python_repl_semantics(tool: ToolInstance) -> None:
 
 
 @use("python")
+def test_python_tracebacks_show_the_prompts_frames_only_as_the_repl_does(
+    tool: ToolInstance,
+) -> None:
+    syntax = tool.ask("1 +")
+    assert not syntax.ok
+    assert syntax.output.splitlines() == [
+        '  File "<prompt>", line 1',
+        "    1 +",
+        "       ^",
+        "SyntaxError: invalid syntax",
+    ]
+    nested = tool.ask("def f():\n    return 1/0\n\nf()").output.splitlines()
+    assert nested[0] == "Traceback (most recent call last):"
+    assert [line for line in nested if line.startswith("  File")] == [
+        '  File "<prompt>", line 4, in <module>',
+        '  File "<prompt>", line 2, in f',
+    ]
+    # frames the prompt's own code called stay, as in the REPL
+    inner = tool.ask("exec('x =')").output
+    assert '  File "<string>", line 1' in inner and "codeop" not in inner
+    library = tool.ask("import json; json.loads('{')").output
+    assert "json/decoder.py" in library and "codeop" not in library and "ast.py" not in library
+
+
+@use("python")
 def test_python_incomplete_input_is_an_error_not_a_hang(tool: ToolInstance) -> None:
     for text in ("def f(", "if True:", "x = [1,\n 2,"):
         with pytest.raises(IncompleteInput):

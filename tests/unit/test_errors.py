@@ -35,3 +35,22 @@ def test_retryable_errors():
     # a prompt of an at-most-once profile whose worker died: maybe ran, never rerun
     assert issubclass(errors.WorkerLost, errors.ToolCrashed)
     assert not errors.WorkerLost.retryable
+
+
+def test_tool_error_carries_the_whole_answer_through_the_json_backend():
+    app = Celery(set_as_current=False, backend="cache+memory://")
+    answer = {"output": "Traceback ...\nZeroDivisionError: division by zero", "ok": False}
+    sent = app.backend.prepare_exception(errors.ToolError("error: ZeroDivision", answer), "json")
+    received = app.backend.exception_to_python(json.loads(json.dumps(sent)))
+    assert type(received) is errors.ToolError
+    assert received.result == answer and received.message == "error: ZeroDivision"
+    assert repr(received) == "ToolError('error: ZeroDivision')"  # what Flower shows
+
+
+def test_every_error_the_cli_can_print_is_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    errors_section = readme.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    for name in errors.__all__:
+        assert f"`{name}`" in errors_section, name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -46,3 +48,21 @@ def test_redacted_hides_passwords():
 def test_an_empty_profiles_variable_means_none(monkeypatch):
     monkeypatch.setenv("TOOLFLEET_PROFILES", "")
     assert Settings.from_env().profiles is None
+
+
+def test_passwords_never_show_in_repr_str_or_celerys_inspect_conf():
+    from celery.utils.serialization import jsonify
+    from celery.utils.saferepr import saferepr
+
+    from toolfleet.broker import make_app
+
+    secret = "pa55-w0rd-42"
+    settings = Settings(broker_url=f"redis://:{secret}@h:6379/0")
+    assert settings.broker_url.count(secret) == 1  # the real URL is still there to use
+    for shown in (repr(settings), str(settings), saferepr(settings), f"{settings!r}"):
+        assert secret not in shown and "redis://:**@h:6379/0" in shown
+    app = make_app(settings)
+    # what Celery's `inspect conf` (and Flower's Config tab) sends: conf.table + jsonify
+    table = jsonify(app.conf.table(with_defaults=False), unknown_type_filter=saferepr)
+    assert "toolfleet_settings" in table
+    assert secret not in json.dumps(table)
