@@ -16,6 +16,7 @@ from kombu.entity import Queue
 from .settings import Settings
 
 __all__ = [
+    "PRODUCER_CONFIG",
     "PROMPT_TASK",
     "app",
     "celery_config",
@@ -84,8 +85,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def make_app(settings: Settings | None = None, *, main: str = "toolfleet") -> Celery:
-    """A Celery app for the fleet; ``settings`` default to the environment's, read lazily."""
+#: a producer gives up on an unreachable result backend after about 15 s (RedisUnavailable)
+#: where a worker, whose answer must not be lost, retries for half an hour
+PRODUCER_CONFIG: dict[str, Any] = {"result_backend_max_retries": 20}
+
+
+def make_app(
+    settings: Settings | None = None,
+    *,
+    main: str = "toolfleet",
+    overrides: dict[str, Any] | None = None,
+) -> Celery:
+    """A Celery app for the fleet; ``settings`` default to the environment's, read lazily;
+    ``overrides`` change the configuration (e.g. :data:`PRODUCER_CONFIG`)."""
     app = Celery(
         main,
         set_as_current=False,
@@ -94,7 +106,7 @@ def make_app(settings: Settings | None = None, *, main: str = "toolfleet") -> Ce
     )
 
     def configure(sender: Celery, **_: Any) -> None:
-        sender.conf.update(celery_config(settings or Settings.from_env()))
+        sender.conf.update({**celery_config(settings or Settings.from_env()), **(overrides or {})})
 
     app.on_configure.connect(configure, weak=False)
     app.steps["worker"].add("toolfleet.workers.bootstep:ToolStep")

@@ -12,7 +12,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from .broker import PROMPT_TASK, direct_queue, make_app, shared_queue
+from .broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
 from .bulk import MapRun, run_map
 from .errors import (
     ConfigError,
@@ -138,7 +138,9 @@ class Fleet:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.app: Celery = make_app(self.settings, main="toolfleet-producer")
+        self.app: Celery = make_app(
+            self.settings, main="toolfleet-producer", overrides=PRODUCER_CONFIG
+        )
         self._profiles: dict[str, Profile] | None = None
 
     @classmethod

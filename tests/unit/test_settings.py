@@ -51,8 +51,8 @@ def test_an_empty_profiles_variable_means_none(monkeypatch):
 
 
 def test_passwords_never_show_in_repr_str_or_celerys_inspect_conf():
-    from celery.utils.serialization import jsonify
     from celery.utils.saferepr import saferepr
+    from celery.utils.serialization import jsonify
 
     from toolfleet.broker import make_app
 
