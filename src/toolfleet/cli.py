@@ -123,7 +123,10 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
             console.print("Ctrl-C stops the fleet.")
             while all(p.poll() is None for p in fleet.procs.values()):
                 time.sleep(0.5)
-            _fail("a worker exited; stopping the fleet")
+            gone = sorted(name for name, p in fleet.procs.items() if p.poll() is not None)
+            _fail(
+                f"{', '.join(gone)} exited (see {fleet.log_dir}/{gone[0]}.log); stopping the fleet"
+            )
     except KeyboardInterrupt:
         console.print("stopping the fleet ...")
     except ToolfleetError as exc:

@@ -23,6 +23,7 @@ from .parentdeath import die_with_parent
 from .settings import Settings
 
 __all__ = [
+    "FLOWER_TASKS_COLUMNS",
     "EmbeddedRedis",
     "LocalFleet",
     "flower_command",
@@ -93,6 +94,10 @@ def worker_command(
     return argv
 
 
+#: Flower's task list: the prompt (args) and its answer or error beside the state
+FLOWER_TASKS_COLUMNS = "name,state,args,result,exception,received,runtime,worker,uuid"
+
+
 def flower_command(port: int) -> list[str]:
     """The command line of a Flower process for the fleet, on 127.0.0.1:``port``."""
     return [
@@ -104,6 +109,7 @@ def flower_command(port: int) -> list[str]:
         "flower",
         f"--port={port}",
         "--address=127.0.0.1",
+        f"--tasks_columns={FLOWER_TASKS_COLUMNS}",
     ]
 
 

@@ -34,7 +34,7 @@ from .items import MapItem, MapOutcome, expand_template, read_jsonl
 from .producer import Fleet
 from .unavailable import ensure_reachable
 
-__all__ = ["map_command", "summary_line", "summary_table"]
+__all__ = ["map_command", "progress_bar", "summary_line", "summary_table"]
 
 #: failed items listed under the summary (all of them are in the journal / --json)
 MAX_FAILURES_SHOWN = 20
@@ -188,18 +188,9 @@ class _SigintStops:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _drive(
-    run: MapRun, err: Console, emit: Callable[[MapOutcome], None]
-) -> tuple[list[MapOutcome], bool]:
-    """Iterate the run under a progress bar; (outcomes, quit at once on a second Ctrl-C)."""
-    outcomes: list[MapOutcome] = []
-
-    def label(_: Task) -> Text:
-        if run.stop_requested:
-            return Text("stopping (Ctrl-C again quits)", "yellow")
-        return Text("map")
-
-    progress = Progress(
+def progress_bar(label: Callable[[Task], Text], err: Console) -> Progress:
+    """map's progress bar: label, bar, done/total, failed, rate, ETA and elapsed time."""
+    return Progress(
         _Label(label),
         BarColumn(),
         MofNCompleteColumn(),
@@ -211,6 +202,20 @@ def _drive(
         TimeElapsedColumn(),
         console=err,
     )
+
+
+def _drive(
+    run: MapRun, err: Console, emit: Callable[[MapOutcome], None]
+) -> tuple[list[MapOutcome], bool]:
+    """Iterate the run under a progress bar; (outcomes, quit at once on a second Ctrl-C)."""
+    outcomes: list[MapOutcome] = []
+
+    def label(_: Task) -> Text:
+        if run.stop_requested:
+            return Text("stopping (Ctrl-C again quits)", "yellow")
+        return Text("map")
+
+    progress = progress_bar(label, err)
     failed = 0
     quit_now = False
     with progress, _SigintStops(run):

@@ -59,11 +59,25 @@ def record_of(workers: Workers, name: str):  # type: ignore[no-untyped-def]
 def test_status_shows_busy_during_a_long_prompt_then_ready(workers: Workers) -> None:
     workers.wait_ready(workers.start("echo", 2))
     node = workers.node("echo1")
-    handle = workers.fleet.submit(":sleep 1.5", "echo", worker=node)
-    wait_for(lambda: record_of(workers, "echo1").state == "busy", 5, "busy")
+    handle = workers.fleet.submit(":sleep 3", "echo", worker=node)
+    busy = wait_for(
+        lambda: (r := record_of(workers, "echo1")) and r.state == "busy" and r, 5, "busy"
+    )
+    assert busy.busy_since is not None and busy.busy_since <= time.time()
     assert record_of(workers, "echo2").state == "ready"
-    assert handle.get(timeout=10).output == "slept 1.5"
-    wait_for(lambda: record_of(workers, "echo1").state == "ready", 5, "ready")
+    # inspect stats (Flower's worker page) says the same, in readable units, while busy
+    stats = workers.fleet.app.control.inspect(timeout=5, destination=[node]).stats()
+    shown = stats[node]["toolfleet"]
+    assert shown["state"] == "busy", shown
+    assert shown["prompt running for"].endswith(" s") and shown["uptime"].endswith("s")
+    assert handle.get(timeout=10).output == "slept 3"
+    idle = wait_for(
+        lambda: (r := record_of(workers, "echo1")) and r.state == "ready" and r, 5, "ready"
+    )
+    assert idle.busy_since is None
+    shown = workers.fleet.app.control.inspect(timeout=5, destination=[node]).stats()[node]
+    assert shown["toolfleet"]["state"] == "ready" and shown["toolfleet"]["prompts served"] == 1
+    assert shown["toolfleet"]["last latency"].endswith(" ms")
 
 
 def test_sigkilled_worker_leaves_status_within_the_ttl_and_its_tool_dies(

@@ -9,9 +9,8 @@ import sys
 import time
 
 import pytest
-import redis
 
-from toolfleet import Fleet, Settings
+from toolfleet import Fleet, RedisUnavailable, Settings
 from toolfleet.local import free_port, redis_reachable, worker_command
 
 from .procs import descendants, env_for, wait_gone
@@ -35,7 +34,7 @@ def test_up_runs_a_fleet_and_a_signal_stops_every_process(sig: int, tmp_path) ->
             assert up.poll() is None, (tmp_path / "up.log").read_text()
             try:
                 records = fleet.status("python")
-            except redis.ConnectionError:
+            except RedisUnavailable:
                 records = []
             if sum(r.state == "ready" for r in records) == 3:
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from celery.exceptions import TaskRevokedError, WorkerLostError
@@ -442,3 +443,22 @@ def test_map_command_explains_itself():
     for option in ("--template", "--jsonl", "--in-flight", "--retries", "--journal", "--json"):
         assert option in result.output
     assert "{stem}" in result.output and "Exit status" in result.output
+
+
+def test_the_progress_bar_labels_the_eta_and_the_elapsed_time():
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from toolfleet.map_cli import progress_bar
+
+    out = io.StringIO()
+    err = Console(file=out, width=120, force_terminal=False)
+    bar = progress_bar(lambda _: Text("map"), err)
+    task = bar.add_task("map", total=10, failed=1, rate="3.0/s")
+    bar.update(task, advance=4)
+    err.print(bar.get_renderable())
+    shown = out.getvalue()
+    assert "4/10" in shown and "1 failed" in shown and "3.0/s" in shown
+    assert re.search(r"ETA \S+ elapsed \d+:\d\d:\d\d", shown), shown

@@ -264,6 +264,9 @@ def test_flower_has_basic_auth_and_a_real_command():
     )
     assert proc.returncode == 0, proc.stderr
     assert "flower" in proc.stdout.lower()
+    from toolfleet.local import FLOWER_TASKS_COLUMNS
+
+    assert flower["environment"]["FLOWER_TASKS_COLUMNS"] == FLOWER_TASKS_COLUMNS
     auth = flower["environment"]["FLOWER_BASIC_AUTH"]
     assert re.fullmatch(r"\$\{FLOWER_USER:\?[^}]*\}:\$\{FLOWER_PASSWORD:\?[^}]*\}", auth)
     assert any(str(p).endswith(":5555") for p in flower["ports"])
