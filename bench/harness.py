@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from toolfleet import Fleet, Settings
-from toolfleet.local import EmbeddedRedis, worker_command
+from toolfleet.cli.local import EmbeddedRedis, worker_command
 
 __all__ = ["BENCH", "Procs", "stats", "timed", "with_redis"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from harness import BENCH, Procs, with_redis
 
 from toolfleet import Fleet
-from toolfleet.bulk import run_map
-from toolfleet.items import MapItem, expand_template
+from toolfleet.client.bulk import run_map
+from toolfleet.client.items import MapItem, expand_template
 
 _tree = runpy.run_path(str(BENCH.parent / "examples" / "doc_id_rollout" / "make_tree.py"))
 make_tree: Callable[[Path, int], list[Path]] = _tree["make_tree"]
@@ -79,7 +79,7 @@ def via_cli(env: dict[str, str], items: list[MapItem], in_flight: int) -> float:
     argv = [
         sys.executable,
         "-c",
-        "from toolfleet.map_cli import map_command; map_command(prog_name='toolfleet map')",
+        "from toolfleet.cli.map import map_command; map_command(prog_name='toolfleet map')",
         "--profile",
         "bash",
         "--template",

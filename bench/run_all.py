@@ -29,7 +29,7 @@ from typing import Any
 from fleet_bench import OUT, row
 from harness import BENCH
 
-from toolfleet.local import redis_server_binary
+from toolfleet.cli.local import redis_server_binary
 
 RESULTS = BENCH / "RESULTS.md"
 MARKER = "<!-- run_all.py: everything below this line is generated; edit above it -->"

@@ -1,7 +1,9 @@
 """toolfleet: persistent interactive command-line tools behind Celery workers."""
 
-from ._version import __version__
-from .errors import (
+from toolfleet._version import __version__
+from toolfleet.client.fleet import Fleet, PromptHandle
+from toolfleet.client.sessions import Session
+from toolfleet.errors import (
     ConfigError,
     IncompleteInput,
     NoWorkers,
@@ -16,11 +18,9 @@ from .errors import (
     UnknownProfile,
     WorkerLost,
 )
-from .models import InstanceHealth, PromptResult
-from .producer import Fleet, PromptHandle
-from .profiles import Profile, load_profiles
-from .sessions import Session
-from .settings import Settings
+from toolfleet.models import InstanceHealth, PromptResult
+from toolfleet.profiles import Profile, load_profiles
+from toolfleet.settings import Settings
 
 __all__ = [
     "ConfigError",

@@ -1,5 +1,5 @@
 """``python -m toolfleet``: the command line."""
 
-from .cli import main
+from toolfleet.cli.commands import main
 
 main()

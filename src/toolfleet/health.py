@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .models import InstanceHealth
+from toolfleet.models import InstanceHealth
 
 __all__ = [
     "HEALTH_PREFIX",

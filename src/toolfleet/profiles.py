@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError
-from .validation import DEFAULT_MAX_PROMPT_BYTES
+from toolfleet.errors import ConfigError
+from toolfleet.validation import DEFAULT_MAX_PROMPT_BYTES
 
 __all__ = ["BUILTIN_PROFILES", "Profile", "get_profile", "load_profiles"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import PromptRejected
+from toolfleet.errors import PromptRejected
 
 __all__ = ["DEFAULT_MAX_PROMPT_BYTES", "validate_prompt"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 
 from toolfleet.broker import shared_queue
-from toolfleet.recovery import whereabouts
+from toolfleet.broker.internals import whereabouts
 
 from ..integration.procs import Workers
 

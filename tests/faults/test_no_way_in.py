@@ -13,7 +13,7 @@ from kombu import Connection, Exchange, Producer
 
 from toolfleet import Settings
 from toolfleet.broker import PROMPT_TASK, shared_queue
-from toolfleet.local import EmbeddedRedis, redis_server_binary
+from toolfleet.cli.local import EmbeddedRedis, redis_server_binary
 
 from ..integration.procs import Workers, env_for
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from toolfleet import Settings
-from toolfleet.local import EmbeddedRedis
+from toolfleet.cli.local import EmbeddedRedis
 
 from ..integration.procs import Workers
 

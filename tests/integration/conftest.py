@@ -11,7 +11,7 @@ import redis
 
 from toolfleet import Settings
 from toolfleet.broker import celery_config as fleet_config
-from toolfleet.local import EmbeddedRedis
+from toolfleet.cli.local import EmbeddedRedis
 
 from .procs import Workers
 
@@ -65,13 +65,13 @@ def celery_config(redis_server: EmbeddedRedis) -> dict[str, object]:
 
 @pytest.fixture(scope="session")
 def celery_includes() -> list[str]:
-    return ["toolfleet.tasks"]
+    return ["toolfleet.workers.tasks"]
 
 
 @pytest.fixture(scope="session")
 def celery_session_app(celery_session_app):  # type: ignore[no-untyped-def]
     """pytest-celery's app, with the toolfleet bootstep its worker needs."""
-    celery_session_app.steps["worker"].add("toolfleet.workers.bootstep:ToolStep")
+    celery_session_app.steps["worker"].add("toolfleet.workers.steps:ToolStep")
     return celery_session_app
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from toolfleet import Fleet, InstanceHealth, Settings
-from toolfleet.local import worker_command
+from toolfleet.cli.local import worker_command
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:

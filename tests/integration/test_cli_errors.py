@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from toolfleet import RedisUnavailable, Settings
-from toolfleet.local import EmbeddedRedis, free_port
+from toolfleet.cli.local import EmbeddedRedis, free_port
 
 from .procs import Workers, env_for
 

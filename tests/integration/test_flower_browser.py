@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import redis
 
 from toolfleet import Settings
+from toolfleet.cli.local import EmbeddedRedis, flower_command, free_port
 from toolfleet.health import HEALTH_PREFIX
-from toolfleet.local import EmbeddedRedis, flower_command, free_port
 
 from .browser import browser_page
 from .procs import Workers, env_for

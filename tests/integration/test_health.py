@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from toolfleet import Settings, ToolCrashed
-from toolfleet.local import flower_command, free_port
+from toolfleet.cli.local import flower_command, free_port
 
 from .procs import Workers, env_for, wait_gone
 

@@ -19,10 +19,10 @@ import redis
 from click.testing import CliRunner
 
 import toolfleet.cli
-from toolfleet.bulk import Handle, run_map
-from toolfleet.items import MapItem, MapOutcome, expand_template
-from toolfleet.journal import Journal
-from toolfleet.map_cli import map_command
+from toolfleet.cli.map import map_command
+from toolfleet.client.bulk import Handle, run_map
+from toolfleet.client.items import MapItem, MapOutcome, expand_template
+from toolfleet.client.journal import Journal
 
 from .procs import Workers, descendants, env_for
 

@@ -11,7 +11,7 @@ from toolfleet import Settings
 from toolfleet.broker import PROMPT_TASK, make_app
 from toolfleet.health import write_health
 from toolfleet.models import InstanceHealth
-from toolfleet.workers.orphans import SWEEP_LOCK, OrphanSweeper
+from toolfleet.workers.sweep import SWEEP_LOCK, OrphanSweeper
 
 
 def unacked(client: redis.Redis, tag: str, prompt_id: str, age: float, task: str = PROMPT_TASK):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from toolfleet import Fleet, RedisUnavailable, Settings
-from toolfleet.local import free_port, redis_reachable, worker_command
+from toolfleet.cli.local import free_port, redis_reachable, worker_command
 
 from .procs import descendants, env_for, wait_gone
 

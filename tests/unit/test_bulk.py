@@ -11,11 +11,11 @@ from celery.exceptions import TaskRevokedError, WorkerLostError
 from click.testing import CliRunner
 
 from toolfleet import PromptResult, ToolCrashed, ToolfleetError
-from toolfleet.bulk import run_map
+from toolfleet.cli.map import map_command
+from toolfleet.client.bulk import run_map
+from toolfleet.client.items import MapItem, MapOutcome, expand_template, read_jsonl, text_digest
+from toolfleet.client.journal import Journal
 from toolfleet.errors import ConfigError
-from toolfleet.items import MapItem, MapOutcome, expand_template, read_jsonl, text_digest
-from toolfleet.journal import Journal
-from toolfleet.map_cli import map_command
 from toolfleet.validation import validate_prompt
 
 # ---- templates -----------------------------------------------------------------------
@@ -451,7 +451,7 @@ def test_the_progress_bar_labels_the_eta_and_the_elapsed_time():
     from rich.console import Console
     from rich.text import Text
 
-    from toolfleet.map_cli import progress_bar
+    from toolfleet.cli.map import progress_bar
 
     out = io.StringIO()
     err = Console(file=out, width=120, force_terminal=False)

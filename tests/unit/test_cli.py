@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from toolfleet.cli import _parse_profiles, cli
+from toolfleet.cli.commands import _parse_profiles, cli
 
 COMMANDS = [
     "up",

@@ -264,7 +264,7 @@ def test_flower_has_basic_auth_and_a_real_command():
     )
     assert proc.returncode == 0, proc.stderr
     assert "flower" in proc.stdout.lower()
-    from toolfleet.local import FLOWER_TASKS_COLUMNS
+    from toolfleet.cli.local import FLOWER_TASKS_COLUMNS
 
     assert flower["environment"]["FLOWER_TASKS_COLUMNS"] == FLOWER_TASKS_COLUMNS
     auth = flower["environment"]["FLOWER_BASIC_AUTH"]

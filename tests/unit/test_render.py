@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from rich.console import Console
 from rich.table import Table
 
-import toolfleet.cli as cli_module
+import toolfleet.cli.commands as cli_module
 from toolfleet.cli import cli
+from toolfleet.cli.render import ESSENTIAL_COLUMNS, OPTIONAL_COLUMNS, status_plain, status_table
 from toolfleet.models import InstanceHealth
-from toolfleet.render import ESSENTIAL_COLUMNS, OPTIONAL_COLUMNS, status_plain, status_table
 
 NOW = 1_700_000_000.0
 SESSION = "5f0c9e2a7d1b4c1e"  # what sessions.open_session makes: uuid4().hex[:16]
@@ -168,7 +168,7 @@ def test_plain_keeps_a_multiline_error_on_its_row():
 
 
 class FakeFleet:
-    """Enough of :class:`toolfleet.producer.Fleet` for the status command."""
+    """Enough of :class:`toolfleet.client.fleet.Fleet` for the status command."""
 
     def __init__(self, records: list[InstanceHealth]) -> None:
         self.records = records

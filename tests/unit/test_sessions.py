@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from toolfleet.client.sessions import place
 from toolfleet.models import InstanceHealth
-from toolfleet.sessions import place
 
 
 def rec(worker: str, state: str = "ready", served: int = 0, session: str | None = None):

@@ -7,10 +7,10 @@ import json
 from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps
 
+from toolfleet.client.fleet import task_reprs
 from toolfleet.health import readable
 from toolfleet.models import InstanceHealth, PromptResult
-from toolfleet.producer import task_reprs
-from toolfleet.tasks import PromptReply, summary
+from toolfleet.workers.tasks import PromptReply, summary
 
 
 def _result(output: str, ok: bool = True, status: int | None = None) -> PromptResult:

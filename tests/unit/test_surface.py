@@ -36,7 +36,7 @@ def test_producer_imports_neither_tool_layer_nor_workers():
         "import sys, toolfleet, toolfleet.cli, toolfleet.broker;"
         "toolfleet.Fleet(toolfleet.Settings());"
         "bad = [m for m in sys.modules if m.startswith(('ptyprocess', 'pexpect',"
-        " 'toolfleet.tool', 'toolfleet.workers', 'toolfleet.tasks'))];"
+        " 'toolfleet.tool', 'toolfleet.workers', 'toolfleet.workers.tasks'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,8 +1,8 @@
 """The persistent tool instance: pty driver, end-of-response strategies, fake. No Celery."""
 
-from .detect import Detector, Marker, Quiescence, Reply, Sentinel
-from .fake import FakeInstance
-from .instance import Answer, ToolInstance, ToolSnapshot
+from toolfleet.tool.detect import Detector, Marker, Quiescence, Reply, Sentinel
+from toolfleet.tool.fake import FakeInstance
+from toolfleet.tool.instance import Answer, ToolInstance, ToolSnapshot
 
 __all__ = [
     "Answer",

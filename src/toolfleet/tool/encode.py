@@ -6,7 +6,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from ..errors import IncompleteInput
+from toolfleet.errors import IncompleteInput
 
 __all__ = ["Typed", "encode"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..errors import ToolCrashed
-from ..profiles import Profile
-from ..validation import validate_prompt
-from .instance import Answer, ToolSnapshot
+from toolfleet.errors import ToolCrashed
+from toolfleet.profiles import Profile
+from toolfleet.tool.instance import Answer, ToolSnapshot
+from toolfleet.validation import validate_prompt
 
 __all__ = ["FakeInstance"]
 

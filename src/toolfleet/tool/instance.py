@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from ptyprocess import PtyProcess
 
-from ..errors import IncompleteInput, PromptRejected, ToolCrashed, ToolTimeout
-from ..profiles import Profile
-from ..validation import validate_prompt
-from .detect import Detector, Marker, Matcher, Quiescence, Sentinel
-from .encode import encode
-from .output import clean_output
-from .spawn import is_alive, kill_group, spawn_tool, tool_env
+from toolfleet.errors import IncompleteInput, PromptRejected, ToolCrashed, ToolTimeout
+from toolfleet.profiles import Profile
+from toolfleet.tool.detect import Detector, Marker, Matcher, Quiescence, Sentinel
+from toolfleet.tool.encode import encode
+from toolfleet.tool.output import clean_output
+from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
+from toolfleet.validation import validate_prompt
 
 __all__ = ["Answer", "ToolInstance", "ToolSnapshot", "make_detector"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ptyprocess import PtyProcess, PtyProcessError
 
-from ..errors import ToolCrashed
-from ..parentdeath import die_with_parent
+from toolfleet.errors import ToolCrashed
+from toolfleet.parentdeath import die_with_parent
 
 __all__ = ["is_alive", "kill_group", "session_members", "spawn_tool", "tool_env"]
 

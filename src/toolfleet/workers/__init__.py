@@ -1,6 +1,7 @@
-"""Worker side: the bootstep, supervision, heartbeat and remote-control commands."""
+"""The worker side: the prompt task, steps, supervision, heartbeat, sweep, remote control.
 
-from .heartbeat import Heartbeat
-from .supervisor import Supervisor
+Import the modules themselves (``toolfleet.workers.supervisor``...): this package imports
+nothing, so that a producer reaching ``toolfleet.workers.state`` loads no pty code.
+"""
 
-__all__ = ["Heartbeat", "Supervisor"]
+__all__: list[str] = []

@@ -6,8 +6,8 @@ from typing import Any
 
 from celery.worker.control import control_command, inspect_command
 
-from ..errors import NoWorkers
-from . import state
+from toolfleet.errors import NoWorkers
+from toolfleet.workers import state
 
 __all__ = ["tool_health", "tool_lease", "tool_release", "tool_restart"]
 

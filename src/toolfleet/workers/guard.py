@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..health import RedisLike, health_key
+from toolfleet.health import RedisLike, health_key
 
 __all__ = ["CLAIM_PREFIX", "Claim", "DeliveryGuard"]
 

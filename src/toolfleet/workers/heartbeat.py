@@ -7,8 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..health import RedisLike, health_key, write_health
-from ..models import InstanceHealth
+from toolfleet.health import RedisLike, health_key, write_health
+from toolfleet.models import InstanceHealth
 
 __all__ = ["Heartbeat"]
 

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..health import RedisLike
-from ..leases import holder
-from .supervisor import Supervisor
+from toolfleet.client.leases import holder
+from toolfleet.health import RedisLike
+from toolfleet.workers.supervisor import Supervisor
 
 __all__ = ["LeaseKeeper"]
 

@@ -17,7 +17,7 @@ from typing import Any
 from celery import bootsteps
 from celery.signals import task_postrun, task_prerun, task_received, task_revoked
 
-from .unacked import restore, unacked_headers
+from toolfleet.broker.internals import qos_client, restore, unacked_headers
 
 __all__ = ["RestoreOnReconnect", "held_ids", "pending_ids"]
 
@@ -96,11 +96,9 @@ class RestoreOnReconnect(bootsteps.StartStopStep):  # type: ignore[misc]
     @staticmethod
     def _restore(consumer: Any, ids: set[str]) -> set[str]:
         channel = consumer.connection.default_channel
-        qos = getattr(channel, "qos", None)
-        if qos is None or not hasattr(qos, "restore_by_tag"):
-            return set()
+        qos = channel.qos
         restored: set[str] = set()
-        with channel.conn_or_acquire() as client:
+        with qos_client(qos) as client:
             for tag, headers in unacked_headers(client, qos).items():
                 task_id = str(headers.get("id"))
                 if task_id in ids:

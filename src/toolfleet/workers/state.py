@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import NoWorkers
+from toolfleet.errors import NoWorkers
 
 if TYPE_CHECKING:
-    from .guard import DeliveryGuard
-    from .lease import LeaseKeeper
-    from .supervisor import Supervisor
+    from toolfleet.workers.guard import DeliveryGuard
+    from toolfleet.workers.lease import LeaseKeeper
+    from toolfleet.workers.supervisor import Supervisor
 
 __all__ = ["WorkerParts", "current", "install", "parts", "uninstall"]
 

@@ -10,11 +10,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from .._version import __version__
-from ..errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
-from ..models import InstanceHealth, PromptResult, State
-from ..profiles import Profile
-from ..tool.instance import Answer, ToolSnapshot
+from toolfleet._version import __version__
+from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
+from toolfleet.models import InstanceHealth, PromptResult, State
+from toolfleet.profiles import Profile
+from toolfleet.tool.instance import Answer, ToolSnapshot
 
 __all__ = ["Instance", "Supervisor"]
 

@@ -6,28 +6,23 @@ from typing import Any
 
 from celery import bootsteps
 
-from ..broker import direct_queue, shared_queue
-from ..errors import ConfigError
-from ..health import readable
-from ..models import InstanceHealth
-from ..profiles import get_profile
-from ..settings import Settings
-from . import control, state  # control registers the remote-control commands
-from .guard import Claim, DeliveryGuard
-from .heartbeat import Heartbeat
-from .lease import LeaseKeeper
-from .orphans import OrphanSweeper
-from .queues import SharedQueueSwitch
-from .reconnect import held_ids
-from .supervisor import Supervisor
+from toolfleet.broker import direct_queue, shared_queue
+from toolfleet.broker.internals import consumer_qos
+from toolfleet.errors import ConfigError
+from toolfleet.health import readable
+from toolfleet.models import InstanceHealth
+from toolfleet.profiles import get_profile
+from toolfleet.settings import Settings
+from toolfleet.workers import control, state  # control registers the remote-control commands
+from toolfleet.workers.guard import Claim, DeliveryGuard
+from toolfleet.workers.heartbeat import Heartbeat
+from toolfleet.workers.lease import LeaseKeeper
+from toolfleet.workers.queues import SharedQueueSwitch
+from toolfleet.workers.reconnect import held_ids
+from toolfleet.workers.supervisor import Supervisor
+from toolfleet.workers.sweep import OrphanSweeper
 
 __all__ = ["ToolStep", "control"]
-
-
-def _consumer_qos(worker: Any) -> Any:
-    """The QoS of the worker's task consumer channel (None until it consumes)."""
-    consumer = getattr(getattr(worker, "consumer", None), "task_consumer", None)
-    return getattr(getattr(consumer, "channel", None), "qos", None)
 
 
 class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -48,7 +43,7 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         import os
 
-        from ..tool.instance import ToolInstance
+        from toolfleet.tool.instance import ToolInstance
 
         name = shared_queue(self.profile.name)
         queues = [name, direct_queue(worker.hostname).name]
@@ -68,7 +63,7 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
             )
             sweeper = OrphanSweeper(
                 client,
-                lambda: _consumer_qos(worker),
+                lambda: consumer_qos(worker),
                 worker.app.backend.get_key_for_task,
                 me=worker.hostname,
                 interval=interval,

@@ -7,18 +7,17 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from .broker import PROMPT_TASK
-from .errors import NoWorkers, ToolError, ToolfleetError, WorkerLost
-from .models import PromptResult
-from .workers import state
+from toolfleet.broker import PROMPT_TASK
+from toolfleet.broker.internals import DIRECT_EXCHANGE
+from toolfleet.errors import NoWorkers, ToolError, ToolfleetError, WorkerLost
+from toolfleet.models import PromptResult
+from toolfleet.workers import state
 
 if TYPE_CHECKING:
-    from .workers.state import WorkerParts
-    from .workers.supervisor import Supervisor
+    from toolfleet.workers.state import WorkerParts
+    from toolfleet.workers.supervisor import Supervisor
 
 __all__ = ["PromptReply", "PromptTask", "prompt", "summary"]
-
-_DIRECT_EXCHANGE = "C.dq2"  # Celery's worker_direct exchange
 
 
 def summary(result: PromptResult, width: int = 80) -> str:
@@ -82,7 +81,7 @@ def prompt(
     parts = self.parts
     sup = parts.supervisor
     if session is None and not sup.takes_shared_work:
-        if (self.request.delivery_info or {}).get("exchange") != _DIRECT_EXCHANGE:
+        if (self.request.delivery_info or {}).get("exchange") != DIRECT_EXCHANGE:
             raise Reject("instance leased or failed; back to the shared queue", requeue=True)
         raise NoWorkers(f"{sup.worker} is held by session {sup.session} or not serving")
     prompt_id = str(self.request.id)

@@ -15,14 +15,14 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from .errors import ToolfleetError
-from .map_cli import map_command
-from .producer import Fleet
-from .profiles import load_profiles
-from .render import profiles_table, results_table, status_plain, status_table
-from .sessions import Strategy
-from .settings import Settings
-from .unavailable import ensure_reachable, unavailable
+from toolfleet.cli.map import map_command
+from toolfleet.cli.render import profiles_table, results_table, status_plain, status_table
+from toolfleet.client.fleet import Fleet
+from toolfleet.client.sessions import Strategy
+from toolfleet.client.unavailable import ensure_reachable, unavailable
+from toolfleet.errors import ToolfleetError
+from toolfleet.profiles import load_profiles
+from toolfleet.settings import Settings
 
 __all__ = ["cli", "main"]
 
@@ -100,7 +100,7 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
     Uses the Redis at TOOLFLEET_BROKER_URL, or starts an embedded redis-server there
     when it is a local address and nothing answers.
     """
-    from .local import LocalFleet
+    from toolfleet.cli.local import LocalFleet
 
     settings = Settings.from_env()
     fleet = LocalFleet(
@@ -153,8 +153,8 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
 )
 def worker(profile: str, name: str | None, loglevel: str, count: int, log_dir: Path | None) -> None:
     """Start Celery workers each holding one instance of PROFILE (compose runs one)."""
-    from .launcher import run_launcher, start_worker
-    from .profiles import get_profile
+    from toolfleet.profiles import get_profile
+    from toolfleet.workers.launcher import run_launcher, start_worker
 
     try:
         get_profile(profile, Settings.from_env().profiles)
@@ -375,7 +375,7 @@ DEMO_PROMPTS: list[tuple[str, str]] = [
 @click.option("--bash-workers", default=1, show_default=True)
 def demo(python_workers: int, bash_workers: int) -> None:
     """The main job: a local fleet on an embedded Redis answers a sample batch, then stops."""
-    from .local import EmbeddedRedis, LocalFleet
+    from toolfleet.cli.local import EmbeddedRedis, LocalFleet
 
     started = time.monotonic()
     with EmbeddedRedis() as server:

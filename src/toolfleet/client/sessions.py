@@ -9,12 +9,12 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Literal
 
-from . import leases
-from .errors import NoWorkers, SessionLost
-from .models import InstanceHealth
+import toolfleet.client.leases as leases
+from toolfleet.errors import NoWorkers, SessionLost
+from toolfleet.models import InstanceHealth
 
 if TYPE_CHECKING:
-    from .producer import Fleet, PromptHandle
+    from toolfleet.client.fleet import Fleet, PromptHandle
 
 __all__ = ["Session", "Strategy", "attach", "open_session", "place"]
 

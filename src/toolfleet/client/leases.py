@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .health import RedisLike
+from toolfleet.health import RedisLike
 
 __all__ = [
     "LEASE_PREFIX",

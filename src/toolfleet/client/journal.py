@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .items import MapOutcome
+from toolfleet.client.items import MapOutcome
+from toolfleet.errors import ConfigError
 
 __all__ = ["Journal"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from .models import PromptResult
+from toolfleet.models import PromptResult
 
 __all__ = ["TOOL_ERROR", "MapItem", "MapOutcome", "expand_template", "read_jsonl", "text_digest"]
 

@@ -13,8 +13,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .models import InstanceHealth, PromptResult
-from .profiles import Profile
+from toolfleet.models import InstanceHealth, PromptResult
+from toolfleet.profiles import Profile
 
 __all__ = [
     "ESSENTIAL_COLUMNS",

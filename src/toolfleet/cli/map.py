@@ -28,11 +28,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .bulk import MapRun
-from .errors import ToolfleetError
-from .items import MapItem, MapOutcome, expand_template, read_jsonl
-from .producer import Fleet
-from .unavailable import ensure_reachable
+from toolfleet.client.bulk import MapRun
+from toolfleet.client.fleet import Fleet
+from toolfleet.client.items import MapItem, MapOutcome, expand_template, read_jsonl
+from toolfleet.client.unavailable import ensure_reachable
+from toolfleet.errors import ToolfleetError
 
 __all__ = ["map_command", "progress_bar", "summary_line", "summary_table"]
 

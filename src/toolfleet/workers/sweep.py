@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..broker import PROMPT_TASK
-from ..health import RedisLike, read_health
-from .unacked import restore, unacked_headers
+from toolfleet.broker import PROMPT_TASK
+from toolfleet.broker.internals import delivery_times, qos_client, restore, unacked_headers
+from toolfleet.health import RedisLike, read_health
 
 __all__ = ["SWEEP_LOCK", "OrphanSweeper"]
 
@@ -58,9 +58,9 @@ class OrphanSweeper:
             return []
         self._next = now + self.interval
         qos = self.qos()
-        if qos is None or not hasattr(qos, "restore_by_tag"):
-            return []  # not consuming (yet), or not the Redis transport
-        with qos.channel.conn_or_acquire() as broker:
+        if qos is None:
+            return []  # not consuming yet
+        with qos_client(qos) as broker:
             if not broker.set(SWEEP_LOCK, self.me, nx=True, px=int(self.interval * 1000)):
                 return []  # another worker sweeps this interval
             return self.sweep(qos, broker)
@@ -70,7 +70,7 @@ class OrphanSweeper:
         entries = unacked_headers(broker, qos)
         if not entries:
             return []
-        delivered = dict(broker.zrange(qos.unacked_index_key, 0, -1, withscores=True))
+        delivered = delivery_times(broker, qos)
         held = {pid for record in read_health(self.backend) for pid in record.holding}
         now = time.time()
         restored = []
@@ -78,7 +78,7 @@ class OrphanSweeper:
             prompt_id = str(headers.get("id"))
             if headers.get("task") != PROMPT_TASK or prompt_id in held:
                 continue
-            if now - float(delivered.get(tag, now)) < self.grace:
+            if now - delivered.get(tag, now) < self.grace:
                 continue
             if self.backend.exists(self.result_key(prompt_id)):
                 continue  # answered; its ack was lost with the worker: nothing to run

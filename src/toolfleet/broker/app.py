@@ -13,7 +13,8 @@ import click
 from celery import Celery
 from kombu.entity import Queue
 
-from .settings import Settings
+from toolfleet.broker.internals import self_check
+from toolfleet.settings import Settings
 
 __all__ = [
     "PRODUCER_CONFIG",
@@ -101,15 +102,18 @@ def make_app(
     app = Celery(
         main,
         set_as_current=False,
-        include=["toolfleet.tasks"],
-        amqp="toolfleet.transport:FleetAMQP",  # one Redis client per channel, not per command
+        include=["toolfleet.workers.tasks"],
+        # one Redis client per channel, not per command
+        amqp="toolfleet.broker.transport:FleetAMQP",
     )
 
     def configure(sender: Celery, **_: Any) -> None:
-        sender.conf.update({**celery_config(settings or Settings.from_env()), **(overrides or {})})
+        config = {**celery_config(settings or Settings.from_env()), **(overrides or {})}
+        self_check(config["broker_transport_options"])
+        sender.conf.update(config)
 
     app.on_configure.connect(configure, weak=False)
-    app.steps["worker"].add("toolfleet.workers.bootstep:ToolStep")
+    app.steps["worker"].add("toolfleet.workers.steps:ToolStep")
     app.steps["consumer"].add("toolfleet.workers.reconnect:RestoreOnReconnect")
     app.user_options["worker"].add(
         click.Option(["--profile"], default=None, help="Tool profile this worker runs.")

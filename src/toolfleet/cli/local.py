@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 
 import redis
 
-from .errors import ConfigError, NoWorkers
-from .health import read_health
-from .parentdeath import die_with_parent
-from .settings import Settings
+from toolfleet.errors import ConfigError, NoWorkers
+from toolfleet.health import read_health
+from toolfleet.parentdeath import die_with_parent
+from toolfleet.settings import Settings
 
 __all__ = [
     "FLOWER_TASKS_COLUMNS",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import RedisUnavailable
-from .settings import Settings, redact_url
+from toolfleet.errors import RedisUnavailable
+from toolfleet.settings import Settings, redact_url
 
 __all__ = ["ensure_reachable", "redis_errors", "unavailable"]
 

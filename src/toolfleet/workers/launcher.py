@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from .parentdeath import die_with_parent
+from toolfleet.parentdeath import die_with_parent
 
 __all__ = ["preload", "run_launcher", "start_worker"]
 
@@ -37,7 +37,7 @@ def start_worker(profile: str, node: str, loglevel: str) -> None:
     from celery.utils.log import mlevel
     from celery.utils.nodenames import default_nodename, host_format
 
-    from .broker import app, shared_queue
+    from toolfleet.broker import app, shared_queue
 
     if "@" not in node:
         node += "@%h"
@@ -65,9 +65,9 @@ _PRELOAD = (
     "celery.worker.consumer",
     "kombu.transport.redis",
     "toolfleet.broker",
-    "toolfleet.tasks",
+    "toolfleet.workers.tasks",
     "toolfleet.tool.instance",
-    "toolfleet.workers.bootstep",
+    "toolfleet.workers.steps",
     "toolfleet.workers.reconnect",
 )
 

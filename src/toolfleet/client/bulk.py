@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 from celery.exceptions import WorkerLostError
 
-from .errors import ConfigError, ResultTimeout, ToolfleetError
-from .items import TOOL_ERROR, MapItem, MapOutcome, text_digest
-from .journal import Journal
-from .models import PromptResult
-from .profiles import load_profiles
+from toolfleet.client.items import TOOL_ERROR, MapItem, MapOutcome, text_digest
+from toolfleet.client.journal import Journal
+from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
+from toolfleet.models import PromptResult
+from toolfleet.profiles import load_profiles
 
 __all__ = ["Handle", "MapRun", "Submitter", "run_map"]
 

@@ -12,9 +12,13 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from .broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
-from .bulk import MapRun, run_map
-from .errors import (
+from toolfleet.broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
+from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
+from toolfleet.client.bulk import MapRun, run_map
+from toolfleet.client.items import MapItem
+from toolfleet.client.sessions import Session, Strategy, attach, open_session
+from toolfleet.client.unavailable import redis_errors, unavailable
+from toolfleet.errors import (
     ConfigError,
     NoWorkers,
     ResultTimeout,
@@ -22,15 +26,11 @@ from .errors import (
     ToolfleetError,
     UnknownProfile,
 )
-from .health import read_health
-from .items import MapItem
-from .models import InstanceHealth, PromptResult
-from .profiles import Profile, load_profiles
-from .recovery import LOST_CHECK_EVERY, whereabouts
-from .sessions import Session, Strategy, attach, open_session
-from .settings import Settings
-from .unavailable import redis_errors, unavailable
-from .validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
+from toolfleet.health import read_health
+from toolfleet.models import InstanceHealth, PromptResult
+from toolfleet.profiles import Profile, load_profiles
+from toolfleet.settings import Settings
+from toolfleet.validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
 
 __all__ = ["Fleet", "PromptHandle", "task_reprs"]
 
@@ -51,7 +51,7 @@ class PromptHandle:
 
     While :meth:`get` waits it looks, every ``check_every`` seconds, for the prompt's
     message; a shared-queue prompt whose message the broker lost (see
-    :mod:`toolfleet.recovery`) is sent again under the same id.
+    :mod:`toolfleet.broker.internals`) is sent again under the same id.
     """
 
     #: seconds between looks for a lost message while waiting

@@ -1,0 +1,3 @@
+"""The producer side: Fleet, sessions and leases, bulk runs. Imports no worker or tool code."""
+
+__all__: list[str] = []
