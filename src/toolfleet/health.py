@@ -9,27 +9,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from toolfleet.keys import HEALTH_PREFIX, RedisLike, health_key
 from toolfleet.models import InstanceHealth
 
 __all__ = [
-    "HEALTH_PREFIX",
-    "RedisLike",
-    "health_key",
     "read_health",
     "readable",
     "write_health",
 ]
-
-HEALTH_PREFIX = "toolfleet:health:"
-
-
-#: a redis-py client (Celery's result backend ``.client`` or ``redis.Redis``)
-RedisLike = Any
-
-
-def health_key(worker: str) -> str:
-    """The Redis key of ``worker``'s health record."""
-    return HEALTH_PREFIX + worker
 
 
 def write_health(client: RedisLike, record: InstanceHealth, ttl: float) -> None:

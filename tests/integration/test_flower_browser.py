@@ -17,7 +17,7 @@ import redis
 
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis, flower_command, free_port
-from toolfleet.health import HEALTH_PREFIX
+from toolfleet.keys import HEALTH_PREFIX
 
 from .browser import browser_page
 from .procs import Workers, env_for

@@ -20,9 +20,10 @@ from click.testing import CliRunner
 
 import toolfleet.cli
 from toolfleet.cli.map import map_command
-from toolfleet.client.bulk import Handle, run_map
+from toolfleet.client.bulk import run_map
 from toolfleet.client.items import MapItem, MapOutcome, expand_template
 from toolfleet.client.journal import Journal
+from toolfleet.client.protocols import Handle
 
 from .procs import Workers, descendants, env_for
 

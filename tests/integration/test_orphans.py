@@ -10,8 +10,9 @@ import redis
 from toolfleet import Settings
 from toolfleet.broker import PROMPT_TASK, make_app
 from toolfleet.health import write_health
+from toolfleet.keys import SWEEP_LOCK
 from toolfleet.models import InstanceHealth
-from toolfleet.workers.sweep import SWEEP_LOCK, OrphanSweeper
+from toolfleet.workers.sweep import OrphanSweeper
 
 
 def unacked(client: redis.Redis, tag: str, prompt_id: str, age: float, task: str = PROMPT_TASK):

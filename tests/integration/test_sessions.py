@@ -159,3 +159,11 @@ def test_cli_session_open_submit_status_close(fleet: Workers) -> None:
         [*tf, "submit", "--session", sid, "y"], env=env, capture_output=True, text=True, timeout=60
     )
     assert gone.returncode == 1 and "SessionLost" in gone.stderr
+
+
+def test_sequence_numbers_come_from_one_counter_whichever_process_sends(fleet: Workers) -> None:
+    with fleet.fleet.session("python") as s:
+        assert s.send("1").get(timeout=30).seq == 0
+        other = fleet.fleet.attach(s.id)  # what `toolfleet submit --session` does
+        assert other.send("2").get(timeout=30).seq == 1
+        assert s.send("3").get(timeout=30).seq == 2

@@ -9,36 +9,20 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from celery.exceptions import WorkerLostError
 
 from toolfleet.client.items import TOOL_ERROR, MapItem, MapOutcome, text_digest
 from toolfleet.client.journal import Journal
+from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult
 from toolfleet.profiles import load_profiles
 
-__all__ = ["Handle", "MapRun", "Submitter", "run_map"]
+__all__ = ["MapRun", "run_map"]
 
 log = logging.getLogger(__name__)
-
-
-class Handle(Protocol):
-    """What ``Fleet.submit`` returns (a ``PromptHandle``), as far as a bulk run needs it."""
-
-    @property
-    def id(self) -> str: ...
-
-    def ready(self) -> bool: ...
-
-    def get(self, timeout: float | None = ...) -> PromptResult: ...
-
-
-class Submitter(Protocol):
-    """Anything with ``Fleet.submit``'s signature (a ``Fleet``)."""
-
-    def submit(self, text: str, profile: str = ..., *, timeout: float | None = ...) -> Handle: ...
 
 
 # ---- the run ------------------------------------------------------------------------

@@ -5,48 +5,41 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from toolfleet.health import RedisLike
+from toolfleet.keys import RedisLike, lease_key, seq_key, session_key
 
 __all__ = [
-    "LEASE_PREFIX",
-    "SESSION_PREFIX",
     "acquire",
     "holder",
-    "lease_key",
+    "next_seq",
     "read_session",
     "release",
     "renew",
-    "session_key",
     "write_session",
 ]
 
-LEASE_PREFIX = "toolfleet:lease:"
-SESSION_PREFIX = "toolfleet:session:"
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('pexpire', KEYS[2], ARGV[2])
+  redis.call('pexpire', KEYS[3], ARGV[2])
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('del', KEYS[2])
+  redis.call('del', KEYS[2], KEYS[3])
   return redis.call('del', KEYS[1])
 end
 return 0
 """
 
 
-def lease_key(worker: str) -> str:
-    """The key naming the session that holds ``worker``."""
-    return LEASE_PREFIX + worker
-
-
-def session_key(session: str) -> str:
-    """The key describing ``session`` (its worker and profile)."""
-    return SESSION_PREFIX + session
+_NEXT_SEQ = """
+local n = redis.call('incr', KEYS[1])
+redis.call('pexpire', KEYS[1], ARGV[1])
+return n
+"""
 
 
 def _ms(ttl: float) -> int:
@@ -60,14 +53,20 @@ def acquire(client: RedisLike, worker: str, session: str, ttl: float) -> bool:
 
 def renew(client: RedisLike, worker: str, session: str, ttl: float) -> bool:
     """Extend the lease if ``session`` still holds it."""
-    keys = [lease_key(worker), session_key(session)]
-    return bool(client.eval(_RENEW, 2, *keys, session, _ms(ttl)))
+    keys = [lease_key(worker), session_key(session), seq_key(session)]
+    return bool(client.eval(_RENEW, 3, *keys, session, _ms(ttl)))
 
 
 def release(client: RedisLike, worker: str, session: str) -> bool:
     """End the lease if ``session`` holds it; forget the session."""
-    keys = [lease_key(worker), session_key(session)]
-    return bool(client.eval(_RELEASE, 2, *keys, session))
+    keys = [lease_key(worker), session_key(session), seq_key(session)]
+    return bool(client.eval(_RELEASE, 3, *keys, session))
+
+
+def next_seq(client: RedisLike, session: str, ttl: float) -> int:
+    """The next sequence number of ``session``'s prompts (0, 1, ...), from one counter in
+    Redis whichever process sends (one command); it lives as long as the session."""
+    return int(client.eval(_NEXT_SEQ, 1, seq_key(session), _ms(ttl))) - 1
 
 
 def holder(client: RedisLike, worker: str) -> str | None:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import toolfleet.client.leases as leases
+from toolfleet.client.protocols import FleetLike, Handle
 from toolfleet.errors import NoWorkers, SessionLost
+from toolfleet.keys import rr_key, session_key
 from toolfleet.models import InstanceHealth
-
-if TYPE_CHECKING:
-    from toolfleet.client.fleet import Fleet, PromptHandle
 
 __all__ = ["Session", "Strategy", "attach", "open_session", "place"]
 
 log = logging.getLogger(__name__)
 
 Strategy = Literal["least-busy", "round-robin"]
-_RR_PREFIX = "toolfleet:rr:"
 
 
 def place(records: list[InstanceHealth], strategy: Strategy, turn: int = 0) -> list[InstanceHealth]:
@@ -54,7 +51,7 @@ class Session:
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleet: FleetLike,
         profile: str,
         worker: str,
         session_id: str,
@@ -62,7 +59,6 @@ class Session:
         generation: int | None = None,
         *,
         renew: bool = True,
-        seq: int = 0,
     ) -> None:
         self.fleet = fleet
         self.profile = profile
@@ -70,8 +66,7 @@ class Session:
         self.id = session_id
         self.ttl = ttl
         self.generation = generation
-        self._seq = itertools.count(seq)
-        self._handles: list[PromptHandle] = []
+        self._handles: list[Handle] = []
         self._lost: str | None = None
         self._closed = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -82,7 +77,7 @@ class Session:
             self._renewer.start()
 
     @property
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
         return self.fleet.app.backend.client
 
     def _renew_loop(self) -> None:
@@ -94,13 +89,13 @@ class Session:
             except Exception as exc:  # Redis briefly away: try again next time
                 log.warning("session %s: lease renewal failed: %s", self.id, exc)
 
-    def send(self, text: str, timeout: float | None = None) -> PromptHandle:
+    def send(self, text: str, timeout: float | None = None) -> Handle:
         """Enqueue ``text`` into this session (runs after the ones sent before)."""
         if self._closed.is_set():
             raise SessionLost(f"session {self.id} is closed")
         if self._lost:
             raise SessionLost(f"session {self.id} lost {self.worker}: {self._lost}")
-        seq = next(self._seq)
+        seq = leases.next_seq(self.client, self.id, self.ttl)
         handle = self.fleet.submit(
             text, self.profile, timeout=timeout, worker=self.worker, session=self.id, seq=seq
         )
@@ -135,7 +130,7 @@ class Session:
 
 
 def open_session(
-    fleet: Fleet,
+    fleet: FleetLike,
     profile: str,
     *,
     strategy: Strategy = "least-busy",
@@ -154,7 +149,7 @@ def open_session(
         records = fleet.status(profile)
         if worker is not None:
             records = [r for r in records if r.worker == worker]
-        turn = int(client.incr(_RR_PREFIX + profile)) - 1 if strategy == "round-robin" else 0
+        turn = int(client.incr(rr_key(profile))) - 1 if strategy == "round-robin" else 0
         for record in place(records, strategy, turn):
             if not leases.acquire(client, record.worker, session_id, ttl):
                 continue
@@ -188,18 +183,16 @@ def open_session(
                 f"{len(records)} instance(s), all leased, busy resetting or down{seen}"
             )
         if strategy == "round-robin":
-            client.decr(_RR_PREFIX + profile)  # this turn was not used
+            client.decr(rr_key(profile))  # this turn was not used
         time.sleep(0.1)
 
 
-def attach(fleet: Fleet, session_id: str) -> Session:
+def attach(fleet: FleetLike, session_id: str) -> Session:
     """A session opened elsewhere (e.g. by ``toolfleet session open``), by its id."""
     client = fleet.app.backend.client
     info = leases.read_session(client, session_id)
     if info is None or leases.holder(client, info["worker"]) != session_id:
         raise SessionLost(f"session {session_id} is unknown, closed or expired")
-    ttl = max(1.0, client.pttl(leases.session_key(session_id)) / 1000)
-    seq = int(client.incr(leases.session_key(session_id) + ":seq")) - 1
-    client.pexpire(leases.session_key(session_id) + ":seq", int(ttl * 1000))
+    ttl = max(1.0, client.pttl(session_key(session_id)) / 1000)
     leases.renew(client, info["worker"], session_id, ttl)
-    return Session(fleet, info["profile"], info["worker"], session_id, ttl, renew=False, seq=seq)
+    return Session(fleet, info["profile"], info["worker"], session_id, ttl, renew=False)

@@ -19,11 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from toolfleet.health import RedisLike, health_key
+from toolfleet.keys import CLAIM_PREFIX, RedisLike, health_key
 
 __all__ = ["CLAIM_PREFIX", "Claim", "DeliveryGuard"]
-
-CLAIM_PREFIX = "toolfleet:claim:"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from toolfleet.health import RedisLike, health_key, write_health
+from toolfleet.health import write_health
+from toolfleet.keys import RedisLike, health_key
 from toolfleet.models import InstanceHealth
 
 __all__ = ["Heartbeat"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from toolfleet.client.leases import holder
-from toolfleet.health import RedisLike
+from toolfleet.keys import RedisLike
 from toolfleet.workers.supervisor import Supervisor
 
 __all__ = ["LeaseKeeper"]

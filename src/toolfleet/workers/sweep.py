@@ -21,13 +21,12 @@ from typing import Any
 
 from toolfleet.broker import PROMPT_TASK
 from toolfleet.broker.internals import delivery_times, qos_client, restore, unacked_headers
-from toolfleet.health import RedisLike, read_health
+from toolfleet.health import read_health
+from toolfleet.keys import SWEEP_LOCK, RedisLike
 
 __all__ = ["SWEEP_LOCK", "OrphanSweeper"]
 
 log = logging.getLogger(__name__)
-
-SWEEP_LOCK = "toolfleet:orphan-sweep"
 
 
 class OrphanSweeper:

@@ -1,0 +1,83 @@
+"""Where toolfleet keeps its records in Redis: every key name, and the commands it uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+__all__ = [
+    "CLAIM_PREFIX",
+    "HEALTH_PREFIX",
+    "LEASE_PREFIX",
+    "RR_PREFIX",
+    "SESSION_PREFIX",
+    "SWEEP_LOCK",
+    "RedisLike",
+    "claim_key",
+    "health_key",
+    "lease_key",
+    "rr_key",
+    "seq_key",
+    "session_key",
+]
+
+#: a worker's health record (JSON, TTL 3 heartbeat intervals)
+HEALTH_PREFIX = "toolfleet:health:"
+#: the session holding a worker (TTL: the session's)
+LEASE_PREFIX = "toolfleet:lease:"
+#: a session's worker and profile, for other processes to send into it
+SESSION_PREFIX = "toolfleet:session:"
+#: the round-robin turn of a profile, shared by all producers
+RR_PREFIX = "toolfleet:rr:"
+#: which worker runs a prompt that may be redelivered (see workers/guard.py)
+CLAIM_PREFIX = "toolfleet:claim:"
+#: held by the one worker sweeping dead workers' prompts this interval
+SWEEP_LOCK = "toolfleet:orphan-sweep"
+
+
+def health_key(worker: str) -> str:
+    """The key of ``worker``'s health record."""
+    return HEALTH_PREFIX + worker
+
+
+def lease_key(worker: str) -> str:
+    """The key naming the session that holds ``worker``."""
+    return LEASE_PREFIX + worker
+
+
+def session_key(session: str) -> str:
+    """The key describing ``session`` (its worker and profile)."""
+    return SESSION_PREFIX + session
+
+
+def seq_key(session: str) -> str:
+    """The counter numbering ``session``'s prompts (one source for every producer)."""
+    return SESSION_PREFIX + session + ":seq"
+
+
+def rr_key(profile: str) -> str:
+    """The round-robin counter of ``profile``."""
+    return RR_PREFIX + profile
+
+
+def claim_key(prompt_id: str) -> str:
+    """The claim of the worker running ``prompt_id``."""
+    return CLAIM_PREFIX + prompt_id
+
+
+class RedisLike(Protocol):
+    """The redis-py commands toolfleet uses (``redis.Redis``, Celery's backend client)."""
+
+    def get(self, name: str) -> Any: ...
+    def mget(self, keys: list[str]) -> list[Any]: ...
+    def set(self, name: str, value: Any, *, nx: bool = False, px: int | None = None) -> Any: ...
+    def delete(self, *names: str) -> Any: ...
+    def exists(self, *names: str) -> Any: ...
+    def incr(self, name: str, amount: int = 1) -> Any: ...
+    def decr(self, name: str, amount: int = 1) -> Any: ...
+    def pexpire(self, name: str, time: int) -> Any: ...
+    def pttl(self, name: str) -> Any: ...
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any: ...
+    def scan_iter(self, match: str | None = None, count: int | None = None) -> Iterator[Any]: ...
+    def hgetall(self, name: str) -> Any: ...
+    def zrange(self, name: str, start: int, end: int, *, withscores: bool = False) -> Any: ...
