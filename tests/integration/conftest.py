@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from toolfleet import Settings
-from toolfleet.broker import celery_config as fleet_config
+from toolfleet.broker.app import add_worker_steps
+from toolfleet.broker.app import celery_config as fleet_config
 from toolfleet.cli.local import EmbeddedRedis
 
 from .procs import Workers
@@ -71,7 +72,7 @@ def celery_includes() -> list[str]:
 @pytest.fixture(scope="session")
 def celery_session_app(celery_session_app):  # type: ignore[no-untyped-def]
     """pytest-celery's app, with the toolfleet bootstep its worker needs."""
-    celery_session_app.steps["worker"].add("toolfleet.workers.steps:ToolStep")
+    add_worker_steps(celery_session_app)
     return celery_session_app
 
 

@@ -19,6 +19,7 @@ from toolfleet.settings import Settings
 __all__ = [
     "PRODUCER_CONFIG",
     "PROMPT_TASK",
+    "add_worker_steps",
     "app",
     "celery_config",
     "direct_queue",
@@ -91,6 +92,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 PRODUCER_CONFIG: dict[str, Any] = {"result_backend_max_retries": 20}
 
 
+def add_worker_steps(app: Celery) -> None:
+    """Give ``app``'s workers the tool step and the consumer steps, by name (loaded only
+    when a worker starts, so producers never import them)."""
+    app.steps["worker"].add("toolfleet.workers.steps:ToolStep")
+    for step in ("HeartbeatStep", "SweepStep", "LeaseStep"):
+        app.steps["consumer"].add(f"toolfleet.workers.steps:{step}")
+    app.steps["consumer"].add("toolfleet.workers.reconnect:RestoreOnReconnect")
+
+
 def make_app(
     settings: Settings | None = None,
     *,
@@ -113,8 +123,7 @@ def make_app(
         sender.conf.update(config)
 
     app.on_configure.connect(configure, weak=False)
-    app.steps["worker"].add("toolfleet.workers.steps:ToolStep")
-    app.steps["consumer"].add("toolfleet.workers.reconnect:RestoreOnReconnect")
+    add_worker_steps(app)
     app.user_options["worker"].add(
         click.Option(["--profile"], default=None, help="Tool profile this worker runs.")
     )

@@ -11,61 +11,16 @@ of their message returns that result instead of running them again.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import task_postrun, task_prerun, task_received, task_revoked
 
 from toolfleet.broker.internals import qos_client, restore, unacked_headers
+from toolfleet.workers import state
 
-__all__ = ["RestoreOnReconnect", "held_ids", "pending_ids"]
+__all__ = ["RestoreOnReconnect"]
 
 log = logging.getLogger(__name__)
-
-_lock = threading.Lock()
-_received_not_started: set[str] = set()
-_held: set[str] = set()  # received and not finished (the health record lists them)
-
-
-@task_received.connect(weak=False)  # type: ignore[untyped-decorator]
-def _on_received(request: Any = None, **_: Any) -> None:
-    if request is not None:
-        with _lock:
-            _received_not_started.add(str(request.id))
-            _held.add(str(request.id))
-
-
-@task_prerun.connect(weak=False)  # type: ignore[untyped-decorator]
-def _on_prerun(task_id: str | None = None, **_: Any) -> None:
-    with _lock:
-        _received_not_started.discard(str(task_id))
-
-
-@task_postrun.connect(weak=False)  # type: ignore[untyped-decorator]
-def _on_postrun(task_id: str | None = None, **_: Any) -> None:
-    with _lock:
-        _held.discard(str(task_id))
-
-
-@task_revoked.connect(weak=False)  # type: ignore[untyped-decorator]
-def _on_revoked(request: Any = None, **_: Any) -> None:
-    if request is not None:
-        with _lock:
-            _received_not_started.discard(str(request.id))
-            _held.discard(str(request.id))
-
-
-def held_ids() -> list[str]:
-    """Prompt ids this process received and has not finished."""
-    with _lock:
-        return sorted(_held)
-
-
-def pending_ids() -> set[str]:
-    """Prompt ids this process received and has not started."""
-    with _lock:
-        return set(_received_not_started)
 
 
 class RestoreOnReconnect(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -79,24 +34,24 @@ class RestoreOnReconnect(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, consumer: Any) -> None:
         self.starts += 1
-        ids = pending_ids()
-        if self.starts == 1 or not ids:
+        if self.starts == 1 or not state.installed():
+            return
+        tracker = state.parts().tracker
+        ids = tracker.pending_ids()
+        if not ids:
             return
         try:
             restored = self._restore(consumer, ids)
         except Exception as exc:
             log.warning("could not restore unstarted prompts after reconnecting: %s", exc)
             return
-        with _lock:
-            _received_not_started.difference_update(restored)
-            _held.difference_update(restored)
+        tracker.forget(restored)
         if restored:
             log.info("restored %d unstarted prompt(s) after reconnecting", len(restored))
 
     @staticmethod
     def _restore(consumer: Any, ids: set[str]) -> set[str]:
-        channel = consumer.connection.default_channel
-        qos = channel.qos
+        qos = consumer.connection.default_channel.qos
         restored: set[str] = set()
         with qos_client(qos) as client:
             for tag, headers in unacked_headers(client, qos).items():

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from toolfleet.errors import NoWorkers
+from toolfleet.workers.tracker import PromptTracker
 
 if TYPE_CHECKING:
     from toolfleet.workers.guard import DeliveryGuard
     from toolfleet.workers.lease import LeaseKeeper
     from toolfleet.workers.supervisor import Supervisor
 
-__all__ = ["WorkerParts", "current", "install", "parts", "uninstall"]
+__all__ = ["WorkerParts", "current", "install", "installed", "parts", "uninstall"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class WorkerParts:
-    """What the bootstep built for this worker process."""
+    """What the worker's steps built for this process (the tool step makes it; the lease
+    step adds its keeper)."""
 
     supervisor: Supervisor
     guard: DeliveryGuard | None = None
     leases: LeaseKeeper | None = None
+    tracker: PromptTracker = field(default_factory=PromptTracker)
 
 
 _parts: WorkerParts | None = None
@@ -36,6 +39,11 @@ def install(parts_: WorkerParts) -> None:
 def uninstall() -> None:
     global _parts
     _parts = None
+
+
+def installed() -> bool:
+    """Whether this process runs a tool (its parts are installed)."""
+    return _parts is not None
 
 
 def parts() -> WorkerParts:

@@ -1,13 +1,14 @@
-"""The worker bootstep: starts the tool before the worker consumes, stops it on shutdown."""
+"""The worker's steps: the tool (a worker step), and heartbeat, sweep and leases (consumer
+steps, started in dependency order by Celery). Wiring only: the services are plain classes."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import bootsteps
 
 from toolfleet.broker import direct_queue, shared_queue
-from toolfleet.broker.internals import consumer_qos
 from toolfleet.errors import ConfigError
 from toolfleet.health import readable
 from toolfleet.models import InstanceHealth
@@ -18,15 +19,23 @@ from toolfleet.workers.guard import Claim, DeliveryGuard
 from toolfleet.workers.heartbeat import Heartbeat
 from toolfleet.workers.lease import LeaseKeeper
 from toolfleet.workers.queues import SharedQueueSwitch
-from toolfleet.workers.reconnect import held_ids
 from toolfleet.workers.supervisor import Supervisor
 from toolfleet.workers.sweep import OrphanSweeper
 
-__all__ = ["ToolStep", "control"]
+__all__ = ["HeartbeatStep", "LeaseStep", "SweepStep", "ToolStep", "control"]
+
+_CONNECTION = "celery.worker.consumer.connection:Connection"
+_TASKS = "celery.worker.consumer.tasks:Tasks"
+
+
+def _health() -> InstanceHealth:
+    """This worker's health record now, with the prompts it holds."""
+    parts = state.parts()
+    return parts.supervisor.health().model_copy(update={"holding": parts.tracker.held_ids()})
 
 
 class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Owns this worker's one tool instance (wiring only; see Supervisor, Heartbeat)."""
+    """Owns this worker's one tool instance: started before the worker consumes."""
 
     label = "toolfleet"
 
@@ -34,78 +43,144 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(worker, **kwargs)
         if not profile:
             raise ConfigError("a toolfleet worker needs --profile NAME (see: toolfleet profiles)")
-        self.settings: Settings = worker.app.conf.toolfleet_settings
-        self.profile = get_profile(profile, self.settings.profiles)
-        worker.app.amqp.queues.select_add(shared_queue(self.profile.name))
-        self.supervisor: Supervisor | None = None
-        self.heartbeat: Heartbeat | None = None
-
-    def start(self, worker: Any) -> None:
-        import os
-
         from toolfleet.tool.instance import ToolInstance
 
-        name = shared_queue(self.profile.name)
-        queues = [name, direct_queue(worker.hostname).name]
-        client = worker.app.backend.client
-        sup = self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
-        switch = SharedQueueSwitch(worker, name)
-        beat: Heartbeat | None = None
-        interval = self.settings.heartbeat_interval
-        if interval > 0:
-            beat = self.heartbeat = Heartbeat(
-                client,
-                self.health,
-                interval,
-                # `holding` rides along but triggers no write: every interval's write
-                # carries it, and the orphan sweep waits longer than an interval
-                state=lambda: (sup.public_state, sup.session),
-            )
-            sweeper = OrphanSweeper(
-                client,
-                lambda: consumer_qos(worker),
-                worker.app.backend.get_key_for_task,
-                me=worker.hostname,
-                interval=interval,
-                grace=2 * interval + 1,
-            )
-            sup.periodic.append(sweeper.maybe_sweep)
-
-        def changed(*_: object) -> None:
-            switch.set(sup.takes_shared_work)
-            if beat is not None:
-                beat.notify()
-
-        sup.subscribe(changed)
-        leases = LeaseKeeper(sup, client, changed)
-        sup.periodic.append(leases.check)
+        self.settings: Settings = worker.app.conf.toolfleet_settings
+        self.profile = get_profile(profile, self.settings.profiles)
+        self.queue = shared_queue(self.profile.name)
+        worker.app.amqp.queues.select_add(self.queue)
+        queues = [self.queue, direct_queue(worker.hostname).name]
+        self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
         guard = DeliveryGuard(
-            client,
+            worker.app.backend.client,
             Claim(worker.hostname, os.getpid()),
             ttl=self.settings.result_expires,
             visibility_timeout=self.settings.visibility_timeout,
         )
-        state.install(state.WorkerParts(sup, guard, leases))
-        if beat is not None:
-            beat.start()
+        # installed now, so that the consumer steps (built next) find the parts
+        state.install(state.WorkerParts(self.supervisor, guard))
+
+    def start(self, worker: Any) -> None:
+        sup = self.supervisor
+        switch = SharedQueueSwitch(worker, self.queue)
+        sup.subscribe(lambda *_: switch.set(sup.takes_shared_work))
+        state.parts().tracker.connect()
         sup.start(wait=True)
 
     def stop(self, worker: Any) -> None:
-        if self.supervisor is not None:
-            self.supervisor.stop()
+        self.supervisor.stop()
+        if state.installed():
+            state.parts().tracker.disconnect()
             state.uninstall()
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-
-    def health(self) -> InstanceHealth:
-        """The health record now, with the prompts this worker holds."""
-        assert self.supervisor is not None
-        return self.supervisor.health().model_copy(update={"holding": held_ids()})
 
     def info(self, worker: Any) -> dict[str, Any]:
-        if self.supervisor is None:
+        if not state.installed():
             return {}
-        record = self.health()
+        record = _health()
         if record.state == "ready" and record.holding:  # received, not yet typed in
             record = record.model_copy(update={"state": "busy"})
         return {"toolfleet": readable(record)}
+
+
+class _ConsumerStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """A consumer step that lives from the first start to shutdown: a broker reconnect
+    (which restarts the consumer's steps) leaves it running."""
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        self.started = False
+        self.settings: Settings = consumer.app.conf.toolfleet_settings
+
+    def start(self, consumer: Any) -> None:
+        if not self.started and state.installed():
+            self.started = True
+            self.begin(consumer, state.parts())
+
+    def stop(self, consumer: Any) -> None:
+        """A consumer restart: keep going."""
+
+    def shutdown(self, consumer: Any) -> None:
+        if self.started:
+            self.started = False
+            self.end()
+
+    def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        raise NotImplementedError
+
+
+class HeartbeatStep(_ConsumerStep):
+    """Writes the health record every interval and on every change (off at interval 0)."""
+
+    requires = (_CONNECTION,)
+    heartbeat: Heartbeat | None = None
+
+    def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
+        if self.settings.heartbeat_interval <= 0:
+            return
+        sup = parts.supervisor
+        beat = self.heartbeat = Heartbeat(
+            consumer.app.backend.client,
+            _health,
+            self.settings.heartbeat_interval,
+            # `holding` rides along but triggers no write: every interval's write
+            # carries it, and the orphan sweep waits longer than an interval
+            state=lambda: (sup.public_state, sup.session),
+        )
+        sup.subscribe(lambda *_: beat.notify())
+        beat.start()
+
+    def end(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+
+
+class SweepStep(_ConsumerStep):
+    """Puts back dead workers' prompts (needs the health records the heartbeat writes)."""
+
+    requires = (_TASKS, "toolfleet.workers.steps:HeartbeatStep")
+    sweeper: OrphanSweeper | None = None
+
+    def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
+        interval = self.settings.heartbeat_interval
+        if interval <= 0:
+            return
+        self.sweeper = OrphanSweeper(
+            consumer.app.backend.client,
+            # the task consumer's channel changes at every reconnect
+            lambda: consumer.task_consumer.channel.qos if consumer.task_consumer else None,
+            consumer.app.backend.get_key_for_task,
+            me=consumer.hostname,
+            interval=interval,
+            grace=2 * interval + 1,
+        )
+        parts.supervisor.periodic.append(self.sweeper.maybe_sweep)
+
+    def end(self) -> None:
+        parts = state.parts() if state.installed() else None
+        if self.sweeper is not None and parts is not None:
+            parts.supervisor.periodic.remove(self.sweeper.maybe_sweep)
+
+
+class LeaseStep(_ConsumerStep):
+    """Session leases: the keeper the remote-control commands use, and its expiry check."""
+
+    requires = ("toolfleet.workers.steps:HeartbeatStep",)
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        self.keeper: LeaseKeeper | None = None
+        if state.installed():  # built now: lease commands may come before start
+            parts = state.parts()
+            sup = parts.supervisor
+            self.keeper = parts.leases = LeaseKeeper(sup, consumer.app.backend.client, sup.announce)
+
+    def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
+        if self.keeper is not None:
+            parts.supervisor.periodic.append(self.keeper.check)
+
+    def end(self) -> None:
+        if self.keeper is not None and state.installed():
+            state.parts().supervisor.periodic.remove(self.keeper.check)

@@ -86,14 +86,21 @@ class Supervisor:
         """Call ``listener(old, new)`` on every state change (from any thread)."""
         self._listeners.append(listener)
 
+    def announce(self) -> None:
+        """Tell the listeners that something they show changed (e.g. the session)."""
+        self._notify(self._state, self._state)
+
     def _set(self, new: State) -> None:
         old, self._state = self._state, new
         if old != new:
-            for listener in self._listeners:
-                try:
-                    listener(old, new)
-                except Exception:
-                    log.exception("state listener failed")
+            self._notify(old, new)
+
+    def _notify(self, old: State, new: State) -> None:
+        for listener in self._listeners:
+            try:
+                listener(old, new)
+            except Exception:
+                log.exception("state listener failed")
 
     # ---- lifecycle -------------------------------------------------------------
     def start(self, wait: bool = True) -> None:

@@ -9,7 +9,7 @@ from celery.exceptions import Reject
 
 from toolfleet.broker import PROMPT_TASK
 from toolfleet.broker.internals import DIRECT_EXCHANGE
-from toolfleet.errors import NoWorkers, ToolError, ToolfleetError, WorkerLost
+from toolfleet.errors import NoWorkers, ToolError, ToolfleetError
 from toolfleet.models import PromptResult
 from toolfleet.workers import state
 
@@ -84,34 +84,18 @@ def prompt(
         if (self.request.delivery_info or {}).get("exchange") != DIRECT_EXCHANGE:
             raise Reject("instance leased or failed; back to the shared queue", requeue=True)
         raise NoWorkers(f"{sup.worker} is held by session {sup.session} or not serving")
+    if parts.guard is not None:
+        decision = parts.guard.admit(
+            self.request,
+            self.AsyncResult,
+            longest=(timeout or sup.profile.prompt_timeout) + sup.profile.grace,
+            at_most_once=sup.profile.on_worker_lost == "fail",
+        )
+        if decision.error is not None:  # "raise": the first run's error, or WorkerLost
+            raise decision.error
+        if decision.value is not None:  # "return": the first run's answer, not a second run
+            return decision.value
     prompt_id = str(self.request.id)
-    guard = parts.guard
-    longest = (timeout or sup.profile.prompt_timeout) + sup.profile.grace
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    at_most_once = sup.profile.on_worker_lost == "fail"
-    if guard is not None and redelivered:
-        first = self.AsyncResult(prompt_id)
-        holder = guard.holder(prompt_id)
-        if first.ready() or (holder is not None and guard.claimer_alive(holder)):
-            done, outcome = guard.first_outcome(
-                prompt_id,
-                holder or guard.me,
-                first.ready,
-                lambda: first.result,
-                timeout=longest + 5,
-            )
-            if done:  # the first execution's result (or its error), not a second run
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                return dict(outcome)
-        if holder is not None and at_most_once:
-            raise WorkerLost(
-                f"worker {holder.worker} was lost while running this prompt; not run again"
-                " (the profile's on_worker_lost is 'fail')"
-            )
-        guard.take_over(prompt_id)
-    elif guard is not None and (at_most_once or guard.needs_claim(longest)):
-        guard.claim(prompt_id)
     result = sup.run(text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq)
     if not result.ok:
         raise ToolError(summary(result), result.model_dump(mode="json"))
