@@ -451,7 +451,7 @@ def test_the_progress_bar_labels_the_eta_and_the_elapsed_time():
     from rich.console import Console
     from rich.text import Text
 
-    from toolfleet.cli.map import progress_bar
+    from toolfleet.cli.map_report import progress_bar
 
     out = io.StringIO()
     err = Console(file=out, width=120, force_terminal=False)

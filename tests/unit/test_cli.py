@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from toolfleet.cli.commands import _parse_profiles, cli
+from toolfleet.cli.commands import cli
+from toolfleet.cli.local_commands import parse_profiles
 
 COMMANDS = [
     "up",
@@ -35,10 +36,10 @@ def test_profiles_lists_builtins():
 
 
 def test_profile_specs():
-    assert _parse_profiles(("python=2", "bash"), 3) == {"python": 2, "bash": 3}
-    assert _parse_profiles((), 2) == {"python": 2}
+    assert parse_profiles(("python=2", "bash"), 3) == {"python": 2, "bash": 3}
+    assert parse_profiles((), 2) == {"python": 2}
     with pytest.raises(Exception, match="NAME=COUNT"):
-        _parse_profiles(("python=x",), 1)
+        parse_profiles(("python=x",), 1)
 
 
 def test_worker_with_an_unknown_profile_fails_clearly():

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -16,33 +15,19 @@ from typing import Any, TextIO
 import click
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
     Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
+from toolfleet.cli.common import fail
+from toolfleet.cli.map_report import failures_table, progress_bar, summary_line, summary_table
 from toolfleet.client.bulk import MapRun
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapItem, MapOutcome, expand_template, read_jsonl
 from toolfleet.client.unavailable import ensure_reachable
 from toolfleet.errors import ToolfleetError
 
-__all__ = ["map_command", "progress_bar", "summary_line", "summary_table"]
-
-#: failed items listed under the summary (all of them are in the journal / --json)
-MAX_FAILURES_SHOWN = 20
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+__all__ = ["map_command"]
 
 
 def _items(
@@ -81,7 +66,7 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
             return  # no health records to look at
         reporting = {p: fleet.status(p) for p in sorted(profiles)}
     except ToolfleetError as exc:
-        _fail(f"{type(exc).__name__}: {exc.message}")
+        fail(f"{type(exc).__name__}: {exc.message}")
         return
     for profile, records in reporting.items():
         if not records:
@@ -89,74 +74,6 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
                 f"[yellow]warning: no instance of profile {profile!r} is reporting; "
                 "prompts wait in the queue until one starts (see toolfleet status)[/]"
             )
-
-
-def _failure_counts(outcomes: Sequence[MapOutcome]) -> Counter[str]:
-    return Counter(o.error_type or "?" for o in outcomes if not o.ok)
-
-
-def summary_table(outcomes: Sequence[MapOutcome], run: MapRun) -> Table:
-    """Counts of one run: ok, failed by error type, retried, time, rate, per worker."""
-    table = Table(title="toolfleet map", title_justify="left", show_header=False)
-    table.add_column("what", style="bold", no_wrap=True)
-    table.add_column("count", justify="right", no_wrap=True)
-    ok = sum(1 for o in outcomes if o.ok)
-    failures = _failure_counts(outcomes)
-    table.add_row("items", str(run.total))
-    if run.skipped:
-        table.add_row("already ok in the journal", str(len(run.skipped)))
-    table.add_row("[green]ok[/]", str(ok))
-    table.add_row("[red]failed[/]" if failures else "failed", str(sum(failures.values())))
-    for error_type, count in failures.most_common():
-        table.add_row(f"  {error_type}", str(count))
-    table.add_row("retried", str(run.retried))
-    if run.cancelled:
-        table.add_row("[yellow]not run (stopped)[/]", str(len(run.cancelled)))
-    if run.abandoned:
-        table.add_row("[yellow]left running, not recorded[/]", str(len(run.abandoned)))
-    table.add_row("time", f"{run.elapsed:.2f} s")
-    rate = len(outcomes) / run.elapsed if run.elapsed > 0 else 0.0
-    table.add_row("prompts/s", f"{rate:.1f}")
-    for worker, count in sorted(Counter(o.worker for o in outcomes if o.worker).items()):
-        table.add_row(f"worker {worker}", str(count))
-    return table
-
-
-def _failures_table(outcomes: Sequence[MapOutcome]) -> Table | None:
-    failed = [o for o in outcomes if not o.ok]
-    if not failed:
-        return None
-    title = "failed items"
-    if len(failed) > MAX_FAILURES_SHOWN:
-        title += f" (first {MAX_FAILURES_SHOWN} of {len(failed)})"
-    table = Table(title=title, title_justify="left")
-    for col in ("key", "error", "message", "tries"):
-        table.add_column(col, overflow="fold")
-    for o in failed[:MAX_FAILURES_SHOWN]:
-        message = o.error or ""
-        if o.result is not None and o.result.output:
-            message += f": {o.result.output[-300:]}"
-        table.add_row(o.key, o.error_type or "?", message, str(o.attempts))
-    return table
-
-
-def summary_line(outcomes: Sequence[MapOutcome], run: MapRun) -> str:
-    """The summary in one line (for --json, where stdout carries the outcomes)."""
-    ok = sum(1 for o in outcomes if o.ok)
-    failures = _failure_counts(outcomes)
-    kinds = ", ".join(f"{k} {n}" for k, n in failures.most_common())
-    rate = len(outcomes) / run.elapsed if run.elapsed > 0 else 0.0
-    parts = [f"{run.total} items: {ok} ok, {sum(failures.values())} failed"]
-    if kinds:
-        parts[-1] += f" ({kinds})"
-    if run.skipped:
-        parts.append(f"{len(run.skipped)} already ok in the journal")
-    parts.append(f"{run.retried} retried")
-    if run.cancelled:
-        parts.append(f"{len(run.cancelled)} not run (stopped)")
-    if run.abandoned:
-        parts.append(f"{len(run.abandoned)} left running, not recorded")
-    return ", ".join(parts) + f"; {run.elapsed:.2f} s, {rate:.1f} prompts/s"
 
 
 class _SigintStops:
@@ -186,22 +103,6 @@ class _SigintStops:
     def __exit__(self, *exc: object) -> None:
         if self.installed:
             signal.signal(signal.SIGINT, self.previous)
-
-
-def progress_bar(label: Callable[[Task], Text], err: Console) -> Progress:
-    """map's progress bar: label, bar, done/total, failed, rate, ETA and elapsed time."""
-    return Progress(
-        _Label(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TextColumn("{task.fields[rate]}"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("elapsed"),
-        TimeElapsedColumn(),
-        console=err,
-    )
 
 
 def _drive(
@@ -237,17 +138,6 @@ def _drive(
             for outcome in run.close(wait=False):
                 take(outcome)
     return outcomes, quit_now
-
-
-class _Label(ProgressColumn):
-    """A text column computed at each refresh."""
-
-    def __init__(self, render: Callable[[Task], Text]) -> None:
-        super().__init__()
-        self._render_label = render
-
-    def render(self, task: Task) -> Text:
-        return self._render_label(task)
 
 
 @click.command("map")
@@ -363,10 +253,10 @@ def map_command(
                 result_timeout=result_timeout,
             )
         except ToolfleetError as exc:
-            _fail(f"{type(exc).__name__}: {exc.message}")
+            fail(f"{type(exc).__name__}: {exc.message}")
             return
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return
         if run.journal is not None and run.journal.skipped_lines:
             err.print(
@@ -391,7 +281,7 @@ def map_command(
         err.print(summary_line(outcomes, run), highlight=False)
     else:
         out.print(summary_table(outcomes, run))
-        failures = _failures_table(outcomes)
+        failures = failures_table(outcomes)
         if failures is not None:
             out.print(failures)
     if run.abandoned:

@@ -7,18 +7,22 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from celery.exceptions import WorkerLostError
-
-from toolfleet.client.items import TOOL_ERROR, MapItem, MapOutcome, text_digest
+from toolfleet.client.attempts import (
+    NoHandle,
+    Slot,
+    profile_deadline,
+    retryable,
+    settle_outcome,
+)
+from toolfleet.client.items import MapItem, MapOutcome, text_digest
 from toolfleet.client.journal import Journal
-from toolfleet.client.protocols import Handle, Submitter
-from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
+from toolfleet.client.protocols import Submitter
+from toolfleet.client.results import ready_ids, revoke
+from toolfleet.errors import ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult
-from toolfleet.profiles import load_profiles
 
 __all__ = ["MapRun", "run_map"]
 
@@ -26,65 +30,6 @@ log = logging.getLogger(__name__)
 
 
 # ---- the run ------------------------------------------------------------------------
-
-
-@dataclass
-class _Slot:
-    """An outstanding submission of one item."""
-
-    item: MapItem
-    handle: Handle
-    attempt: int  # 1 for the first submission
-    first_submit: float  # monotonic time of the item's first submission
-    submitted: float  # monotonic time of this submission
-    deadline: float  # monotonic time after which the result counts as lost
-
-
-def _retryable(exc: BaseException) -> bool:
-    return bool(getattr(exc, "retryable", False)) or isinstance(exc.__cause__, WorkerLostError)
-
-
-def _error_type(exc: BaseException) -> str:
-    """The class name, or that of the Celery error a bare ToolfleetError wraps."""
-    if type(exc) is ToolfleetError and exc.__cause__ is not None:
-        return type(exc.__cause__).__name__
-    return type(exc).__name__
-
-
-_READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-
-
-def _ready_ids(handles: list[Handle]) -> set[str]:
-    """Ids of the handles whose result is there: one MGET on a key-value result backend
-    (Redis) instead of one GET per handle; ``handle.ready()`` on anything else."""
-    backend = getattr(getattr(handles[0], "async_result", None), "backend", None)
-    mget = getattr(backend, "mget", None)
-    key_for = getattr(backend, "get_key_for_task", None)
-    decode = getattr(backend, "decode", None)
-    if mget is None or key_for is None or decode is None:
-        return {h.id for h in handles if h.ready()}
-    ready = set()
-    for handle, raw in zip(handles, mget([key_for(h.id) for h in handles]), strict=True):
-        if raw is None:
-            continue
-        try:
-            state = decode(raw)["status"]
-        except Exception:  # let get() say what is wrong with it
-            state = "SUCCESS"
-        if state in _READY_STATES:
-            ready.add(handle.id)
-    return ready
-
-
-def _revoke(handle: Handle) -> None:
-    """Best effort: tell the workers to drop this prompt if it has not started."""
-    revoke = getattr(getattr(handle, "async_result", None), "revoke", None)
-    if revoke is None:
-        return
-    try:
-        revoke()
-    except Exception as exc:  # the broker may be gone too; the run goes on
-        log.warning("could not revoke prompt %s: %s", handle.id, exc)
 
 
 class MapRun:
@@ -157,7 +102,7 @@ class MapRun:
         self._pending: deque[tuple[MapItem, int, float | None]] = deque(
             (it, 0, None) for it in given if it.key not in done
         )
-        self._outstanding: dict[str, _Slot] = {}
+        self._outstanding: dict[str, Slot] = {}
         self._ready: deque[MapOutcome] = deque()
         self._recorded: set[str] = set()
         self._stop_requested = False
@@ -192,7 +137,7 @@ class MapRun:
                 self._stop_now()
             self._sweep()  # record what has finished, then give up on the rest
             for slot in self._outstanding.values():
-                _revoke(slot.handle)
+                revoke(slot.handle)
             self._abandon()
         return list(self)
 
@@ -273,7 +218,7 @@ class MapRun:
         prompt = item.timeout if item.timeout is not None else self.timeout
         if prompt is None:
             if profile not in self._deadlines:
-                self._deadlines[profile] = _profile_deadline(self.fleet, profile)
+                self._deadlines[profile] = profile_deadline(self.fleet, profile)
             prompt = self._deadlines[profile]
         return 2 * prompt + 30.0
 
@@ -295,11 +240,11 @@ class MapRun:
         try:
             handle = self.fleet.submit(item.text, profile, timeout=timeout)
         except ToolfleetError as exc:  # refused before anything was sent (PromptRejected)
-            slot = _Slot(item, _NoHandle(), attempts + 1, slot_first, now, now)
+            slot = Slot(item, NoHandle(), attempts + 1, slot_first, now, now)
             self._settle(None, slot, error=exc)
             return
         deadline = now + self._deadline_for(profile, item)
-        self._outstanding[handle.id] = _Slot(item, handle, attempts + 1, slot_first, now, deadline)
+        self._outstanding[handle.id] = Slot(item, handle, attempts + 1, slot_first, now, deadline)
 
     def _sweep(self) -> bool:
         """Collect finished prompts and lost ones; True if any was."""
@@ -307,7 +252,7 @@ class MapRun:
         if not self._outstanding:
             return progressed
         now = time.monotonic()
-        ready = _ready_ids([slot.handle for slot in self._outstanding.values()])
+        ready = ready_ids([slot.handle for slot in self._outstanding.values()])
         for pid, slot in list(self._outstanding.items()):
             if pid in ready:
                 self._collect(pid, slot)
@@ -317,7 +262,7 @@ class MapRun:
                     del self._outstanding[pid]
                     self.abandoned.append(slot.item.key)
                 else:
-                    _revoke(slot.handle)  # if it is only late, do not run it twice
+                    revoke(slot.handle)  # if it is only late, do not run it twice
                     lost = ResultTimeout(
                         f"no result for prompt {pid} within {now - slot.submitted:.0f} s"
                         " (its worker may have been lost)"
@@ -326,7 +271,7 @@ class MapRun:
                 progressed = True
         return progressed
 
-    def _collect(self, pid: str, slot: _Slot) -> None:
+    def _collect(self, pid: str, slot: Slot) -> None:
         if not slot.handle.ready():  # also caches the result, so that get() returns at once
             return
         try:
@@ -339,20 +284,20 @@ class MapRun:
     def _settle(
         self,
         pid: str | None,
-        slot: _Slot,
+        slot: Slot,
         *,
         result: PromptResult | None = None,
         error: BaseException | None = None,
     ) -> None:
         """Retry the item, or record and queue its outcome."""
-        retry = error is not None and _retryable(error) and slot.attempt <= self.retries
+        retry = error is not None and retryable(error) and slot.attempt <= self.retries
         if retry and not self.stopped:
             if pid is not None:
                 del self._outstanding[pid]
             self._pending.appendleft((slot.item, slot.attempt, slot.first_submit))
             self.retried += 1
             return
-        outcome = _outcome(slot, result, error)
+        outcome = settle_outcome(slot, result, error)
         marker = pid or f"{slot.item.key}#{slot.attempt}"
         if self.journal is not None and marker not in self._recorded:
             self.journal.write(outcome, sha=text_digest(slot.item.text))
@@ -360,46 +305,6 @@ class MapRun:
         if pid is not None:
             del self._outstanding[pid]
         self._ready.append(outcome)
-
-
-class _NoHandle:
-    """Stands for a submission refused before it reached the broker."""
-
-    id = ""
-
-    def ready(self) -> bool:
-        return True
-
-    def get(self, timeout: float | None = None) -> PromptResult:
-        raise AssertionError("never submitted")
-
-
-def _outcome(slot: _Slot, result: PromptResult | None, error: BaseException | None) -> MapOutcome:
-    duration_ms = (time.monotonic() - slot.first_submit) * 1000
-    key, attempts = slot.item.key, slot.attempt
-    if result is not None:
-        if result.ok:
-            return MapOutcome(key, True, result, None, None, attempts, result.worker, duration_ms)
-        why = (
-            "the tool reported an error"
-            if result.exit_status is None
-            else f"exit status {result.exit_status}"
-        )
-        return MapOutcome(key, False, result, TOOL_ERROR, why, attempts, result.worker, duration_ms)
-    assert error is not None
-    message = error.message if isinstance(error, ToolfleetError) else str(error)
-    return MapOutcome(key, False, None, _error_type(error), message, attempts, None, duration_ms)
-
-
-def _profile_deadline(fleet: object, profile: str) -> float:
-    """The prompt deadline of ``profile`` as this machine knows it (60 s if unknown)."""
-    settings = getattr(fleet, "settings", None)
-    try:
-        profiles = load_profiles(getattr(settings, "profiles", None))
-    except ConfigError:
-        profiles = load_profiles(None)
-    known = profiles.get(profile)
-    return 60.0 if known is None else float(known.prompt_timeout)
 
 
 def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) -> MapRun:

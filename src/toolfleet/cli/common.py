@@ -1,0 +1,41 @@
+"""What every command shares: one-line errors, a connected fleet, the console."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from toolfleet.client.fleet import Fleet
+from toolfleet.client.unavailable import ensure_reachable
+from toolfleet.errors import ToolfleetError
+
+__all__ = ["connect", "console", "error", "fail"]
+
+console = Console()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def error(exc: ToolfleetError) -> NoReturn:
+    """Exit with ``exc`` as one line: ``error: ErrorType: message``."""
+    fail(f"{type(exc).__name__}: {exc.message}")
+
+
+def connect(prompt: tuple[str, str] | None = None) -> Fleet:
+    """The environment's fleet once its Redis answers (else RedisUnavailable, at once);
+    a ``(text, profile)`` given is checked first (PromptRejected needs no Redis)."""
+    fleet = Fleet.from_env()
+    try:
+        if prompt is not None:
+            fleet.validate(*prompt)
+        ensure_reachable(fleet.settings)
+    except ToolfleetError:
+        fleet.close()
+        raise
+    return fleet

@@ -1,0 +1,82 @@
+"""One item's attempts in a bulk run: its slot, the retry policy, its outcome."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from celery.exceptions import WorkerLostError
+
+from toolfleet.client.items import TOOL_ERROR, MapItem, MapOutcome
+from toolfleet.client.protocols import Handle
+from toolfleet.errors import ConfigError, ToolfleetError
+from toolfleet.models import PromptResult
+from toolfleet.profiles import load_profiles
+
+__all__ = ["NoHandle", "Slot", "error_type", "profile_deadline", "retryable", "settle_outcome"]
+
+
+@dataclass
+class Slot:
+    """An outstanding submission of one item."""
+
+    item: MapItem
+    handle: Handle
+    attempt: int  # 1 for the first submission
+    first_submit: float  # monotonic time of the item's first submission
+    submitted: float  # monotonic time of this submission
+    deadline: float  # monotonic time after which the result counts as lost
+
+
+def retryable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retryable", False)) or isinstance(exc.__cause__, WorkerLostError)
+
+
+def error_type(exc: BaseException) -> str:
+    """The class name, or that of the Celery error a bare ToolfleetError wraps."""
+    if type(exc) is ToolfleetError and exc.__cause__ is not None:
+        return type(exc.__cause__).__name__
+    return type(exc).__name__
+
+
+class NoHandle:
+    """Stands for a submission refused before it reached the broker."""
+
+    id = ""
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None) -> PromptResult:
+        raise AssertionError("never submitted")
+
+
+def settle_outcome(
+    slot: Slot, result: PromptResult | None, error: BaseException | None
+) -> MapOutcome:
+    """The item's outcome from its last attempt's ``result`` or ``error``."""
+    duration_ms = (time.monotonic() - slot.first_submit) * 1000
+    key, attempts = slot.item.key, slot.attempt
+    if result is not None:
+        if result.ok:
+            return MapOutcome(key, True, result, None, None, attempts, result.worker, duration_ms)
+        why = (
+            "the tool reported an error"
+            if result.exit_status is None
+            else f"exit status {result.exit_status}"
+        )
+        return MapOutcome(key, False, result, TOOL_ERROR, why, attempts, result.worker, duration_ms)
+    assert error is not None
+    message = error.message if isinstance(error, ToolfleetError) else str(error)
+    return MapOutcome(key, False, None, error_type(error), message, attempts, None, duration_ms)
+
+
+def profile_deadline(fleet: object, profile: str) -> float:
+    """The prompt deadline of ``profile`` as this machine knows it (60 s if unknown)."""
+    settings = getattr(fleet, "settings", None)
+    try:
+        profiles = load_profiles(getattr(settings, "profiles", None))
+    except ConfigError:
+        profiles = load_profiles(None)
+    known = profiles.get(profile)
+    return 60.0 if known is None else float(known.prompt_timeout)
