@@ -415,10 +415,13 @@ def test_outcome_record_is_json():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "give either --template with FILES, or --jsonl"),
+        ([], "give one of --template or --step with FILES, or --jsonl"),
         (["--template", "echo {path}"], "--template needs FILES"),
         (["--template", "make", "a.py"], "none of {path} {name} {stem} {index}"),
-        (["--template", "x {path}", "--jsonl", "-", "a.py"], "give either"),
+        (["--template", "x {path}", "--jsonl", "-", "a.py"], "give one of"),
+        (["--template", "x {path}", "--step", "y {path}", "a.py"], "give one of"),
+        (["--step", "/add {path}", "--step", "go"], "--step needs FILES"),
+        (["--step", "go", "--step", "stop", "a.py"], "no step uses any of {path}"),
         (["--jsonl", "-"], "<stdin>:2: 'text' must be a string"),
         (["--jsonl", "-", "--in-flight", "0"], "0 is not in the range x>=1"),
     ],

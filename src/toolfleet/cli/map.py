@@ -23,7 +23,7 @@ from toolfleet.cli.common import fail
 from toolfleet.cli.map_report import failures_table, progress_bar, summary_line, summary_table
 from toolfleet.client.bulk import MapRun
 from toolfleet.client.fleet import Fleet
-from toolfleet.client.items import MapItem, MapOutcome, expand_template, read_jsonl
+from toolfleet.client.items import MapItem, MapOutcome, expand_steps, expand_template, read_jsonl
 from toolfleet.client.unavailable import ensure_reachable
 from toolfleet.errors import ToolfleetError
 
@@ -31,10 +31,14 @@ __all__ = ["map_command"]
 
 
 def _items(
-    files: Sequence[str], template: str | None, jsonl: TextIO | None, err: Console
+    files: Sequence[str],
+    template: str | None,
+    steps: Sequence[str],
+    jsonl: TextIO | None,
+    err: Console,
 ) -> list[MapItem]:
-    if (template is None) == (jsonl is None):
-        raise click.UsageError("give either --template with FILES, or --jsonl")
+    if sum((template is not None, bool(steps), jsonl is not None)) != 1:
+        raise click.UsageError("give one of --template or --step with FILES, or --jsonl")
     if jsonl is not None:
         if files:
             raise click.UsageError("FILES go with --template, not with --jsonl")
@@ -42,18 +46,20 @@ def _items(
             return read_jsonl(jsonl, source=getattr(jsonl, "name", "<jsonl>"))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--jsonl") from None
-    assert template is not None
+    option = "--template" if template is not None else "--step"
     if not files:
-        raise click.UsageError("--template needs FILES")
+        raise click.UsageError(f"{option} needs FILES")
     paths: dict[str, None] = {}
     for name in files:  # absolute: the workers' working directory is not ours
         paths.setdefault(os.path.abspath(name), None)
     if len(paths) < len(files):
         err.print(f"{len(files) - len(paths)} duplicate path(s) ignored")
     try:
-        return expand_template(template, list(paths))
+        if template is not None:
+            return expand_template(template, list(paths))
+        return expand_steps(steps, list(paths))
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--template") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
@@ -156,6 +162,15 @@ def _drive(
     help="The prompt for each FILE, with {path} (absolute), {name}, {stem}, {index}.",
 )
 @click.option(
+    "--step",
+    "-s",
+    "steps",
+    multiple=True,
+    metavar="TEXT",
+    help="One step of each FILE's item (repeat: the steps run in order on one instance "
+    "the item holds; same fields as --template).",
+)
+@click.option(
     "--jsonl",
     type=click.File("r", encoding="utf-8"),
     default=None,
@@ -206,6 +221,7 @@ def map_command(
     files: tuple[str, ...],
     profile: str | None,
     template: str | None,
+    steps: tuple[str, ...],
     jsonl: TextIO | None,
     in_flight: int,
     retries: int,
@@ -214,11 +230,16 @@ def map_command(
     result_timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Run one prompt per FILE (--template), or per JSONL line (--jsonl), over the fleet.
+    """Run one prompt per FILE (--template), several (--step ...), or one per JSONL line.
 
     \b
       toolfleet map -p bash -t 'sed -i "1i # DOC_ID: {stem}" {path}' src/**/*.py
+      toolfleet map -p aider -s '/add {path}' -s 'Add a DOC_ID header' -s '/drop {path}' *.py
       toolfleet map -p python --jsonl prompts.jsonl --journal done.jsonl
+
+    Steps: each FILE's item holds one instance (a session) while its steps run in
+    order; it fails at its first failing step, and a retry runs it whole on a reset
+    instance.
 
     Template: {path} is the file's absolute path, {name} its name, {stem} its name
     without suffix, {index} its position (from 0). {path!q} is shell-quoted, {path!r}
@@ -237,7 +258,7 @@ def map_command(
     """
     err = Console(stderr=True, soft_wrap=True)  # messages are not wrapped (logs, grep)
     out = Console()
-    items = _items(files, template, jsonl, err)
+    items = _items(files, template, steps, jsonl, err)
     if profile is None and any(it.profile is None for it in items):
         raise click.UsageError("--profile is needed (or a 'profile' on every JSONL line)")
     with Fleet.from_env() as fleet:

@@ -57,18 +57,23 @@ def settle_outcome(
     """The item's outcome from its last attempt's ``result`` or ``error``."""
     duration_ms = (time.monotonic() - slot.first_submit) * 1000
     key, attempts = slot.item.key, slot.attempt
+    steps = tuple(getattr(slot.handle, "results", ()))
     if result is not None:
+        worker = result.worker
         if result.ok:
-            return MapOutcome(key, True, result, None, None, attempts, result.worker, duration_ms)
+            return MapOutcome(key, True, result, None, None, attempts, worker, duration_ms, steps)
         why = (
             "the tool reported an error"
             if result.exit_status is None
             else f"exit status {result.exit_status}"
         )
-        return MapOutcome(key, False, result, TOOL_ERROR, why, attempts, result.worker, duration_ms)
+        if steps:
+            why = f"step {len(steps)} of {len(slot.item.steps)}: {why}"
+        return MapOutcome(key, False, result, TOOL_ERROR, why, attempts, worker, duration_ms, steps)
     assert error is not None
     message = error.message if isinstance(error, ToolfleetError) else str(error)
-    return MapOutcome(key, False, None, error_type(error), message, attempts, None, duration_ms)
+    kind = error_type(error)
+    return MapOutcome(key, False, None, kind, message, attempts, None, duration_ms, steps)
 
 
 def profile_deadline(fleet: object, profile: str) -> float:

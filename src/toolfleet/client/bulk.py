@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from toolfleet.client.attempts import (
     NoHandle,
@@ -17,11 +17,12 @@ from toolfleet.client.attempts import (
     retryable,
     settle_outcome,
 )
-from toolfleet.client.items import MapItem, MapOutcome, text_digest
+from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.client.journal import Journal
-from toolfleet.client.protocols import Submitter
+from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.results import ready_ids, revoke
-from toolfleet.errors import ResultTimeout, ToolfleetError
+from toolfleet.client.stepped import SessionOpener, StepsHandle
+from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult
 
 __all__ = ["MapRun", "run_map"]
@@ -89,9 +90,7 @@ class MapRun:
         self.skipped = [it.key for it in given if it.key in done]
         #: skipped keys whose recorded prompt text differs from this run's
         self.changed = [
-            it.key
-            for it in given
-            if it.key in done and done[it.key] not in (None, text_digest(it.text))
+            it.key for it in given if it.key in done and done[it.key] not in (None, it.digest)
         ]
         self.retried = 0
         self.cancelled: list[str] = []
@@ -237,14 +236,34 @@ class MapRun:
         timeout = item.timeout if item.timeout is not None else self.timeout
         now = time.monotonic()
         slot_first = now if first is None else first
+        wait = self._deadline_for(profile, item)
+        handle: Handle
         try:
-            handle = self.fleet.submit(item.text, profile, timeout=timeout)
+            if item.steps:
+                handle = self._start_steps(item, profile, timeout, wait)
+            else:
+                handle = self.fleet.submit(item.text, profile, timeout=timeout)
         except ToolfleetError as exc:  # refused before anything was sent (PromptRejected)
             slot = Slot(item, NoHandle(), attempts + 1, slot_first, now, now)
             self._settle(None, slot, error=exc)
             return
-        deadline = now + self._deadline_for(profile, item)
+        # a multi-step item waits for its lease, then for each of its steps
+        deadline = now + wait * (len(item.steps) + 1 if item.steps else 1)
         self._outstanding[handle.id] = Slot(item, handle, attempts + 1, slot_first, now, deadline)
+
+    def _start_steps(
+        self, item: MapItem, profile: str, timeout: float | None, wait: float
+    ) -> StepsHandle:
+        if not hasattr(self.fleet, "session"):
+            raise ConfigError("multi-step items need a fleet that opens sessions (a Fleet)")
+        validate = getattr(self.fleet, "validate", None)
+        if validate is not None:  # bad input is refused before holding an instance
+            for text in item.steps:
+                validate(text, profile)
+        opener = cast(SessionOpener, self.fleet)
+        return StepsHandle(
+            opener, item.steps, profile, timeout=timeout, step_wait=wait, lease_wait=wait
+        )
 
     def _sweep(self) -> bool:
         """Collect finished prompts and lost ones; True if any was."""
@@ -300,7 +319,7 @@ class MapRun:
         outcome = settle_outcome(slot, result, error)
         marker = pid or f"{slot.item.key}#{slot.attempt}"
         if self.journal is not None and marker not in self._recorded:
-            self.journal.write(outcome, sha=text_digest(slot.item.text))
+            self.journal.write(outcome, sha=slot.item.digest)
         self._recorded.add(marker)
         if pid is not None:
             del self._outstanding[pid]

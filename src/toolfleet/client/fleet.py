@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import Celery
@@ -15,7 +15,7 @@ from celery.result import AsyncResult
 from toolfleet.broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
 from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
 from toolfleet.client.bulk import MapRun, run_map
-from toolfleet.client.items import MapItem
+from toolfleet.client.items import MapItem, expand_steps
 from toolfleet.client.sessions import Session, Strategy, attach, open_session
 from toolfleet.client.unavailable import redis_errors, unavailable
 from toolfleet.errors import (
@@ -248,6 +248,7 @@ class Fleet:
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
         result_timeout: float | None = None,
+        steps: Sequence[str] | None = None,
     ) -> MapRun:
         """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
 
@@ -257,9 +258,17 @@ class Fleet:
         ``result_timeout`` seconds after it was sent (default: its deadline plus 30 s)
         counts as lost (``ResultTimeout``, retried like a crash). An unknown ``profile``
         is refused at once (UnknownProfile), before anything is sent.
+
+        With ``steps`` (templates with {path} {name} {stem} {index}) each of ``prompts``
+        is a path, and its item runs the filled-in steps in order on one instance it
+        holds exclusively (a session): the outcome lists every step's result, the item
+        fails at its first failing step, and a retry runs it whole on a reset instance.
         """
         if profile is not None:
             self.require_profile(profile)
+        if steps is not None:
+            paths = [p if isinstance(p, str) else p.key for p in prompts]
+            prompts = expand_steps(list(steps), paths)
         return run_map(
             self,
             prompts,

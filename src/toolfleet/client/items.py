@@ -14,7 +14,15 @@ from typing import Any
 
 from toolfleet.models import PromptResult
 
-__all__ = ["TOOL_ERROR", "MapItem", "MapOutcome", "expand_template", "read_jsonl", "text_digest"]
+__all__ = [
+    "TOOL_ERROR",
+    "MapItem",
+    "MapOutcome",
+    "expand_steps",
+    "expand_template",
+    "read_jsonl",
+    "text_digest",
+]
 
 #: error_type of an item whose tool answered but reported failure (``ok`` false)
 TOOL_ERROR = "ToolError"
@@ -22,12 +30,22 @@ TOOL_ERROR = "ToolError"
 
 @dataclass(frozen=True)
 class MapItem:
-    """One prompt of a bulk run; ``key`` names it in results and in the journal."""
+    """One item of a bulk run; ``key`` names it in results and in the journal.
+
+    An item is one prompt (``text``), or with ``steps`` several prompts run in order on
+    one instance it holds exclusively (``text`` then shows them, one a line).
+    """
 
     key: str
     text: str
     profile: str | None = None
     timeout: float | None = None
+    steps: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """What the journal keeps to notice that an item's prompts changed."""
+        return text_digest("\x1e".join(self.steps) if self.steps else self.text)
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,8 @@ class MapOutcome:
     attempts: int = 1
     worker: str | None = None
     duration_ms: float = 0.0
+    #: a multi-step item's results, one per step run (the last is ``result``)
+    steps: tuple[PromptResult, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object of the journal and of ``toolfleet map --json``."""
@@ -61,6 +81,10 @@ class MapOutcome:
             attempts=self.attempts,
             prompt_id=None if self.result is None else self.result.prompt_id,
         )
+        if self.steps:
+            record["steps"] = [
+                {"output": r.output, "ok": r.ok, "exit_status": r.exit_status} for r in self.steps
+            ]
         return record
 
 
@@ -81,22 +105,43 @@ def expand_template(template: str, paths: Sequence[str | os.PathLike[str]]) -> l
     """
     if _PLACEHOLDER.search(template) is None:
         raise ValueError("the template uses none of {path} {name} {stem} {index}")
+    return [
+        MapItem(key=os.fspath(raw), text=_fill(template, os.fspath(raw), index))
+        for index, raw in enumerate(paths)
+    ]
+
+
+def expand_steps(
+    templates: Sequence[str], paths: Sequence[str | os.PathLike[str]]
+) -> list[MapItem]:
+    """One multi-step item per path: each of ``templates`` filled in as by
+    :func:`expand_template` (at least one of them must use a placeholder)."""
+    if not templates:
+        raise ValueError("a multi-step item needs at least one step")
+    if not any(_PLACEHOLDER.search(t) for t in templates):
+        raise ValueError("no step uses any of {path} {name} {stem} {index}")
     items = []
     for index, raw in enumerate(paths):
         path = os.fspath(raw)
-        pure = PurePath(path)
-        values = {"path": path, "name": pure.name, "stem": pure.stem, "index": str(index)}
-
-        def fill(match: re.Match[str], values: dict[str, str] = values) -> str:
-            value = values[match[1]]
-            if match[2] == "q":
-                return shlex.quote(value)
-            if match[2] == "r":
-                return repr(value)
-            return value
-
-        items.append(MapItem(key=path, text=_PLACEHOLDER.sub(fill, template)))
+        steps = tuple(_fill(t, path, index) for t in templates)
+        items.append(MapItem(key=path, text="\n".join(steps), steps=steps))
     return items
+
+
+def _fill(template: str, path: str, index: int) -> str:
+    """``template`` with the placeholders of ``path`` (the ``index``-th) filled in."""
+    pure = PurePath(path)
+    values = {"path": path, "name": pure.name, "stem": pure.stem, "index": str(index)}
+
+    def fill(match: re.Match[str]) -> str:
+        value = values[match[1]]
+        if match[2] == "q":
+            return shlex.quote(value)
+        if match[2] == "r":
+            return repr(value)
+        return value
+
+    return _PLACEHOLDER.sub(fill, template)
 
 
 _JSONL_FIELDS = {"key", "text", "profile", "timeout"}

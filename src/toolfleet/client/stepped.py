@@ -1,0 +1,127 @@
+"""A multi-step item in flight: its steps run in order on one leased instance."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Protocol
+
+from toolfleet.errors import (
+    NoWorkers,
+    ResultTimeout,
+    SessionLost,
+    ToolCrashed,
+    ToolfleetError,
+)
+from toolfleet.models import PromptResult
+
+__all__ = ["SessionOpener", "StepsHandle"]
+
+#: seconds between looks at the instance's health while a step runs
+_LOOK_EVERY = 2.0
+
+
+class SessionOpener(Protocol):
+    """A fleet that opens sessions (``Fleet.session``)."""
+
+    def session(self, profile: str = ..., *, wait: float = ...) -> Any: ...
+
+
+class StepsHandle:
+    """Runs one item's ``steps`` in a thread, inside a session (an exclusive lease on one
+    instance, reset before anyone else uses it), stopping at the first step whose answer
+    is not ok. Behaves as the handle of one prompt for a bulk run: ``ready()`` when the
+    item has ended; ``get()`` returns the last step's result or raises what stopped it;
+    ``results`` lists every step's result.
+
+    An instance lost under the item (its worker killed, its tool restarted) raises a
+    retryable ToolCrashed: the item runs again, whole, on a reset instance.
+    """
+
+    def __init__(
+        self,
+        fleet: SessionOpener,
+        steps: tuple[str, ...],
+        profile: str,
+        *,
+        timeout: float | None,
+        step_wait: float,
+        lease_wait: float,
+    ) -> None:
+        self.fleet = fleet
+        self.steps = steps
+        self.profile = profile
+        self.timeout = timeout
+        self.step_wait = step_wait
+        self.lease_wait = lease_wait
+        self.results: list[PromptResult] = []
+        self.error: ToolfleetError | None = None
+        self._id = f"steps-{uuid.uuid4()}"
+        self._done = threading.Event()
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self._id, daemon=True)
+        self._thread.start()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    def get(self, timeout: float | None = None) -> PromptResult:
+        if not self._done.wait(timeout):
+            raise ResultTimeout(f"item {self._id} still running after {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.results[-1]
+
+    def cancel(self) -> None:
+        """Send no further step (the one running ends as it would)."""
+        self._cancelled.set()
+
+    # ---- the thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            session = self.fleet.session(self.profile, wait=self.lease_wait)
+            try:
+                for number, text in enumerate(self.steps, 1):
+                    if self._cancelled.is_set():
+                        raise ToolfleetError(f"cancelled before step {number}")
+                    result = self._step(session, number, text)
+                    self.results.append(result)
+                    if not result.ok:
+                        break
+            finally:
+                # every step sent was awaited, or its instance is lost: no wait
+                session.close(wait=0.0)
+        except SessionLost as exc:
+            self.error = ToolCrashed(self._lost(exc.message))
+        except ToolfleetError as exc:
+            self.error = exc
+        except Exception as exc:  # reported as the item's error, never lost
+            self.error = ToolfleetError(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._done.set()
+
+    def _step(self, session: Any, number: int, text: str) -> PromptResult:
+        """Send step ``number`` and wait for it, looking at the instance's health."""
+        handle = session.send(text, timeout=self.timeout)
+        waited = 0.0
+        while True:
+            try:
+                result: PromptResult = handle.get(timeout=_LOOK_EVERY)
+                return result
+            except NoWorkers as exc:  # the worker's health record is gone: it died
+                raise ToolCrashed(self._lost(exc.message, number)) from exc
+            except ResultTimeout:
+                waited += _LOOK_EVERY
+                if waited >= self.step_wait:
+                    raise
+
+    def _lost(self, why: str, number: int | None = None) -> str:
+        step = number if number is not None else len(self.results) + 1
+        return (
+            f"step {step} of {len(self.steps)}: the instance was lost ({why}); the item"
+            " runs again, whole, on a reset instance"
+        )
