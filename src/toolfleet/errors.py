@@ -12,6 +12,9 @@
     ├── NoWorkers           no healthy worker serves the profile
     ├── ResultTimeout       the producer gave up waiting for a result
     ├── RedisUnavailable    the broker or result backend does not answer, or refuses us
+    ├── GitError            a git command of a worktree workspace or an apply failed
+    ├── UnknownChange       no change record has that id
+    ├── DirtyTarget         the checkout to apply changes to has uncommitted changes
     └── ConfigError         a profile or a setting is unusable
         └── UnknownProfile  no worker and no profiles file knows the profile
 
@@ -26,6 +29,8 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "DirtyTarget",
+    "GitError",
     "IncompleteInput",
     "NoWorkers",
     "PromptRejected",
@@ -36,6 +41,7 @@ __all__ = [
     "ToolError",
     "ToolTimeout",
     "ToolfleetError",
+    "UnknownChange",
     "UnknownProfile",
     "WorkerLost",
 ]
@@ -126,6 +132,18 @@ class RedisUnavailable(ToolfleetError):
     """Redis (the broker or the result backend) does not answer, or refuses the password."""
 
     retryable = True
+
+
+class GitError(ToolfleetError):
+    """A git command failed (its message is git's own, in one line)."""
+
+
+class UnknownChange(ToolfleetError):
+    """No change record has that id (never made, or expired with the results)."""
+
+
+class DirtyTarget(ToolfleetError):
+    """The checkout to apply changes to has uncommitted changes: nothing was applied."""
 
 
 class ConfigError(ToolfleetError):

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 __all__ = [
+    "CHANGES_INDEX",
+    "CHANGE_PREFIX",
     "CLAIM_PREFIX",
     "HEALTH_PREFIX",
     "LEASE_PREFIX",
@@ -13,6 +15,7 @@ __all__ = [
     "SESSION_PREFIX",
     "SWEEP_LOCK",
     "RedisLike",
+    "change_key",
     "claim_key",
     "health_key",
     "lease_key",
@@ -31,6 +34,9 @@ SESSION_PREFIX = "toolfleet:session:"
 RR_PREFIX = "toolfleet:rr:"
 #: which worker runs a prompt that may be redelivered (see workers/guard.py)
 CLAIM_PREFIX = "toolfleet:claim:"
+#: a change record (JSON) by its id, and the index of all of them (a sorted set by time)
+CHANGE_PREFIX = "toolfleet:change:"
+CHANGES_INDEX = "toolfleet:changes"
 #: held by the one worker sweeping dead workers' prompts this interval
 SWEEP_LOCK = "toolfleet:orphan-sweep"
 
@@ -60,6 +66,11 @@ def rr_key(profile: str) -> str:
     return RR_PREFIX + profile
 
 
+def change_key(change: str) -> str:
+    """The key of a change record."""
+    return CHANGE_PREFIX + change
+
+
 def claim_key(prompt_id: str) -> str:
     """The claim of the worker running ``prompt_id``."""
     return CLAIM_PREFIX + prompt_id
@@ -81,3 +92,4 @@ class RedisLike(Protocol):
     def scan_iter(self, match: str | None = None, count: int | None = None) -> Iterator[Any]: ...
     def hgetall(self, name: str) -> Any: ...
     def zrange(self, name: str, start: int, end: int, *, withscores: bool = False) -> Any: ...
+    def zadd(self, name: str, mapping: dict[str, float]) -> Any: ...

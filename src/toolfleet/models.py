@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["STATES", "InstanceHealth", "PromptResult", "State", "json_schemas", "write_schemas"]
+__all__ = [
+    "STATES",
+    "Changes",
+    "InstanceHealth",
+    "PromptResult",
+    "State",
+    "json_schemas",
+    "write_schemas",
+]
 
 State = Literal["starting", "ready", "busy", "restarting", "failed", "stopping"]
 STATES: tuple[State, ...] = ("starting", "ready", "busy", "restarting", "failed", "stopping")
@@ -31,6 +39,26 @@ class PromptResult(BaseModel):
     seq: int | None = Field(None, description="Sequence number inside the session.")
     truncated: bool = Field(False, description="Output was cut at the profile's cap.")
     prompt_id: str | None = Field(None, description="The Celery task id of the prompt.")
+
+
+class Changes(BaseModel):
+    """What a session or item changed in its instance's worktree, committed on a branch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="The session's id (an item's session).")
+    worker: str
+    repo: str = Field(description="The repository the worktree belongs to.")
+    branch: str = Field(description="toolfleet/changes/<id>, holding the commit.")
+    base: str = Field(description="The commit the worktree was reset to.")
+    commit: str | None = Field(None, description="The change's commit (None: nothing changed).")
+    files: list[str] = Field(default_factory=list)
+    insertions: int = Field(0, ge=0)
+    deletions: int = Field(0, ge=0)
+    patch: str = Field("", description="The diff from base, capped.")
+    truncated: bool = Field(False, description="The patch was cut at its cap.")
+    state: Literal["pending", "applied", "discarded", "empty"] = "pending"
+    created_at: float = Field(description="Unix time it was committed.")
 
 
 class InstanceHealth(BaseModel):
@@ -74,6 +102,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return {
         "prompt_result.schema.json": PromptResult.model_json_schema(),
         "instance_health.schema.json": InstanceHealth.model_json_schema(),
+        "changes.schema.json": Changes.model_json_schema(),
     }
 
 

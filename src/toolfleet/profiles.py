@@ -99,6 +99,17 @@ class Profile(BaseModel):
         description="A prompt whose worker died mid-prompt: run it again (at least once), "
         "or fail it with ToolCrashed (at most once; costs one Redis command per prompt).",
     )
+    workspace: Literal["none", "worktree"] = Field(
+        "none",
+        description="'worktree': each instance works in its own git worktree of `repo`, reset "
+        "to `base` before each session or item; what it changed is committed on a branch.",
+    )
+    repo: str | None = Field(
+        None, description="The git repository of worktree workspaces (default: the cwd)."
+    )
+    base: str | None = Field(
+        None, description="The commit worktrees are reset to (default: the repo's HEAD)."
+    )
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)

@@ -11,6 +11,7 @@ from typing import cast
 import click
 from rich.live import Live
 
+from toolfleet.cli.changes import changes
 from toolfleet.cli.common import connect, console, error, fail
 from toolfleet.cli.local_commands import demo, up, worker
 from toolfleet.cli.map import map_command
@@ -231,7 +232,7 @@ def restart(worker: str) -> None:
             click.echo(f"{node}: {answer}")
 
 
-for command in (up, worker, demo, map_command):
+for command in (up, worker, demo, map_command, changes):
     cli.add_command(command)
 
 

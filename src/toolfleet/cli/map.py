@@ -22,10 +22,14 @@ from rich.text import Text
 from toolfleet.cli.common import fail
 from toolfleet.cli.map_report import failures_table, progress_bar, summary_line, summary_table
 from toolfleet.client.bulk import MapRun
+from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapItem, MapOutcome, expand_steps, expand_template, read_jsonl
 from toolfleet.client.unavailable import ensure_reachable
 from toolfleet.errors import ToolfleetError
+from toolfleet.gitops import git, is_url
+from toolfleet.profiles import load_profiles
+from toolfleet.settings import Settings
 
 __all__ = ["map_command"]
 
@@ -36,6 +40,7 @@ def _items(
     steps: Sequence[str],
     jsonl: TextIO | None,
     err: Console,
+    root: Path | None = None,
 ) -> list[MapItem]:
     if sum((template is not None, bool(steps), jsonl is not None)) != 1:
         raise click.UsageError("give one of --template or --step with FILES, or --jsonl")
@@ -51,7 +56,12 @@ def _items(
         raise click.UsageError(f"{option} needs FILES")
     paths: dict[str, None] = {}
     for name in files:  # absolute: the workers' working directory is not ours
-        paths.setdefault(os.path.abspath(name), None)
+        path = os.path.abspath(name)
+        if root is not None:  # a worktree profile: relative to the repository's root
+            path = os.path.relpath(path, root)
+            if path.startswith(os.pardir):
+                raise click.BadParameter(f"{name} is outside the repository {root}")
+        paths.setdefault(path, None)
     if len(paths) < len(files):
         err.print(f"{len(files) - len(paths)} duplicate path(s) ignored")
     try:
@@ -60,6 +70,45 @@ def _items(
         return expand_steps(steps, list(paths))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _worktree_root(profile: str | None) -> Path | None:
+    """The repository root that {path} is relative to, for a worktree profile."""
+    try:
+        known = load_profiles(Settings.from_env().profiles).get(profile or "")
+    except ToolfleetError:
+        return None
+    if known is None or known.workspace != "worktree":
+        return None
+    repo = known.repo if known.repo and not is_url(known.repo) else os.getcwd()
+    try:
+        return Path(git("rev-parse", "--show-toplevel", cwd=repo).strip())
+    except (ToolfleetError, OSError) as exc:
+        raise click.UsageError(f"profile {profile!r} works in worktrees of {repo}: {exc}") from None
+
+
+def _apply(fleet: Fleet, outcome: MapOutcome, result: ApplyResult) -> None:
+    """--apply: merge an ok item's change into the checked-out branch as it completes."""
+    changes = outcome.changes
+    if not outcome.ok or changes is None or changes.commit is None:
+        return
+    try:
+        done = fleet.changes.apply([changes.id])
+    except ToolfleetError as exc:
+        result.conflicts[changes.id] = [f"{type(exc).__name__}: {exc.message}"]
+        return
+    result.applied += done.applied
+    result.conflicts.update(done.conflicts)
+
+
+def _refuse_dirty() -> None:
+    """--apply onto a checkout with uncommitted changes is refused before anything runs."""
+    try:
+        dirty = git("status", "--porcelain", "--untracked-files=no", cwd=".").strip()
+    except ToolfleetError as exc:
+        fail(f"--apply needs a git checkout here: {exc.message}")
+    if dirty:
+        fail("DirtyTarget: the checkout here has uncommitted changes; commit or stash them")
 
 
 def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
@@ -212,6 +261,12 @@ def _drive(
     "(default: twice the deadline + 30).",
 )
 @click.option(
+    "--apply",
+    is_flag=True,
+    help="Merge each ok item's change (worktree profiles) into the branch checked out "
+    "here as it completes; conflicts are listed and make the exit status 1.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -228,6 +283,7 @@ def map_command(
     journal: Path | None,
     timeout: float | None,
     result_timeout: float | None,
+    apply: bool,
     as_json: bool,
 ) -> None:
     """Run one prompt per FILE (--template), several (--step ...), or one per JSONL line.
@@ -258,7 +314,8 @@ def map_command(
     """
     err = Console(stderr=True, soft_wrap=True)  # messages are not wrapped (logs, grep)
     out = Console()
-    items = _items(files, template, steps, jsonl, err)
+    root = _worktree_root(profile)
+    items = _items(files, template, steps, jsonl, err, root)
     if profile is None and any(it.profile is None for it in items):
         raise click.UsageError("--profile is needed (or a 'profile' on every JSONL line)")
     with Fleet.from_env() as fleet:
@@ -292,7 +349,13 @@ def map_command(
         if run.skipped:
             err.print(f"{len(run.skipped)} of {run.total} items already ok in {journal}")
 
+        applied = ApplyResult()
+        if apply:
+            _refuse_dirty()
+
         def emit(outcome: MapOutcome) -> None:
+            if apply:
+                _apply(fleet, outcome, applied)
             if as_json:
                 click.echo(json.dumps(outcome.to_record(), ensure_ascii=False))
 
@@ -310,9 +373,13 @@ def map_command(
             f"[yellow]{len(run.abandoned)} prompt(s) may still run on the workers; "
             "their outcomes are not recorded[/]"
         )
+    if applied.applied or applied.conflicts:
+        err.print(f"{len(applied.applied)} change(s) applied, {len(applied.conflicts)} conflict(s)")
+        for change_id, conflicted in applied.conflicts.items():
+            err.print(f"[red]conflict: {change_id}: {', '.join(conflicted)} (not applied)[/]")
     if run.stopped:
         again = "run the same command again" if journal else "use --journal next time"
         err.print(f"interrupted ({'quit' if quit_now else 'stopped'}); {again} to finish")
         sys.exit(130)
-    if any(not o.ok for o in outcomes):
+    if any(not o.ok for o in outcomes) or applied.conflicts:
         sys.exit(1)

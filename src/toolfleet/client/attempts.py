@@ -58,10 +58,13 @@ def settle_outcome(
     duration_ms = (time.monotonic() - slot.first_submit) * 1000
     key, attempts = slot.item.key, slot.attempt
     steps = tuple(getattr(slot.handle, "results", ()))
+    changes = getattr(slot.handle, "changes", None)
     if result is not None:
         worker = result.worker
         if result.ok:
-            return MapOutcome(key, True, result, None, None, attempts, worker, duration_ms, steps)
+            return MapOutcome(
+                key, True, result, None, None, attempts, worker, duration_ms, steps, changes
+            )
         why = (
             "the tool reported an error"
             if result.exit_status is None

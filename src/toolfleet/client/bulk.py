@@ -261,8 +261,19 @@ class MapRun:
             for text in item.steps:
                 validate(text, profile)
         opener = cast(SessionOpener, self.fleet)
+        changes = None
+        uses_worktree = getattr(self.fleet, "uses_worktree", None)
+        if uses_worktree is not None and uses_worktree(profile):
+            book = cast(Any, self.fleet).changes
+            changes = book.wait
         return StepsHandle(
-            opener, item.steps, profile, timeout=timeout, step_wait=wait, lease_wait=wait
+            opener,
+            item.steps,
+            profile,
+            timeout=timeout,
+            step_wait=wait,
+            lease_wait=wait,
+            changes=changes,
         )
 
     def _sweep(self) -> bool:

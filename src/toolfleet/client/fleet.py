@@ -15,6 +15,7 @@ from celery.result import AsyncResult
 from toolfleet.broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
 from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
 from toolfleet.client.bulk import MapRun, run_map
+from toolfleet.client.changes import ChangeBook
 from toolfleet.client.items import MapItem, expand_steps
 from toolfleet.client.sessions import Session, Strategy, attach, open_session
 from toolfleet.client.unavailable import redis_errors, unavailable
@@ -163,6 +164,16 @@ class Fleet:
         if known is None:  # a profile only the workers know: use the defaults
             return DEFAULT_MAX_PROMPT_BYTES, False
         return known.max_prompt_bytes, known.allow_control
+
+    @property
+    def changes(self) -> ChangeBook:
+        """The change records of worktree workspaces: list, apply, discard."""
+        return ChangeBook(self.app.backend.client, float(self.settings.result_expires))
+
+    def uses_worktree(self, profile: str) -> bool:
+        """Whether ``profile`` (as defined here) gives each instance a git worktree."""
+        known = self._local_profiles().get(profile)
+        return known is not None and known.workspace == "worktree"
 
     def validate(self, text: str, profile: str) -> str:
         """``text`` as it would be sent to ``profile``, or PromptRejected (no I/O)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from toolfleet.models import PromptResult
+from toolfleet.models import Changes, PromptResult
 
 __all__ = [
     "TOOL_ERROR",
@@ -62,6 +62,8 @@ class MapOutcome:
     duration_ms: float = 0.0
     #: a multi-step item's results, one per step run (the last is ``result``)
     steps: tuple[PromptResult, ...] = ()
+    #: what the item changed (a worktree profile's multi-step item)
+    changes: Changes | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object of the journal and of ``toolfleet map --json``."""
@@ -81,6 +83,15 @@ class MapOutcome:
             attempts=self.attempts,
             prompt_id=None if self.result is None else self.result.prompt_id,
         )
+        if self.changes is not None:
+            c = self.changes
+            record["changes"] = {
+                "id": c.id,
+                "branch": c.branch if c.commit else None,
+                "files": c.files,
+                "insertions": c.insertions,
+                "deletions": c.deletions,
+            }
         if self.steps:
             record["steps"] = [
                 {"output": r.output, "ok": r.ok, "exit_status": r.exit_status} for r in self.steps

@@ -9,10 +9,11 @@ import uuid
 from typing import Any, Literal
 
 import toolfleet.client.leases as leases
+from toolfleet.client.changes import ChangeBook
 from toolfleet.client.protocols import FleetLike, Handle
-from toolfleet.errors import NoWorkers, SessionLost
+from toolfleet.errors import NoWorkers, SessionLost, ToolfleetError
 from toolfleet.keys import rr_key, session_key
-from toolfleet.models import InstanceHealth
+from toolfleet.models import Changes, InstanceHealth
 
 __all__ = ["Session", "Strategy", "attach", "open_session", "place"]
 
@@ -118,6 +119,14 @@ class Session:
             )
         except Exception as exc:  # the worker notices the missing lease key by itself
             log.warning("session %s: release failed: %s", self.id, exc)
+
+    def changes(self, timeout: float = 10.0) -> Changes | None:
+        """What the session changed in its instance's worktree (a closed session of a
+        worktree profile), once its worker has recorded it; None if it recorded nothing."""
+        if not self._closed.is_set():
+            raise ToolfleetError(f"session {self.id} is open: close it first")
+        book = ChangeBook(self.client, float(self.fleet.settings.result_expires))
+        return book.wait(self.id, timeout)
 
     def __enter__(self) -> Session:
         return self

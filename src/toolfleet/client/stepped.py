@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from toolfleet.errors import (
@@ -13,7 +14,7 @@ from toolfleet.errors import (
     ToolCrashed,
     ToolfleetError,
 )
-from toolfleet.models import PromptResult
+from toolfleet.models import Changes, PromptResult
 
 __all__ = ["SessionOpener", "StepsHandle"]
 
@@ -47,6 +48,7 @@ class StepsHandle:
         timeout: float | None,
         step_wait: float,
         lease_wait: float,
+        changes: Callable[[str], Changes | None] | None = None,
     ) -> None:
         self.fleet = fleet
         self.steps = steps
@@ -55,6 +57,9 @@ class StepsHandle:
         self.step_wait = step_wait
         self.lease_wait = lease_wait
         self.results: list[PromptResult] = []
+        #: the item's change record (a worktree profile), once its session ended
+        self.changes: Changes | None = None
+        self._changes = changes
         self.error: ToolfleetError | None = None
         self._id = f"steps-{uuid.uuid4()}"
         self._done = threading.Event()
@@ -95,6 +100,8 @@ class StepsHandle:
             finally:
                 # every step sent was awaited, or its instance is lost: no wait
                 session.close(wait=0.0)
+            if self._changes is not None:
+                self.changes = self._changes(session.id)
         except SessionLost as exc:
             self.error = ToolCrashed(self._lost(exc.message))
         except ToolfleetError as exc:

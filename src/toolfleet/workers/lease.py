@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from toolfleet.client.leases import holder
+from toolfleet.errors import GitError
 from toolfleet.keys import RedisLike
 from toolfleet.workers.supervisor import Supervisor
+from toolfleet.workers.workspace import Worktree
 
 __all__ = ["LeaseKeeper"]
 
@@ -19,11 +21,19 @@ class LeaseKeeper:
     """Pins the supervisor's instance to the session holding this worker's lease key."""
 
     def __init__(
-        self, supervisor: Supervisor, client: RedisLike, on_change: Callable[[], None]
+        self,
+        supervisor: Supervisor,
+        client: RedisLike,
+        on_change: Callable[[], None],
+        workspace: Worktree | None = None,
+        changes_ttl: float = 86400.0,
     ) -> None:
         self.supervisor = supervisor
         self.client = client
         self.on_change = on_change
+        #: reset before each session; its changes committed and recorded after it
+        self.workspace = workspace
+        self.changes_ttl = changes_ttl
 
     def take(self, session: str) -> dict[str, Any]:
         """A producer acquired the lease key for ``session``: pin the instance to it."""
@@ -36,6 +46,11 @@ class LeaseKeeper:
             return {"error": f"not available (state {sup.state})"}
         if holder(self.client, sup.worker) != session:
             return {"error": "the lease key does not name this session"}
+        if self.workspace is not None:
+            try:
+                self.workspace.reset()
+            except GitError as exc:
+                return {"error": f"could not reset the worktree: {exc.message}"}
         generation = sup.begin_session(session)
         log.info("%s: leased to session %s", sup.worker, session)
         self.on_change()
@@ -55,6 +70,9 @@ class LeaseKeeper:
             self._end("lease expired")
 
     def _end(self, why: str) -> None:
-        log.info("%s: session %s ended (%s)", self.supervisor.worker, self.supervisor.session, why)
+        session = self.supervisor.session
+        log.info("%s: session %s ended (%s)", self.supervisor.worker, session, why)
+        if self.workspace is not None and session is not None:
+            self.workspace.finish(session, self.client, self.changes_ttl)
         self.supervisor.end_session()
         self.on_change()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from toolfleet.workers.guard import DeliveryGuard
     from toolfleet.workers.lease import LeaseKeeper
     from toolfleet.workers.supervisor import Supervisor
+    from toolfleet.workers.workspace import Worktree
 
 __all__ = ["WorkerParts", "current", "install", "installed", "parts", "uninstall"]
 
@@ -24,6 +25,7 @@ class WorkerParts:
     supervisor: Supervisor
     guard: DeliveryGuard | None = None
     leases: LeaseKeeper | None = None
+    workspace: Worktree | None = None
     tracker: PromptTracker = field(default_factory=PromptTracker)
 
 

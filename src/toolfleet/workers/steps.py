@@ -21,6 +21,7 @@ from toolfleet.workers.lease import LeaseKeeper
 from toolfleet.workers.queues import SharedQueueSwitch
 from toolfleet.workers.supervisor import Supervisor
 from toolfleet.workers.sweep import OrphanSweeper
+from toolfleet.workers.workspace import Worktree
 
 __all__ = ["HeartbeatStep", "LeaseStep", "SweepStep", "ToolStep", "control"]
 
@@ -50,7 +51,12 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.queue = shared_queue(self.profile.name)
         worker.app.amqp.queues.select_add(self.queue)
         queues = [self.queue, direct_queue(worker.hostname).name]
-        self.supervisor = Supervisor(ToolInstance(self.profile), worker.hostname, queues)
+        workspace = None
+        if self.profile.workspace == "worktree":  # the tool works in its own worktree
+            workspace = Worktree(self.profile, worker.hostname)
+        cwd = None if workspace is None else str(workspace.path)
+        tool = ToolInstance(self.profile, cwd=cwd)
+        self.supervisor = Supervisor(tool, worker.hostname, queues)
         guard = DeliveryGuard(
             worker.app.backend.client,
             Claim(worker.hostname, os.getpid()),
@@ -58,19 +64,29 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
             visibility_timeout=self.settings.visibility_timeout,
         )
         # installed now, so that the consumer steps (built next) find the parts
-        state.install(state.WorkerParts(self.supervisor, guard))
+        state.install(state.WorkerParts(self.supervisor, guard, workspace=workspace))
 
     def start(self, worker: Any) -> None:
         sup = self.supervisor
         switch = SharedQueueSwitch(worker, self.queue)
         sup.subscribe(lambda *_: switch.set(sup.takes_shared_work))
-        state.parts().tracker.connect()
+        parts = state.parts()
+        parts.tracker.connect()
+        if parts.workspace is not None:
+            try:
+                parts.workspace.prepare()
+            except ConfigError as exc:  # the worker stays up, failed, saying why
+                sup.fail(exc.message)
+                return
         sup.start(wait=True)
 
     def stop(self, worker: Any) -> None:
         self.supervisor.stop()
         if state.installed():
-            state.parts().tracker.disconnect()
+            parts = state.parts()
+            parts.tracker.disconnect()
+            if parts.workspace is not None:
+                parts.workspace.remove()
             state.uninstall()
 
     def info(self, worker: Any) -> dict[str, Any]:
@@ -175,7 +191,13 @@ class LeaseStep(_ConsumerStep):
         if state.installed():  # built now: lease commands may come before start
             parts = state.parts()
             sup = parts.supervisor
-            self.keeper = parts.leases = LeaseKeeper(sup, consumer.app.backend.client, sup.announce)
+            self.keeper = parts.leases = LeaseKeeper(
+                sup,
+                consumer.app.backend.client,
+                sup.announce,
+                workspace=parts.workspace,
+                changes_ttl=self.settings.result_expires,
+            )
 
     def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
         if self.keeper is not None:

@@ -125,6 +125,13 @@ class Supervisor:
         if self._watcher is not None:
             self._watcher.join(timeout=2)
 
+    def fail(self, reason: str) -> None:
+        """Declare the worker failed (it cannot serve: e.g. no git repository for its
+        worktree): it stops taking shared work and its health record says why."""
+        log.error("%s: %s", self.worker, reason)
+        self.last_error = reason
+        self._set("failed")
+
     def restart(self, reason: str = "restart requested") -> None:
         """Restart the tool now (between prompts); clears a crash-loop failure."""
         with self._lock:

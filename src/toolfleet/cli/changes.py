@@ -1,0 +1,110 @@
+"""``toolfleet changes``: review and apply what worktree workspaces changed."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.table import Table
+
+from toolfleet.cli.common import connect, console, error, fail
+from toolfleet.client.changes import ApplyResult
+from toolfleet.errors import ToolfleetError
+
+__all__ = ["changes", "report_apply"]
+
+
+@click.group()
+def changes() -> None:
+    """Review and apply what sessions and items of worktree profiles changed.
+
+    Each change is a branch toolfleet/changes/ID of the repository; apply merges it
+    into a branch of the repository in the current directory.
+    """
+
+
+@changes.command("list")
+@click.option("--pending", is_flag=True, help="Only changes neither applied nor discarded.")
+def list_changes(pending: bool) -> None:
+    """One row per change: id, state, worker, files, +/- lines, age."""
+    try:
+        with connect() as fleet:
+            records = fleet.changes.records(pending=pending)
+    except ToolfleetError as exc:
+        error(exc)
+    table = Table(title="toolfleet changes", title_justify="left")
+    for col in ("id", "state", "worker", "files", "+", "-", "age"):
+        table.add_column(col, no_wrap=col != "files")
+    now = time.time()
+    for r in records:
+        files = ", ".join(r.files) if len(r.files) <= 3 else f"{len(r.files)} files"
+        age = f"{now - r.created_at:.0f}s"
+        table.add_row(
+            r.id, r.state, r.worker, files or "-", str(r.insertions), str(r.deletions), age
+        )
+    console.print(table)
+    if not records:
+        console.print("no changes recorded (profiles with workspace = 'worktree' make them)")
+
+
+@changes.command("show")
+@click.argument("change_id")
+def show(change_id: str) -> None:
+    """The change's diff from its base (as recorded; the branch has all of it)."""
+    try:
+        with connect() as fleet:
+            record = fleet.changes.get(change_id)
+    except ToolfleetError as exc:
+        error(exc)
+    click.echo(f"# {record.id} on {record.branch} ({record.state}), base {record.base[:12]}")
+    click.echo(record.patch, nl=False)
+    if record.truncated:
+        click.echo(f"# ... cut; see: git diff {record.base} {record.branch}")
+
+
+@changes.command("apply")
+@click.argument("change_ids", nargs=-1, required=True)
+@click.option("--onto", default=None, help="Target branch (default: the one checked out).")
+def apply(change_ids: tuple[str, ...], onto: str | None) -> None:
+    """Merge changes into a branch of the repository in the current directory.
+
+    A conflicting change leaves the target as it was and lists its files; a checkout
+    with uncommitted changes is refused. Exit status 1 if any change conflicted.
+    """
+    try:
+        with connect() as fleet:
+            result = fleet.changes.apply(list(change_ids), onto=onto)
+    except ToolfleetError as exc:
+        error(exc)
+    report_apply(result)
+    if result.conflicts:
+        raise SystemExit(1)
+
+
+@changes.command("discard")
+@click.argument("change_ids", nargs=-1, required=True)
+def discard(change_ids: tuple[str, ...]) -> None:
+    """Delete the changes' branches and mark them discarded."""
+    try:
+        with connect() as fleet:
+            for change_id in change_ids:
+                fleet.changes.discard(change_id)
+                click.echo(f"discarded {change_id}")
+    except ToolfleetError as exc:
+        error(exc)
+
+
+def report_apply(result: ApplyResult) -> None:
+    """One line per change applied, empty or conflicting."""
+    for change_id in result.applied:
+        click.echo(f"applied {change_id}")
+    for change_id in result.empty:
+        click.echo(f"nothing to apply in {change_id} (it changed no file)")
+    for change_id, files in result.conflicts.items():
+        click.echo(
+            f"conflict: {change_id} not applied ({', '.join(files) or 'see git'}); "
+            "the target branch is unchanged",
+            err=True,
+        )
+    if not (result.applied or result.empty or result.conflicts):
+        fail("nothing applied")

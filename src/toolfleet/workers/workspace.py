@@ -1,0 +1,154 @@
+"""An instance's git worktree: made at start, reset before each session, its changes
+committed on a branch of their own and recorded in Redis when the session ends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from toolfleet.errors import ConfigError, GitError
+from toolfleet.gitops import git, is_url
+from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key
+from toolfleet.models import Changes
+from toolfleet.profiles import Profile
+
+__all__ = ["MAX_PATCH_BYTES", "Worktree", "change_branch"]
+
+log = logging.getLogger(__name__)
+
+#: the patch kept in a change record (the branch holds all of it)
+MAX_PATCH_BYTES = 64 * 1024
+
+
+def change_branch(change: str) -> str:
+    """The branch holding change ``change``."""
+    return f"toolfleet/changes/{change}"
+
+
+class Worktree:
+    """One instance's worktree of ``profile.repo`` (a local path, or a URL cloned once),
+    on its own branch, never the user's checkout."""
+
+    def __init__(self, profile: Profile, worker: str) -> None:
+        self.worker = worker
+        self.source = profile.repo or profile.cwd or os.getcwd()
+        self.base_ref = profile.base or "HEAD"
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", worker)
+        self.root = Path(tempfile.mkdtemp(prefix=f"toolfleet-wt-{safe}-"))
+        self.path = self.root / "worktree"
+        self.branch = f"toolfleet/instances/{safe}"
+        self.repo = ""
+        self.base = ""
+
+    def prepare(self) -> None:
+        """Make the worktree at the base commit; ConfigError says why it cannot be."""
+        try:
+            if is_url(self.source):
+                self.repo = str(self.root / "clone.git")
+                git("clone", "--bare", "--quiet", self.source, self.repo, cwd=self.root)
+            else:
+                self.repo = git("rev-parse", "--show-toplevel", cwd=self.source).strip()
+        except (GitError, OSError) as exc:
+            raise ConfigError(
+                f"workspace 'worktree': {self.source} is no git repository ({exc})"
+            ) from None
+        try:
+            self.base = git("rev-parse", "--verify", f"{self.base_ref}^{{commit}}", cwd=self.repo)
+        except GitError:
+            raise ConfigError(
+                f"workspace 'worktree': base {self.base_ref!r} is no commit of {self.source}"
+            ) from None
+        self.base = self.base.strip()
+        git("worktree", "prune", cwd=self.repo)  # those of workers killed before
+        git(
+            "worktree",
+            "add",
+            "--quiet",
+            "-B",
+            self.branch,
+            str(self.path),
+            self.base,
+            cwd=self.repo,
+        )
+
+    def reset(self) -> None:
+        """Back to the base commit: no change, no untracked file, no merge in progress."""
+        wt = self.path
+        git("merge", "--abort", cwd=wt, check=False)
+        git("rebase", "--abort", cwd=wt, check=False)
+        git("checkout", "--quiet", "--force", "-B", self.branch, self.base, cwd=wt)
+        git("clean", "-fdxq", cwd=wt)
+
+    def commit(self, change: str) -> Changes:
+        """Commit what changed since the reset on ``toolfleet/changes/<change>``."""
+        wt = self.path
+        git("add", "--all", cwd=wt)
+        staged = git("diff", "--cached", "--name-only", cwd=wt).split()
+        now = time.time()
+        if not staged:
+            return Changes(
+                id=change,
+                worker=self.worker,
+                repo=self.source,
+                branch=change_branch(change),
+                base=self.base,
+                state="empty",
+                created_at=now,
+            )
+        git("commit", "--quiet", "--no-verify", "-m", f"toolfleet change {change}", cwd=wt)
+        commit = git("rev-parse", "HEAD", cwd=wt).strip()
+        branch = change_branch(change)
+        git("branch", "--force", branch, commit, cwd=wt)
+        if is_url(self.source):
+            git("push", "--quiet", self.source, f"{branch}:{branch}", cwd=wt)
+        insertions = deletions = 0
+        for line in git("diff", "--numstat", self.base, commit, cwd=wt).splitlines():
+            added, removed, _ = line.split("\t", 2)
+            insertions += int(added) if added.isdigit() else 0
+            deletions += int(removed) if removed.isdigit() else 0
+        patch = git("diff", self.base, commit, cwd=wt)
+        cut = len(patch.encode()) > MAX_PATCH_BYTES
+        if cut:
+            patch = patch.encode()[:MAX_PATCH_BYTES].decode(errors="ignore")
+        return Changes(
+            id=change,
+            worker=self.worker,
+            repo=self.source,
+            branch=branch,
+            base=self.base,
+            commit=commit,
+            files=sorted(staged),
+            insertions=insertions,
+            deletions=deletions,
+            patch=patch,
+            truncated=cut,
+            created_at=now,
+        )
+
+    def finish(self, change: str, client: RedisLike, ttl: float) -> Changes | None:
+        """Commit and record the session's changes (None if that failed: logged)."""
+        try:
+            record = self.commit(change)
+        except (GitError, OSError) as exc:
+            log.error("%s: could not commit the changes of %s: %s", self.worker, change, exc)
+            return None
+        client.set(change_key(change), record.model_dump_json(), px=int(ttl * 1000))
+        client.zadd(CHANGES_INDEX, {change: record.created_at})
+        log.info(
+            "%s: changes of %s: %d file(s) on %s",
+            self.worker,
+            change,
+            len(record.files),
+            record.branch,
+        )
+        return record
+
+    def remove(self) -> None:
+        """Take the worktree away (the change branches stay)."""
+        git(
+            "worktree", "remove", "--force", str(self.path), cwd=self.repo or self.root, check=False
+        )
