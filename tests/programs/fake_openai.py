@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""A scripted OpenAI-compatible chat server for driving the real aider without a model.
+
+Standard library only. It speaks the part of the OpenAI API that aider (through litellm
+and the openai client) uses:
+
+- ``POST /v1/chat/completions``: streamed (``"stream": true``: server-sent events, one
+  ``data: {chunk}`` per word, a last chunk with ``finish_reason: "stop"``, a usage chunk
+  when ``stream_options.include_usage`` asks for one, then ``data: [DONE]``) or not (one
+  ``chat.completion`` object); both report ``usage`` (about 4 characters a token).
+- ``GET /v1/models`` and ``GET /v1/models/ID``: a short, made-up model list.
+
+What it answers: a request whose last user message mentions ``DOC_ID`` is an edit
+request. Its file is the one of the chat's files (those aider sends, with their contents,
+in its "I have *added these files to the chat*" message) named in the request, or the
+only one; the reply is the edit that puts a line ``# DOC_ID: <stem>`` (``a`` for
+``a.py``) at the top of that file, in the edit format of aider's system prompt:
+
+- ``whole`` (``aider/coders/wholefile_prompts.py``): the file's path alone on a line,
+  then a fenced block with the whole new content;
+- ``diff`` (``editblock_prompts.py``): the path, then a fenced SEARCH/REPLACE block
+  whose SEARCH is the file's first line (empty for an empty file);
+- ``diff-fenced`` (``editblock_fenced_prompts.py``): the same with the path inside the fence.
+
+The fence is the one aider used for the file (``` or ```` or ``<source>``...). A file
+that already starts with the header gets "No changes are needed."; a DOC_ID request with
+no file in the chat gets a request to add it. Any other request gets a short plain reply,
+``Fake reply #N.``.
+
+Run: ``python fake_openai.py [--port N] [--chunk-delay S]`` prints the port (``--port 0``,
+the default, picks a free one) on stdout when it listens; each request is logged to
+stderr in one line. In tests: ``server, thread = serve(0)``; ``server.port``,
+``server.requests`` (one dict per chat request: kind, format, file), then
+``server.shutdown(); server.server_close()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import PurePosixPath
+from typing import Any
+
+FILES_PREFIX = "I have *added these files to the chat*"
+# aider's fences (aider/coders/base_coder.py all_fences), opening -> closing
+FENCES = {
+    "```": "```",
+    "````": "````",
+    **{f"<{tag}>": f"</{tag}>" for tag in ("source", "code", "pre", "codeblock", "sourcecode")},
+}
+MODELS = ("gpt-4o-mini", "gpt-4o", "fake-model")
+HEADER = "# DOC_ID: {stem}"
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """A message's text (content given as a string or as a list of parts)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def chat_files(messages: list[dict[str, Any]]) -> tuple[dict[str, str], tuple[str, str]]:
+    """The editable files aider sent (relative name -> content) and the fence it used."""
+    files: dict[str, str] = {}
+    fence = ("```", "```")
+    sent = [text_of(m) for m in messages if m.get("role") == "user"]
+    listing = next((t for t in reversed(sent) if t.startswith(FILES_PREFIX)), None)
+    if listing is None:
+        return files, fence
+    # "\n{name}\n{fence open}\n{content}{fence close}\n" per file (get_files_content)
+    lines = listing.split("\n")
+    i = 0
+    while i + 1 < len(lines):
+        name, opening = lines[i].strip(), lines[i + 1]
+        if not name or opening not in FENCES:
+            i += 1
+            continue
+        closing = FENCES[opening]
+        body: list[str] = []
+        j = i + 2
+        while j < len(lines):
+            line = lines[j]
+            if line == closing:
+                body.append("")  # content ended with a newline
+                break
+            if line.endswith(closing):  # content without a final newline
+                body.append(line[: -len(closing)])
+                break
+            body.append(line)
+            j += 1
+        files[name] = "\n".join(body)
+        fence = (opening, closing)
+        i = j + 1
+    return files, fence
+
+
+def edit_format(messages: list[dict[str, Any]]) -> str:
+    """``whole``, ``diff`` or ``diff-fenced``, from aider's system prompt and examples."""
+    everything = "\n".join(text_of(m) for m in messages)
+    if "*file listing*" in everything:
+        return "whole"
+    if re.search(r"(?m)^(`{3,4}|<\w+>)\w*\n[^\n]+\n<<<<<<< SEARCH$", everything):
+        return "diff-fenced"
+    if "SEARCH/REPLACE" in everything:
+        return "diff"
+    return "whole"
+
+
+def last_request(messages: list[dict[str, Any]]) -> str:
+    """The user's request: the last user message that is not aider's file listing."""
+    for message in reversed(messages):
+        text = text_of(message)
+        if message.get("role") == "user" and not text.startswith(FILES_PREFIX):
+            return text
+    return ""
+
+
+def target_file(request: str, files: dict[str, str]) -> str | None:
+    named = [name for name in files if re.search(rf"(?<![\w/.-]){re.escape(name)}\b", request)]
+    if not named:  # "add it to b.py" for a file sent as src/b.py
+        named = [
+            name
+            for name in files
+            if re.search(rf"(?<![\w/.-]){re.escape(PurePosixPath(name).name)}\b", request)
+        ]
+    if len(named) >= 1:
+        return named[0]
+    if len(files) == 1:
+        return next(iter(files))
+    return None
+
+
+def edit_reply(name: str, content: str, fmt: str, fence: tuple[str, str]) -> str:
+    header = HEADER.format(stem=PurePosixPath(name).stem)
+    if content.split("\n", 1)[0] == header:
+        return "No changes are needed."
+    intro = f"I will add the line `{header}` at the top of `{name}`.\n\n"
+    if fmt == "whole":
+        body = f"{header}\n{content}"
+        if not body.endswith("\n"):
+            body += "\n"
+        return f"{intro}{name}\n{fence[0]}\n{body}{fence[1]}\n"
+    first, _, _ = content.partition("\n")
+    if content == "":
+        search, replace = "", f"{header}\n"
+    else:
+        search, replace = f"{first}\n", f"{header}\n{first}\n"
+    block = f"<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n"
+    lang = "python" if name.endswith(".py") else ""
+    if fmt == "diff-fenced":
+        return f"{intro}{fence[0]}{lang}\n{name}\n{block}{fence[1]}\n"
+    return f"{intro}{name}\n{fence[0]}{lang}\n{block}{fence[1]}\n"
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, chunk_delay: float = 0.0, host: str = "127.0.0.1") -> None:
+        super().__init__((host, port), Handler)
+        self.chunk_delay = chunk_delay
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def answer(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The reply's text for one chat request, and what was decided (for the log)."""
+        messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+        request = last_request(messages)
+        files, fence = chat_files(messages)
+        fmt = edit_format(messages)
+        with self.lock:
+            number = len(self.requests) + 1
+            record: dict[str, Any] = {
+                "n": number,
+                "model": body.get("model"),
+                "stream": bool(body.get("stream")),
+                "files": sorted(files),
+                "request": request[:200],
+            }
+            self.requests.append(record)
+        if "DOC_ID" in request:
+            name = target_file(request, files)
+            if name is None:
+                record.update(kind="no-file")
+                return "Please add the file to the chat first.", record
+            record.update(kind="edit", format=fmt, file=name)
+            return edit_reply(name, files[name], fmt, fence), record
+        record.update(kind="text")
+        return f"Fake reply #{number}.", record
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FakeOpenAI
+    server_version = "FakeOpenAI/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request from log() instead
+
+    def log(self, text: str) -> None:
+        print(f"fake_openai: {text}", file=sys.stderr, flush=True)
+
+    def send_json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def not_found(self) -> None:
+        self.log(f"{self.command} {self.path}: 404")
+        error = {"message": f"no route {self.command} {self.path}", "type": "invalid_request_error"}
+        self.send_json(404, {"error": error})
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.endswith("/models"):
+            self.log(f"GET {self.path}")
+            data = [model_object(name) for name in MODELS]
+            self.send_json(200, {"object": "list", "data": data})
+        elif "/models/" in path:
+            self.log(f"GET {self.path}")
+            self.send_json(200, model_object(path.rsplit("/", 1)[1]))
+        else:
+            self.not_found()
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if not path.endswith("/chat/completions"):
+            self.not_found()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            self.log(f"POST {self.path}: bad JSON: {exc}")
+            error = {"message": f"bad JSON: {exc}", "type": "invalid_request_error"}
+            self.send_json(400, {"error": error})
+            return
+        reply, record = self.server.answer(body)
+        model = str(body.get("model") or "fake-model")
+        usage = {
+            "prompt_tokens": tokens(json.dumps(body.get("messages", []))),
+            "completion_tokens": tokens(reply),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        what = record["kind"] + (
+            f" {record['format']} {record['file']}" if "file" in record else ""
+        )
+        self.log(
+            f"POST {self.path} #{record['n']} model={model} stream={record['stream']} "
+            f"files={','.join(record['files']) or '-'}: {what}"
+        )
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            self.stream(model, reply, usage, bool(options.get("include_usage")))
+        else:
+            self.send_json(200, completion(model, reply, usage))
+
+    def stream(self, model: str, reply: str, usage: dict[str, int], usage_chunk: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()  # HTTP/1.0: the stream ends when the connection closes
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> None:
+            payload = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+            self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+            self.wfile.flush()
+
+        pieces = re.findall(r"\S+\s*|\s+", reply) or [""]
+        for i, piece in enumerate(pieces):
+            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+            if self.server.chunk_delay:
+                time.sleep(self.server.chunk_delay)
+        last = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+        if usage_chunk:
+            chunk(last)
+            chunk([], usage=usage)
+        else:
+            chunk(last, usage=usage)
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+def tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "fake-openai"}
+
+
+def completion(model: str, reply: str, usage: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+
+
+def serve(port: int = 0, chunk_delay: float = 0.0) -> tuple[FakeOpenAI, threading.Thread]:
+    """Start the server on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
+    server = FakeOpenAI(port, chunk_delay)
+    thread = threading.Thread(target=server.serve_forever, name="fake-openai", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0, help="0: a free port (the default)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks"
+    )
+    args = parser.parse_args(argv)
+    server = FakeOpenAI(args.port, args.chunk_delay, args.host)
+    print(server.port, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
