@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import click
 from rich.table import Table
 
 from toolfleet.cli.common import connect, console, error, fail
 from toolfleet.client.changes import ApplyResult
+from toolfleet.client.fleet import Fleet
+from toolfleet.client.items import MapOutcome
 from toolfleet.errors import ToolfleetError
+from toolfleet.gitops import git, is_url
+from toolfleet.profiles import load_profiles
+from toolfleet.settings import Settings
 
-__all__ = ["changes", "report_apply"]
+__all__ = ["apply_as_done", "changes", "refuse_dirty", "report_apply", "worktree_root"]
 
 
 @click.group()
@@ -108,3 +115,42 @@ def report_apply(result: ApplyResult) -> None:
         )
     if not (result.applied or result.empty or result.conflicts):
         fail("nothing applied")
+
+
+def worktree_root(profile: str | None) -> Path | None:
+    """The repository root that {path} is relative to, for a worktree profile."""
+    try:
+        known = load_profiles(Settings.from_env().profiles).get(profile or "")
+    except ToolfleetError:
+        return None
+    if known is None or known.workspace != "worktree":
+        return None
+    repo = known.repo if known.repo and not is_url(known.repo) else os.getcwd()
+    try:
+        return Path(git("rev-parse", "--show-toplevel", cwd=repo).strip())
+    except (ToolfleetError, OSError) as exc:
+        raise click.UsageError(f"profile {profile!r} works in worktrees of {repo}: {exc}") from None
+
+
+def apply_as_done(fleet: Fleet, outcome: MapOutcome, result: ApplyResult) -> None:
+    """--apply: merge an ok item's change into the checked-out branch as it completes."""
+    changes = outcome.changes
+    if not outcome.ok or changes is None or changes.commit is None:
+        return
+    try:
+        done = fleet.changes.apply([changes.id])
+    except ToolfleetError as exc:
+        result.conflicts[changes.id] = [f"{type(exc).__name__}: {exc.message}"]
+        return
+    result.applied += done.applied
+    result.conflicts.update(done.conflicts)
+
+
+def refuse_dirty() -> None:
+    """--apply onto a checkout with uncommitted changes is refused before anything runs."""
+    try:
+        dirty = git("status", "--porcelain", "--untracked-files=no", cwd=".").strip()
+    except ToolfleetError as exc:
+        fail(f"--apply needs a git checkout here: {exc.message}")
+    if dirty:
+        fail("DirtyTarget: the checkout here has uncommitted changes; commit or stash them")

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 from rich.console import Console
-from rich.progress import (
-    Task,
-)
-from rich.text import Text
 
+from toolfleet.cli.changes import apply_as_done, refuse_dirty, worktree_root
 from toolfleet.cli.common import fail
-from toolfleet.cli.map_report import failures_table, progress_bar, summary_line, summary_table
-from toolfleet.client.bulk import MapRun
+from toolfleet.cli.map_report import drive, failures_table, summary_line, summary_table
 from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapItem, MapOutcome, expand_steps, expand_template, read_jsonl
 from toolfleet.client.unavailable import ensure_reachable
 from toolfleet.errors import ToolfleetError
-from toolfleet.gitops import git, is_url
-from toolfleet.profiles import load_profiles
-from toolfleet.settings import Settings
 
 __all__ = ["map_command"]
 
@@ -72,45 +62,6 @@ def _items(
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-def _worktree_root(profile: str | None) -> Path | None:
-    """The repository root that {path} is relative to, for a worktree profile."""
-    try:
-        known = load_profiles(Settings.from_env().profiles).get(profile or "")
-    except ToolfleetError:
-        return None
-    if known is None or known.workspace != "worktree":
-        return None
-    repo = known.repo if known.repo and not is_url(known.repo) else os.getcwd()
-    try:
-        return Path(git("rev-parse", "--show-toplevel", cwd=repo).strip())
-    except (ToolfleetError, OSError) as exc:
-        raise click.UsageError(f"profile {profile!r} works in worktrees of {repo}: {exc}") from None
-
-
-def _apply(fleet: Fleet, outcome: MapOutcome, result: ApplyResult) -> None:
-    """--apply: merge an ok item's change into the checked-out branch as it completes."""
-    changes = outcome.changes
-    if not outcome.ok or changes is None or changes.commit is None:
-        return
-    try:
-        done = fleet.changes.apply([changes.id])
-    except ToolfleetError as exc:
-        result.conflicts[changes.id] = [f"{type(exc).__name__}: {exc.message}"]
-        return
-    result.applied += done.applied
-    result.conflicts.update(done.conflicts)
-
-
-def _refuse_dirty() -> None:
-    """--apply onto a checkout with uncommitted changes is refused before anything runs."""
-    try:
-        dirty = git("status", "--porcelain", "--untracked-files=no", cwd=".").strip()
-    except ToolfleetError as exc:
-        fail(f"--apply needs a git checkout here: {exc.message}")
-    if dirty:
-        fail("DirtyTarget: the checkout here has uncommitted changes; commit or stash them")
-
-
 def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
     """Refuse unknown profiles and an unusable Redis at once; warn of idle profiles."""
     try:
@@ -129,70 +80,6 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
                 f"[yellow]warning: no instance of profile {profile!r} is reporting; "
                 "prompts wait in the queue until one starts (see toolfleet status)[/]"
             )
-
-
-class _SigintStops:
-    """First Ctrl-C: ``run.stop()``; the next one raises KeyboardInterrupt as usual."""
-
-    def __init__(self, run: MapRun) -> None:
-        self.run = run
-        self.previous: Any = None
-        self.installed = False
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.run.stop()
-        signal.signal(signal.SIGINT, self.previous)
-
-    def __enter__(self) -> _SigintStops:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.getsignal(signal.SIGINT)
-            if not callable(self.previous) and self.previous not in (
-                signal.SIG_DFL,
-                signal.SIG_IGN,
-            ):
-                self.previous = signal.default_int_handler
-            signal.signal(signal.SIGINT, self._handle)
-            self.installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.installed:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-def _drive(
-    run: MapRun, err: Console, emit: Callable[[MapOutcome], None]
-) -> tuple[list[MapOutcome], bool]:
-    """Iterate the run under a progress bar; (outcomes, quit at once on a second Ctrl-C)."""
-    outcomes: list[MapOutcome] = []
-
-    def label(_: Task) -> Text:
-        if run.stop_requested:
-            return Text("stopping (Ctrl-C again quits)", "yellow")
-        return Text("map")
-
-    progress = progress_bar(label, err)
-    failed = 0
-    quit_now = False
-    with progress, _SigintStops(run):
-        task = progress.add_task("map", total=run.total - len(run.skipped), failed=0, rate="")
-
-        def take(outcome: MapOutcome) -> None:
-            nonlocal failed
-            outcomes.append(outcome)
-            emit(outcome)
-            failed += not outcome.ok
-            rate = f"{len(outcomes) / run.elapsed:.1f}/s" if run.elapsed > 0 else ""
-            progress.update(task, advance=1, failed=failed, rate=rate)
-
-        try:
-            for outcome in run:
-                take(outcome)
-        except KeyboardInterrupt:  # the second Ctrl-C: keep what is done, leave the rest
-            quit_now = True
-            for outcome in run.close(wait=False):
-                take(outcome)
-    return outcomes, quit_now
 
 
 @click.command("map")
@@ -314,7 +201,7 @@ def map_command(
     """
     err = Console(stderr=True, soft_wrap=True)  # messages are not wrapped (logs, grep)
     out = Console()
-    root = _worktree_root(profile)
+    root = worktree_root(profile)
     items = _items(files, template, steps, jsonl, err, root)
     if profile is None and any(it.profile is None for it in items):
         raise click.UsageError("--profile is needed (or a 'profile' on every JSONL line)")
@@ -351,15 +238,15 @@ def map_command(
 
         applied = ApplyResult()
         if apply:
-            _refuse_dirty()
+            refuse_dirty()
 
         def emit(outcome: MapOutcome) -> None:
             if apply:
-                _apply(fleet, outcome, applied)
+                apply_as_done(fleet, outcome, applied)
             if as_json:
                 click.echo(json.dumps(outcome.to_record(), ensure_ascii=False))
 
-        outcomes, quit_now = _drive(run, err, emit)
+        outcomes, quit_now = drive(run, err, emit)
 
     if as_json:
         err.print(summary_line(outcomes, run), highlight=False)

@@ -1,9 +1,13 @@
-"""What ``toolfleet map`` shows: its progress bar, summary table and failures."""
+"""What ``toolfleet map`` shows: its progress bar (Ctrl-C aware), summary table and failures."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -22,7 +26,7 @@ from rich.text import Text
 from toolfleet.client.bulk import MapRun
 from toolfleet.client.items import MapOutcome
 
-__all__ = ["failures_table", "progress_bar", "summary_line", "summary_table"]
+__all__ = ["drive", "failures_table", "progress_bar", "summary_line", "summary_table"]
 
 #: failed items listed under the summary (all of them are in the journal / --json)
 MAX_FAILURES_SHOWN = 20
@@ -121,3 +125,67 @@ class _Label(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         return self._render_label(task)
+
+
+class _SigintStops:
+    """First Ctrl-C: ``run.stop()``; the next one raises KeyboardInterrupt as usual."""
+
+    def __init__(self, run: MapRun) -> None:
+        self.run = run
+        self.previous: Any = None
+        self.installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.run.stop()
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __enter__(self) -> _SigintStops:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            if not callable(self.previous) and self.previous not in (
+                signal.SIG_DFL,
+                signal.SIG_IGN,
+            ):
+                self.previous = signal.default_int_handler
+            signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def drive(
+    run: MapRun, err: Console, emit: Callable[[MapOutcome], None]
+) -> tuple[list[MapOutcome], bool]:
+    """Iterate the run under a progress bar; (outcomes, quit at once on a second Ctrl-C)."""
+    outcomes: list[MapOutcome] = []
+
+    def label(_: Task) -> Text:
+        if run.stop_requested:
+            return Text("stopping (Ctrl-C again quits)", "yellow")
+        return Text("map")
+
+    progress = progress_bar(label, err)
+    failed = 0
+    quit_now = False
+    with progress, _SigintStops(run):
+        task = progress.add_task("map", total=run.total - len(run.skipped), failed=0, rate="")
+
+        def take(outcome: MapOutcome) -> None:
+            nonlocal failed
+            outcomes.append(outcome)
+            emit(outcome)
+            failed += not outcome.ok
+            rate = f"{len(outcomes) / run.elapsed:.1f}/s" if run.elapsed > 0 else ""
+            progress.update(task, advance=1, failed=failed, rate=rate)
+
+        try:
+            for outcome in run:
+                take(outcome)
+        except KeyboardInterrupt:  # the second Ctrl-C: keep what is done, leave the rest
+            quit_now = True
+            for outcome in run.close(wait=False):
+                take(outcome)
+    return outcomes, quit_now

@@ -2,12 +2,14 @@
 
 from toolfleet.tool.detect import Detector, Marker, Quiescence, Reply, Sentinel
 from toolfleet.tool.fake import FakeInstance
-from toolfleet.tool.instance import Answer, ToolInstance, ToolSnapshot
+from toolfleet.tool.instance import ToolInstance
+from toolfleet.tool.interface import Answer, Instance, ToolSnapshot
 
 __all__ = [
     "Answer",
     "Detector",
     "FakeInstance",
+    "Instance",
     "Marker",
     "Quiescence",
     "Reply",

@@ -11,6 +11,8 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from toolfleet.profiles import Profile
+
 __all__ = [
     "Detector",
     "Marker",
@@ -18,6 +20,7 @@ __all__ = [
     "Quiescence",
     "Reply",
     "Sentinel",
+    "make_detector",
 ]
 
 
@@ -232,3 +235,14 @@ class _QuietMatcher(Matcher):
         if self._last is None:
             return now - self._started >= self._det.silent
         return now - self._last >= self._det.quiet
+
+
+def make_detector(profile: Profile, marker: str, continuation: str | None) -> Detector:
+    """The end-of-response strategy a profile names, bound to this instance's markers."""
+    if profile.detector == "sentinel":
+        if not profile.sentinel:
+            raise ValueError(f"profile {profile.name!r}: the sentinel detector needs 'sentinel'")
+        return Sentinel(profile.sentinel)
+    if profile.detector == "quiescence":
+        return Quiescence(profile.quiet_ms / 1000)
+    return Marker(marker, continuation, settle=profile.settle_ms / 1000)

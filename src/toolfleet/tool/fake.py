@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from toolfleet.errors import ToolCrashed
 from toolfleet.profiles import Profile
-from toolfleet.tool.instance import Answer, ToolSnapshot
+from toolfleet.tool.interface import Answer, ToolSnapshot
 from toolfleet.validation import validate_prompt
 
 __all__ = ["FakeInstance"]

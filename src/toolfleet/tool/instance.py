@@ -12,52 +12,24 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 from ptyprocess import PtyProcess
 
 from toolfleet.errors import IncompleteInput, PromptRejected, ToolCrashed, ToolTimeout
 from toolfleet.profiles import Profile
-from toolfleet.tool.detect import Detector, Marker, Matcher, Quiescence, Sentinel
+from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
+from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
 from toolfleet.tool.output import clean_output
 from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
 from toolfleet.validation import validate_prompt
 
-__all__ = ["Answer", "ToolInstance", "ToolSnapshot", "make_detector"]
+__all__ = ["ToolInstance"]
 
 log = logging.getLogger(__name__)
 
 _WAKE = 0.5  # seconds between liveness checks while waiting for output
 _LATENCY_WINDOW = 200
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A tool's cleaned response to one prompt."""
-
-    output: str
-    ok: bool
-    status: int | None
-    truncated: bool
-    duration_ms: float
-
-
-@dataclass(frozen=True)
-class ToolSnapshot:
-    """Health of one instance at one moment."""
-
-    pid: int | None
-    generation: int
-    state: str  # down | ready | busy
-    prompts_served: int
-    last_latency_ms: float | None
-    p50_latency_ms: float | None
-    p95_latency_ms: float | None
-    rss_bytes: int | None
-    started_at: float
-    uptime: float
-    last_error: str | None
 
 
 class _Eof(Exception):
@@ -66,34 +38,6 @@ class _Eof(Exception):
 
 class _Deadline(Exception):
     """The deadline passed before the response ended."""
-
-
-def make_detector(profile: Profile, marker: str, continuation: str | None) -> Detector:
-    """The end-of-response strategy a profile names, bound to this instance's markers."""
-    if profile.detector == "sentinel":
-        if not profile.sentinel:
-            raise ValueError(f"profile {profile.name!r}: the sentinel detector needs 'sentinel'")
-        return Sentinel(profile.sentinel)
-    if profile.detector == "quiescence":
-        return Quiescence(profile.quiet_ms / 1000)
-    return Marker(marker, continuation, settle=profile.settle_ms / 1000)
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _rss(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class ToolInstance:
@@ -368,9 +312,9 @@ class ToolInstance:
             state=("busy" if self._busy else "ready") if alive else "down",
             prompts_served=self.prompts_served,
             last_latency_ms=latencies[-1] if latencies else None,
-            p50_latency_ms=_percentile(latencies, 0.5),
-            p95_latency_ms=_percentile(latencies, 0.95),
-            rss_bytes=_rss(self.pid) if alive else None,
+            p50_latency_ms=percentile(latencies, 0.5),
+            p95_latency_ms=percentile(latencies, 0.95),
+            rss_bytes=rss_of(self.pid) if alive else None,
             started_at=self.started_at,
             uptime=max(0.0, time.time() - self.started_at),
             last_error=self.last_error,

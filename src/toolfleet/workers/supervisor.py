@@ -6,40 +6,17 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 from toolfleet._version import __version__
 from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
 from toolfleet.models import InstanceHealth, PromptResult, State
-from toolfleet.profiles import Profile
-from toolfleet.tool.instance import Answer, ToolSnapshot
+from toolfleet.tool.interface import Instance
+from toolfleet.workers.restarts import RestartPolicy, recycle_reason
 
-__all__ = ["Instance", "Supervisor"]
+__all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
-
-_MAX_BACKOFF = 30.0
-# a tool that answered a prompt or ran this long was healthy: its death is no crash loop
-_STABLE_AFTER = 10.0
-
-
-class Instance(Protocol):
-    """What the supervisor needs of a tool instance (ToolInstance or FakeInstance)."""
-
-    profile: Profile
-    generation: int
-    last_error: str | None
-
-    @property
-    def pid(self) -> int | None: ...
-
-    def start(self) -> None: ...
-    def alive(self) -> bool: ...
-    def ask(self, text: str, timeout: float | None = None) -> Answer: ...
-    def close(self, grace: float | None = None) -> None: ...
-    def snapshot(self) -> ToolSnapshot: ...
 
 
 Listener = Callable[[State, State], None]
@@ -59,8 +36,7 @@ class Supervisor:
         self._state: State = "starting"
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
-        self._attempts: deque[float] = deque()
-        self._retry_at = 0.0
+        self.policy = RestartPolicy(self.profile)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         #: the session holding the instance, and the generation it was leased at
@@ -111,7 +87,7 @@ class Supervisor:
         self._stop.clear()
         self._try_start()
         while wait and self._state == "restarting" and not self._stop.is_set():
-            self._stop.wait(max(0.0, self._retry_at - time.monotonic()))
+            self._stop.wait(self.policy.wait)
             self._try_start()
         self._watcher = threading.Thread(target=self._watch, name="toolfleet-watch", daemon=True)
         self._watcher.start()
@@ -136,7 +112,7 @@ class Supervisor:
         """Restart the tool now (between prompts); clears a crash-loop failure."""
         with self._lock:
             log.info("restarting %s: %s", self.profile.name, reason)
-            self._attempts.clear()
+            self.policy.clear()
             self._set("restarting")
             self.instance.close(grace=0.5)
             self._try_start()
@@ -155,34 +131,23 @@ class Supervisor:
             self._set("ready")
 
     def _failed_start(self, why: str) -> None:
-        """Count a failed start; retry at once, then with exponential backoff."""
-        now = time.monotonic()
-        self._attempts.append(now)
-        window = self.profile.crash_loop_window
-        while self._attempts and now - self._attempts[0] > window:
-            self._attempts.popleft()
+        """Count a failed start; retry at once, then with backoff; fail a crash loop."""
         self.last_error = why
-        if len(self._attempts) >= self.profile.crash_loop_restarts:
-            self.last_error = (
-                f"crash loop: {len(self._attempts)} failed starts in {window:g} s; last: {why}"
-            )
-            log.error("%s: %s", self.worker, self.last_error)
+        crash_loop = self.policy.failed(why)
+        if crash_loop is not None:
+            self.last_error = crash_loop
+            log.error("%s: %s", self.worker, crash_loop)
             self._set("failed")
             return
-        tries = len(self._attempts)
-        delay = 0.0 if tries == 1 else self.profile.restart_backoff * 2 ** (tries - 2)
-        delay = min(_MAX_BACKOFF, delay)
-        self._retry_at = now + delay
         self._set("restarting")
 
     def _tool_died(self, why: str) -> None:
         """The tool died: restart it; an early death counts towards a crash loop."""
         snap = self.instance.snapshot()
-        if snap.prompts_served > 0 or snap.uptime >= _STABLE_AFTER:
-            self._attempts.clear()
+        self.policy.died(snap.prompts_served, snap.uptime)
         self.last_error = why
         self._failed_start(why)
-        if self._state == "restarting" and time.monotonic() >= self._retry_at:
+        if self._state == "restarting" and self.policy.due:
             self._try_start()
 
     def _watch(self) -> None:
@@ -203,7 +168,7 @@ class Supervisor:
             if self._stop.is_set() or self._state in ("failed", "stopping", "busy"):
                 return
             if self._state == "restarting":
-                if time.monotonic() >= self._retry_at:
+                if self.policy.due:
                     self._try_start()
             elif not self.instance.alive():
                 log.warning("%s: tool died while idle; restarting", self.worker)
@@ -322,25 +287,13 @@ class Supervisor:
             self._set("restarting")
             self._tool_died(f"{self.profile.name} died while idle")
         while self._state == "restarting":
-            delay = self._retry_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            time.sleep(self.policy.wait)
             self._try_start()
 
     # ---- recycling -------------------------------------------------------------
     def _needs_recycle(self) -> str | None:
-        """Why the instance should be recycled now, or None (cheap when nothing is set)."""
-        profile = self.profile
-        if profile.max_prompts is None and profile.max_age is None and profile.max_rss is None:
-            return None
-        snap = self.instance.snapshot()
-        if profile.max_prompts is not None and snap.prompts_served >= profile.max_prompts:
-            return f"served {snap.prompts_served} prompts (max_prompts {profile.max_prompts})"
-        if profile.max_age is not None and snap.uptime >= profile.max_age:
-            return f"up {snap.uptime:.0f} s (max_age {profile.max_age:g})"
-        if profile.max_rss is not None and (snap.rss_bytes or 0) >= profile.max_rss:
-            return f"RSS {snap.rss_bytes} bytes (max_rss {profile.max_rss})"
-        return None
+        """Why the instance should be recycled now, or None."""
+        return recycle_reason(self.profile, self.instance.snapshot)
 
     def _recycle(self) -> None:
         reason = self._needs_recycle()

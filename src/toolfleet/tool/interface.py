@@ -1,0 +1,75 @@
+"""What a tool instance gives back (Answer, ToolSnapshot) and the interface a supervisor drives."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+from toolfleet.profiles import Profile
+
+__all__ = ["Answer", "Instance", "ToolSnapshot", "percentile", "rss_of"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A tool's cleaned response to one prompt."""
+
+    output: str
+    ok: bool
+    status: int | None
+    truncated: bool
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class ToolSnapshot:
+    """Health of one instance at one moment."""
+
+    pid: int | None
+    generation: int
+    state: str  # down | ready | busy
+    prompts_served: int
+    last_latency_ms: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    rss_bytes: int | None
+    started_at: float
+    uptime: float
+    last_error: str | None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` (nearest rank), None for none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def rss_of(pid: int | None) -> int | None:
+    """Resident memory of process ``pid`` in bytes, None when unknown."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Instance(Protocol):
+    """What the supervisor needs of a tool instance (ToolInstance or FakeInstance)."""
+
+    profile: Profile
+    generation: int
+    last_error: str | None
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def start(self) -> None: ...
+    def alive(self) -> bool: ...
+    def ask(self, text: str, timeout: float | None = None) -> Answer: ...
+    def close(self, grace: float | None = None) -> None: ...
+    def snapshot(self) -> ToolSnapshot: ...
