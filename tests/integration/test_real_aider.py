@@ -169,12 +169,6 @@ def test_real_aider_adds_headers_to_two_files_in_one_session(
     assert {line[3:] for line in status.splitlines()} >= {"a.py", "b.py"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aider's repo-map spinner writes a probe ('\u2591\u2588' and backspaces; on a slow "
-    "map also frames redrawn with CR and BS) before the reply, and clean_output keeps "
-    "backspaces: the answer starts with that debris",
-)
 def test_answer_has_no_terminal_debris(
     server: fake_openai.FakeOpenAI, repo: Path, metadata: Path
 ) -> None:

@@ -53,6 +53,24 @@ def test_clean_output_removes_crs_escapes_and_bad_bytes():
     assert clean_output(raw) == "red\nline\n\ufffd\ufffd ok"
 
 
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        # a spinner probe drawn and backed over, then the reply typed over it
+        (b"\xe2\x96\x91\xe2\x96\x88\x08\x08  \x08\x08I will add it.\r\nok", "I will add it.\nok"),
+        # frames redrawn with CR, cleared with spaces, then the text
+        (b"Updating repo map: 10%\rUpdating repo map: 90%\r" + b" " * 30 + b"\rDone\n", "Done"),
+        # CR then erase-to-end: the shorter text leaves nothing of the longer one
+        (b"a long status line\r\x1b[Kshort\n", "short"),
+        (b"a long status line\rshort", "shortg status line"),  # what a terminal shows
+        (b"abc\x08\x08\x08\x08\x08X", "Xbc"),  # backspace stops at the margin
+        (b"keep  trailing  \nspaces  ", "keep  trailing  \nspaces  "),  # untouched lines
+    ],
+)
+def test_clean_output_renders_lines_redrawn_in_place(raw: bytes, shown: str) -> None:
+    assert clean_output(raw) == shown
+
+
 def test_aider_single_line_raw_multiline_wrapped_or_kept():
     assert encode("aider", "/add f.py", "t").data == "/add f.py\n"
     wrapped = encode("aider", "line one\nline two", "abc")
