@@ -110,6 +110,11 @@ class Profile(BaseModel):
     base: str | None = Field(
         None, description="The commit worktrees are reset to (default: the repo's HEAD)."
     )
+    workspace_ignore: list[str] = Field(
+        default_factory=list,
+        description="Files the tool writes in its worktree that are no change (git "
+        "pathspecs, e.g. aider's '.aider*' caches): never committed, kept across resets.",
+    )
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)
@@ -211,6 +216,9 @@ def _builtin() -> dict[str, Profile]:
         interrupt_cooldown=2.5,
         exit_command="/exit",
         reset=["/reset"],
+        # aider's repo-map cache (.aider.tags.cache.v4) in a worktree: no change, and
+        # worth keeping from one item to the next
+        workspace_ignore=[".aider*"],
         start_timeout=60.0,
         prompt_timeout=600.0,
     )

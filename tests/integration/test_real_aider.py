@@ -11,7 +11,6 @@ any other attempt to reach the internet fails at once through a proxy that is no
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -37,20 +36,6 @@ pytestmark = [
     ),
     pytest.mark.skipif(shutil.which("git") is None, reason="no git (aider works in a git repo)"),
 ]
-
-MODEL = "openai/gpt-4o-mini"  # known to aider (model settings) and to litellm (offline map)
-METADATA = {
-    MODEL: {
-        "max_tokens": 16384,
-        "max_input_tokens": 128000,
-        "max_output_tokens": 16384,
-        "input_cost_per_token": 0.0,
-        "output_cost_per_token": 0.0,
-        "litellm_provider": "openai",
-        "mode": "chat",
-    }
-}
-NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
 @pytest.fixture
@@ -82,30 +67,17 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def real_aider_profile(port: int, metadata: Path, edit_format: str) -> Profile:
+def real_aider_profile(port: int, directory: Path, edit_format: str) -> Profile:
     """The built-in aider profile on the venv's aider, talking to the fake server."""
     base = BUILTIN_PROFILES["aider"]
-    env = {
-        **base.env,
-        "OPENAI_API_BASE": f"http://127.0.0.1:{port}/v1",
-        "OPENAI_API_KEY": "fake",
-        "AIDER_MODEL": MODEL,
-        "AIDER_MODEL_METADATA_FILE": str(metadata),
-        "AIDER_EDIT_FORMAT": edit_format,
-        "AIDER_GITIGNORE": "false",  # don't add .aider* to the repository's .gitignore
-        # whatever else wants the internet fails at once instead of waiting for a timeout
-        **{name: NOWHERE for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
+    env = {**base.env, **fake_openai.aider_env(port, directory, edit_format)}
     return base.model_copy(update={"argv": [str(AIDER), *base.argv[1:]], "env": env})
 
 
 @pytest.fixture
 def metadata(tmp_path: Path) -> Path:
-    path = tmp_path / "model-metadata.json"
-    path.write_text(json.dumps(METADATA))
-    return path
+    """The directory the model's metadata file is written to."""
+    return tmp_path
 
 
 def closed(inst: ToolInstance) -> None:

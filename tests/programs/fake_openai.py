@@ -27,9 +27,11 @@ that already starts with the header gets "No changes are needed."; a DOC_ID requ
 no file in the chat gets a request to add it. Any other request gets a short plain reply,
 ``Fake reply #N.``.
 
-Run: ``python fake_openai.py [--port N] [--chunk-delay S]`` prints the port (``--port 0``,
-the default, picks a free one) on stdout when it listens; each request is logged to
-stderr in one line. In tests: ``server, thread = serve(0)``; ``server.port``,
+Run: ``python fake_openai.py [--port N] [--chunk-delay S] [--env-file F]`` prints the
+port (``--port 0``, the default, picks a free one) on stdout when it listens; each
+request is logged to stderr in one line. ``--env-file F`` writes ``export`` lines to F
+that point aider at this server, offline (:func:`aider_env`): source it in the shell
+that starts the aider workers. In tests: ``server, thread = serve(0)``; ``server.port``,
 ``server.requests`` (one dict per chat request: kind, format, file), then
 ``server.shutdown(); server.server_close()``.
 """
@@ -39,12 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 FILES_PREFIX = "I have *added these files to the chat*"
@@ -56,6 +59,21 @@ FENCES = {
 }
 MODELS = ("gpt-4o-mini", "gpt-4o", "fake-model")
 HEADER = "# DOC_ID: {stem}"
+#: the model aider is told to use: known to aider (its settings) and to litellm
+MODEL = "openai/gpt-4o-mini"
+#: litellm's metadata for MODEL, given to aider as a file: it would download the price list
+METADATA = {
+    MODEL: {
+        "max_tokens": 16384,
+        "max_input_tokens": 128000,
+        "max_output_tokens": 16384,
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        "litellm_provider": "openai",
+        "mode": "chat",
+    }
+}
+NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
 def text_of(message: dict[str, Any]) -> str:
@@ -161,6 +179,23 @@ def edit_reply(name: str, content: str, fmt: str, fence: tuple[str, str]) -> str
     return f"{intro}{name}\n{fence[0]}{lang}\n{block}{fence[1]}\n"
 
 
+class Hold:
+    """Holds the first chat request whose last user message contains ``text`` until
+    :meth:`release` (or 300 s): a test knows then that a tool waits on this request."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait(self) -> None:
+        self.arrived.set()
+        self._released.wait(300)
+
+
 class FakeOpenAI(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -169,6 +204,19 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.chunk_delay = chunk_delay
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.holds: list[Hold] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a killed tool) is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def hold(self, text: str) -> Hold:
+        """Hold the next chat request that contains ``text`` (see :class:`Hold`)."""
+        held = Hold(text)
+        with self.lock:
+            self.holds.append(held)
+        return held
 
     @property
     def port(self) -> int:
@@ -190,6 +238,12 @@ class FakeOpenAI(ThreadingHTTPServer):
                 "request": request[:200],
             }
             self.requests.append(record)
+            held = next((h for h in self.holds if h.text in request), None)
+            if held is not None:
+                self.holds.remove(held)  # once: a retry of the request goes through
+        if held is not None:
+            record.update(held=True)
+            held.wait()
         if "DOC_ID" in request:
             name = target_file(request, files)
             if name is None:
@@ -339,6 +393,25 @@ def serve(port: int = 0, chunk_delay: float = 0.0) -> tuple[FakeOpenAI, threadin
     return server, thread
 
 
+def aider_env(port: int, directory: Path, edit_format: str = "whole") -> dict[str, str]:
+    """The environment that points aider at the server on ``port``, offline: the model's
+    metadata in a file written to ``directory``, and a proxy that is not there for
+    anything else that wants the internet (it fails at once instead of timing out)."""
+    metadata = directory / "model-metadata.json"
+    metadata.write_text(json.dumps(METADATA), encoding="utf-8")
+    return {
+        "OPENAI_API_BASE": f"http://127.0.0.1:{port}/v1",
+        "OPENAI_API_KEY": "fake",
+        "AIDER_MODEL": MODEL,
+        "AIDER_MODEL_METADATA_FILE": str(metadata),
+        "AIDER_EDIT_FORMAT": edit_format,
+        "AIDER_GITIGNORE": "false",  # don't add .aider* to the repository's .gitignore
+        **{name: NOWHERE for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--port", type=int, default=0, help="0: a free port (the default)")
@@ -346,8 +419,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks"
     )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="write 'export' lines pointing aider at this server here (and the model "
+        "metadata beside it)",
+    )
     args = parser.parse_args(argv)
     server = FakeOpenAI(args.port, args.chunk_delay, args.host)
+    if args.env_file is not None:
+        env = aider_env(server.port, args.env_file.resolve().parent)
+        lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+        args.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(server.port, flush=True)
     try:
         server.serve_forever()

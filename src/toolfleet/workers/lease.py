@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class LeaseKeeper:
         #: reset before each session; its changes committed and recorded after it
         self.workspace = workspace
         self.changes_ttl = changes_ttl
+        self._ending = threading.Lock()
 
     def take(self, session: str) -> dict[str, Any]:
         """A producer acquired the lease key for ``session``: pin the instance to it."""
@@ -70,9 +72,15 @@ class LeaseKeeper:
             self._end("lease expired")
 
     def _end(self, why: str) -> None:
-        session = self.supervisor.session
-        log.info("%s: session %s ended (%s)", self.supervisor.worker, session, why)
-        if self.workspace is not None and session is not None:
-            self.workspace.finish(session, self.client, self.changes_ttl)
-        self.supervisor.end_session()
+        """End the session once: the producer's release (control thread) and the lease
+        check (watcher thread) can both see it end; two commits of one worktree would
+        race, and the second would record an empty change over the first."""
+        with self._ending:
+            session = self.supervisor.session
+            if session is None:
+                return
+            log.info("%s: session %s ended (%s)", self.supervisor.worker, session, why)
+            if self.workspace is not None:
+                self.workspace.finish(session, self.client, self.changes_ttl)
+            self.supervisor.end_session()
         self.on_change()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ class Worktree:
         self.worker = worker
         self.source = profile.repo or profile.cwd or os.getcwd()
         self.base_ref = profile.base or "HEAD"
+        self.ignore = list(profile.workspace_ignore)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", worker)
         self.root = Path(tempfile.mkdtemp(prefix=f"toolfleet-wt-{safe}-"))
         self.path = self.root / "worktree"
@@ -75,21 +77,31 @@ class Worktree:
             cwd=self.repo,
         )
 
+    def _abort_unfinished(self) -> None:
+        """Abort a merge, rebase or cherry-pick the tool left half-done (conflicts)."""
+        for command in ("merge", "rebase", "cherry-pick"):
+            git(command, "--abort", cwd=self.path, check=False)
+
     def reset(self) -> None:
         """Back to the base commit: no change, no untracked file, no merge in progress."""
         wt = self.path
-        git("merge", "--abort", cwd=wt, check=False)
-        git("rebase", "--abort", cwd=wt, check=False)
+        self._abort_unfinished()
         git("checkout", "--quiet", "--force", "-B", self.branch, self.base, cwd=wt)
-        git("clean", "-fdxq", cwd=wt)
+        git("clean", "-fdxq", *(f"--exclude={pattern}" for pattern in self.ignore), cwd=wt)
 
     def commit(self, change: str) -> Changes:
         """Commit what changed since the reset on ``toolfleet/changes/<change>``."""
         wt = self.path
-        git("add", "--all", cwd=wt)
-        staged = git("diff", "--cached", "--name-only", cwd=wt).split()
+        # a merge the tool left in conflict is no change: never commit conflict markers
+        self._abort_unfinished()
+        git("add", "--all", "--", ".", *(f":(exclude){p}" for p in self.ignore), cwd=wt)
+        if git("diff", "--cached", "--name-only", cwd=wt).split():
+            git("commit", "--quiet", "--no-verify", "-m", f"toolfleet change {change}", cwd=wt)
+        # the tool may have committed too (aider's auto-commits): all since the base counts
+        commit = git("rev-parse", "HEAD", cwd=wt).strip()
+        files = sorted(git("diff", "--name-only", self.base, commit, cwd=wt).splitlines())
         now = time.time()
-        if not staged:
+        if not files:
             return Changes(
                 id=change,
                 worker=self.worker,
@@ -99,8 +111,6 @@ class Worktree:
                 state="empty",
                 created_at=now,
             )
-        git("commit", "--quiet", "--no-verify", "-m", f"toolfleet change {change}", cwd=wt)
-        commit = git("rev-parse", "HEAD", cwd=wt).strip()
         branch = change_branch(change)
         git("branch", "--force", branch, commit, cwd=wt)
         if is_url(self.source):
@@ -121,7 +131,7 @@ class Worktree:
             branch=branch,
             base=self.base,
             commit=commit,
-            files=sorted(staged),
+            files=files,
             insertions=insertions,
             deletions=deletions,
             patch=patch,
@@ -148,7 +158,8 @@ class Worktree:
         return record
 
     def remove(self) -> None:
-        """Take the worktree away (the change branches stay)."""
+        """Take the worktree and its directory away (the change branches stay)."""
         git(
             "worktree", "remove", "--force", str(self.path), cwd=self.repo or self.root, check=False
         )
+        shutil.rmtree(self.root, ignore_errors=True)

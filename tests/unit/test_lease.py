@@ -1,0 +1,65 @@
+"""The worker's lease keeper: a session ends once, whichever thread sees it end first."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from toolfleet.keys import lease_key
+from toolfleet.models import Changes
+from toolfleet.profiles import BUILTIN_PROFILES
+from toolfleet.tool.fake import FakeInstance
+from toolfleet.workers.lease import LeaseKeeper
+from toolfleet.workers.supervisor import Supervisor
+
+
+class KeyStore:
+    """The Redis commands the lease keeper uses, in memory."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        return self.data.get(name)
+
+    def set(self, name: str, value: Any, px: int | None = None) -> None:
+        self.data[name] = value
+
+
+class SlowWorkspace:
+    """Records each commit; a commit takes a while, as git's does."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def reset(self) -> None:
+        pass
+
+    def finish(self, change: str, client: Any, ttl: float) -> Changes | None:
+        self.finished.append(change)
+        time.sleep(0.2)
+        return None
+
+
+def test_release_and_expiry_at_once_end_the_session_and_commit_it_once() -> None:
+    sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"]), "w1@h", [])
+    sup.start()
+    client = KeyStore()
+    workspace = SlowWorkspace()
+    keeper = LeaseKeeper(sup, client, lambda: None, workspace)  # type: ignore[arg-type]
+    try:
+        client.set(lease_key("w1@h"), "s1")
+        assert keeper.take("s1")["ok"] == "s1"
+        client.data.clear()  # the producer deletes its lease key, then sends the release
+        check = threading.Thread(target=keeper.check)  # the watcher sees the key gone
+        check.start()
+        assert keeper.drop("s1") in (
+            {"ok": "s1"},
+            {"error": "session s1 does not hold this worker"},
+        )
+        check.join()
+        assert workspace.finished == ["s1"]
+        assert sup.session is None and sup.reset_pending
+    finally:
+        sup.stop()

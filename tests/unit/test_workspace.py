@@ -1,0 +1,108 @@
+"""An instance's worktree on a real git repository: commit, reset, ignored files, removal."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from toolfleet.errors import ConfigError
+from toolfleet.profiles import BUILTIN_PROFILES
+from toolfleet.workers.workspace import Worktree
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "--quiet", "-b", "main")
+    git(root, "config", "user.email", "dev@example.com")
+    git(root, "config", "user.name", "dev")
+    (root / "a.py").write_text("A = 1\n")
+    git(root, "add", ".")
+    git(root, "commit", "--quiet", "-m", "start")
+    return root
+
+
+def worktree(repo: Path, **fields: object) -> Worktree:
+    profile = BUILTIN_PROFILES["aider"].model_copy(update={"repo": str(repo), **fields})
+    wt = Worktree(profile, "aider1@host")
+    wt.prepare()
+    return wt
+
+
+def test_ignored_files_are_no_change_and_survive_resets(repo: Path) -> None:
+    wt = worktree(repo)
+    try:
+        cache = wt.path / ".aider.tags.cache.v4" / "cache.db"
+        cache.parent.mkdir()
+        cache.write_text("tags")
+        (wt.path / "a.py").write_text("# DOC_ID: a\nA = 1\n")
+        (wt.path / "scratch.txt").write_text("left by the tool")
+        record = wt.commit("c1")
+        assert record.files == ["a.py", "scratch.txt"] and record.insertions == 2
+        assert ".aider" not in record.patch
+        wt.reset()
+        assert (wt.path / "a.py").read_text() == "A = 1\n"
+        assert not (wt.path / "scratch.txt").exists()  # untracked: cleaned
+        assert cache.read_text() == "tags"  # ignored: kept for the next item
+        assert wt.commit("c2").state == "empty"
+        # the user's checkout and branch never moved
+        assert git(repo, "status", "--porcelain") == ""
+        assert git(repo, "log", "--format=%s", "main").split("\n")[0] == "start"
+    finally:
+        wt.remove()
+    assert not wt.root.exists()
+    assert str(wt.path) not in git(repo, "worktree", "list")
+
+
+def test_without_ignore_patterns_everything_is_a_change(repo: Path) -> None:
+    wt = worktree(repo, workspace_ignore=[])
+    try:
+        (wt.path / ".aider.chat.history.md").write_text("chat")
+        assert wt.commit("c1").files == [".aider.chat.history.md"]
+    finally:
+        wt.remove()
+
+
+def test_a_base_that_is_no_commit_is_a_config_error(repo: Path) -> None:
+    profile = BUILTIN_PROFILES["aider"].model_copy(update={"repo": str(repo), "base": "nope"})
+    wt = Worktree(profile, "aider1@host")
+    try:
+        with pytest.raises(ConfigError, match="base 'nope' is no commit of"):
+            wt.prepare()
+    finally:
+        wt.remove()
+
+
+def test_a_merge_left_in_conflict_is_never_committed_and_reset_clears_it(repo: Path) -> None:
+    git(repo, "checkout", "--quiet", "-b", "other")
+    (repo / "a.py").write_text("A = 'other'\n")
+    git(repo, "commit", "--quiet", "-am", "other")
+    git(repo, "checkout", "--quiet", "main")
+    wt = worktree(repo)
+    try:
+        (wt.path / "a.py").write_text("A = 'mine'\n")
+        git(wt.path, "commit", "--quiet", "-am", "the tool's own commit")
+        merged = subprocess.run(["git", "merge", "other"], cwd=wt.path, capture_output=True)
+        assert merged.returncode != 0  # a conflict: the worktree is mid-merge
+        assert "<<<<<<<" in (wt.path / "a.py").read_text()
+        record = wt.commit("c1")
+        assert "<<<<<<<" not in record.patch and record.files == ["a.py"]
+        assert git(wt.path, "show", f"{record.commit}:a.py") == "A = 'mine'\n"
+        wt.reset()
+        assert (wt.path / "a.py").read_text() == "A = 1\n"
+        assert git(wt.path, "status", "--porcelain") == ""
+    finally:
+        wt.remove()
+    assert git(repo, "status", "--porcelain") == ""
