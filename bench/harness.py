@@ -34,9 +34,11 @@ class Procs:
         self.settings = settings
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = Path(tempfile.mkdtemp(prefix="toolfleet-bench-"))
+        #: more environment for the processes started from now on
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, **self.settings.to_env()}
+        return {**os.environ, **self.settings.to_env(), **self.extra_env}
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "ab") as log:

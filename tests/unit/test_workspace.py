@@ -106,3 +106,14 @@ def test_a_merge_left_in_conflict_is_never_committed_and_reset_clears_it(repo: P
     finally:
         wt.remove()
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_worker_of_the_same_name_starts_again_after_a_kill(repo: Path) -> None:
+    first = worktree(repo)
+    shutil.rmtree(first.root)  # killed: its worktree is gone, git's record of it is not
+    second = worktree(repo)
+    try:
+        assert (second.path / "a.py").read_text() == "A = 1\n"
+        assert git(second.path, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
+    finally:
+        second.remove()

@@ -32,7 +32,7 @@ def change_branch(change: str) -> str:
 
 class Worktree:
     """One instance's worktree of ``profile.repo`` (a local path, or a URL cloned once),
-    on its own branch, never the user's checkout."""
+    detached at the base commit, never the user's checkout or branches."""
 
     def __init__(self, profile: Profile, worker: str) -> None:
         self.worker = worker
@@ -42,7 +42,6 @@ class Worktree:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", worker)
         self.root = Path(tempfile.mkdtemp(prefix=f"toolfleet-wt-{safe}-"))
         self.path = self.root / "worktree"
-        self.branch = f"toolfleet/instances/{safe}"
         self.repo = ""
         self.base = ""
 
@@ -65,17 +64,10 @@ class Worktree:
                 f"workspace 'worktree': base {self.base_ref!r} is no commit of {self.source}"
             ) from None
         self.base = self.base.strip()
-        git("worktree", "prune", cwd=self.repo)  # those of workers killed before
-        git(
-            "worktree",
-            "add",
-            "--quiet",
-            "-B",
-            self.branch,
-            str(self.path),
-            self.base,
-            cwd=self.repo,
-        )
+        # detached at the base: no branch of its own, so that nothing stops a worker of
+        # the same name from starting again after a kill, and no `worktree prune` (which
+        # would drop the worktrees of workers on other machines sharing the repository)
+        git("worktree", "add", "--quiet", "--detach", str(self.path), self.base, cwd=self.repo)
 
     def _abort_unfinished(self) -> None:
         """Abort a merge, rebase or cherry-pick the tool left half-done (conflicts)."""
@@ -86,7 +78,7 @@ class Worktree:
         """Back to the base commit: no change, no untracked file, no merge in progress."""
         wt = self.path
         self._abort_unfinished()
-        git("checkout", "--quiet", "--force", "-B", self.branch, self.base, cwd=wt)
+        git("checkout", "--quiet", "--force", "--detach", self.base, cwd=wt)
         git("clean", "-fdxq", *(f"--exclude={pattern}" for pattern in self.ignore), cwd=wt)
 
     def commit(self, change: str) -> Changes:
