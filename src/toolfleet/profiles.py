@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -105,7 +106,9 @@ class Profile(BaseModel):
         "to `base` before each session or item; what it changed is committed on a branch.",
     )
     repo: str | None = Field(
-        None, description="The git repository of worktree workspaces (default: the cwd)."
+        None,
+        description="The git repository of worktree workspaces: a path or URL, $VARIABLES "
+        "and ~ expanded where it is used (default: the cwd).",
     )
     base: str | None = Field(
         None, description="The commit worktrees are reset to (default: the repo's HEAD)."
@@ -118,6 +121,10 @@ class Profile(BaseModel):
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)
+
+    def repository(self) -> str | None:
+        """``repo`` with $VARIABLES and ~ expanded (None when not set)."""
+        return os.path.expanduser(os.path.expandvars(self.repo)) if self.repo else None
 
 
 def _builtin() -> dict[str, Profile]:

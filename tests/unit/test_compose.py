@@ -26,6 +26,13 @@ from toolfleet.profiles import BUILTIN_PROFILES, load_profiles
 from toolfleet.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+WORKERS = {
+    "worker-python": ("python", 2),
+    "worker-bash": ("bash", 1),
+    "worker-aider": ("aider-wt", 1),
+}
+#: the profiles the deployment adds (mounted at /etc/toolfleet/profiles.toml)
+DEPLOY_PROFILES = ROOT / "deploy" / "profiles.toml"
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
@@ -33,7 +40,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
-WORKERS = {"worker-python": ("python", 2), "worker-bash": ("bash", 1), "worker-aider": ("aider", 1)}
+
 TOOLFLEET_SERVICES = [*WORKERS, "flower", "producer"]
 
 # `${NAME...}` or `$NAME` as Compose interpolates it (`$$` is a literal dollar)
@@ -93,8 +100,9 @@ def options(args: list[str]) -> list[str]:
 
 @functools.cache
 def toolfleet_help(subcommand: str) -> str:
+    """``toolfleet SUBCOMMAND --help`` (``subcommand`` may be ``group command``)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "toolfleet", subcommand, "--help"],
+        [sys.executable, "-m", "toolfleet", *subcommand.split(), "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -108,8 +116,12 @@ def assert_real_toolfleet_command(args: list[str], where: str) -> None:
     assert args[0] == "toolfleet" and len(args) > 1, where
     subcommand = args[1]
     help_text = toolfleet_help(subcommand)
+    rest = args[2:]
+    if "\nCommands:\n" in help_text and rest and not rest[0].startswith("-"):
+        subcommand = f"{subcommand} {rest[0]}"  # a group: its command's options
+        help_text, rest = toolfleet_help(subcommand), rest[1:]
     assert f"Usage: toolfleet {subcommand}" in help_text, help_text
-    for option in options(args[2:]):
+    for option in options(rest):
         pattern = rf"(?<![\w-]){re.escape(option)}(?![\w-])"
         assert re.search(pattern, help_text), f"{where}: toolfleet {subcommand} has no {option}"
 
@@ -222,13 +234,16 @@ def test_every_toolfleet_service_runs_a_toolfleet_or_celery_command():
 
 
 def test_workers_are_replicated_healthchecked_and_stop_gracefully():
+    example = active_example_env()
+    known = load_profiles(DEPLOY_PROFILES)
     for name, (profile, replicas) in WORKERS.items():
         service = services()[name]
-        assert argv(service["command"]) == ["toolfleet", "worker", "--profile", profile]
-        assert profile in BUILTIN_PROFILES
+        command = [interpolate(a, example) for a in argv(service["command"])]
+        assert command == ["toolfleet", "worker", "--profile", profile]
+        assert profile in known
         assert service["deploy"]["replicas"] == replicas, name
         assert "container_name" not in service, f"{name} is replicated"
-        test = argv(service["healthcheck"]["test"])
+        test = [interpolate(a, example) for a in argv(service["healthcheck"]["test"])]
         assert test == ["CMD", "toolfleet", "check", "--profile", profile, "--this-host"], name
         assert service["stop_grace_period"] == "30s"
         assert service["restart"] == "unless-stopped"
@@ -318,7 +333,8 @@ def test_compose_defaults_make_valid_settings(monkeypatch):
         settings = Settings.from_env()
         assert settings.broker_url == f"redis://:{example['REDIS_PASSWORD']}@redis:6379/0"
         assert settings.result_backend == settings.broker_url
-        assert settings.profiles is None
+        mounted = name in ("worker-aider", "producer")  # they know deploy/profiles.toml
+        assert settings.profiles == (Path("/etc/toolfleet/profiles.toml") if mounted else None)
         assert settings.heartbeat_interval > 0
 
 
@@ -349,6 +365,20 @@ def test_aider_worker_gets_its_settings_and_a_repository():
     assert home, "the Dockerfile sets HOME"
     for key in ("AIDER_INPUT_HISTORY_FILE", "AIDER_CHAT_HISTORY_FILE"):
         assert aider["environment"][key].startswith(home[1] + "/")
+
+
+def test_aider_agents_work_in_worktrees_of_the_repository(monkeypatch):
+    """aider-wt: a worktree profile of aider; its repository is /repo unless AIDER_REPO
+    names another; the producer shares /repo and the profiles to run and review rollouts."""
+    mount = "./deploy/profiles.toml:/etc/toolfleet/profiles.toml:ro"
+    for name in ("worker-aider", "producer"):
+        service = services()[name]
+        assert mount in service["volumes"] and service["working_dir"] == "/repo", name
+        assert interpolate(service["environment"]["AIDER_REPO"], {}) == "/repo"
+    profile = load_profiles(DEPLOY_PROFILES)["aider-wt"]
+    assert profile.workspace == "worktree" and profile.argv == BUILTIN_PROFILES["aider"].argv
+    monkeypatch.setenv("AIDER_REPO", "/repo")
+    assert profile.repository() == "/repo"
 
 
 # ---- .env.example ----------------------------------------------------------------------

@@ -117,3 +117,16 @@ def test_a_worker_of_the_same_name_starts_again_after_a_kill(repo: Path) -> None
         assert git(second.path, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
     finally:
         second.remove()
+
+
+def test_repo_takes_variables_from_the_environment(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOOLFLEET_TEST_REPO", str(repo))
+    profile = BUILTIN_PROFILES["aider"].model_copy(update={"repo": "$TOOLFLEET_TEST_REPO"})
+    wt = Worktree(profile, "aider1@host")
+    wt.prepare()
+    try:
+        assert wt.source == str(repo) and wt.repo == str(repo)
+    finally:
+        wt.remove()

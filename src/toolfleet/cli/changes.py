@@ -125,7 +125,8 @@ def worktree_root(profile: str | None) -> Path | None:
         return None
     if known is None or known.workspace != "worktree":
         return None
-    repo = known.repo if known.repo and not is_url(known.repo) else os.getcwd()
+    source = known.repository()
+    repo = source if source and not is_url(source) else os.getcwd()
     try:
         return Path(git("rev-parse", "--show-toplevel", cwd=repo).strip())
     except (ToolfleetError, OSError) as exc:

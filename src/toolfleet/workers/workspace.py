@@ -36,7 +36,7 @@ class Worktree:
 
     def __init__(self, profile: Profile, worker: str) -> None:
         self.worker = worker
-        self.source = profile.repo or profile.cwd or os.getcwd()
+        self.source = profile.repository() or profile.cwd or os.getcwd()
         self.base_ref = profile.base or "HEAD"
         self.ignore = list(profile.workspace_ignore)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", worker)
