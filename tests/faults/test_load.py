@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,10 +22,10 @@ from ..integration.conftest import _fresh_settings
 from ..integration.procs import Workers
 
 FULL = os.environ.get("TOOLFLEET_FAULT_SCALE") == "full"
-WORKERS, PROMPTS, EVERY, PAUSE = (5, 5000, 1.0, 0.02) if FULL else (3, 600, 1.0, 0.05)
-# CI bounds the faults, not only the prompts: on a slow machine the run lasts longer and
-# would otherwise see far more kills than the scaled-down run is meant to inject
-MAX_FAULTS = 10**9 if FULL else 24
+WORKERS, PROMPTS, PAUSE = (5, 5000, 0.02) if FULL else (3, 600, 0.05)
+# a fault after every EVERY answers collected: the same number of faults (PROMPTS //
+# EVERY - 1) on a fast machine and a slow one, each while later prompts are in flight
+EVERY = 100 if FULL else 40
 
 PROFILES = """
 [profiles.once]
@@ -48,44 +47,44 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(workers: Workers, tmp_p
     workers.wait_ready(names)
     rng = random.Random(7)
     injected: Counter[str] = Counter()
-    done = threading.Event()
 
-    def chaos() -> None:
-        while not done.wait(EVERY) and sum(injected.values()) < MAX_FAULTS:
-            alive = [n for n, p in workers.procs.items() if p.poll() is None]
-            if rng.random() < 0.5 and len(alive) > 1:
-                victim = rng.choice(alive)
-                workers.procs[victim].send_signal(signal.SIGKILL)
-                workers.start("once", 1, TOOLFLEET_ECHO_LOG=str(log))  # its replacement
-                injected["worker SIGKILL"] += 1
-            else:
-                tools = [r.pid for r in workers.fleet.status("once") if r.pid]
-                if tools:
-                    try:
-                        os.kill(rng.choice(tools), signal.SIGKILL)
-                        injected["tool SIGKILL"] += 1
-                    except ProcessLookupError:
-                        pass
+    def fault() -> bool:
+        """Kill a random worker (and start its replacement) or a random tool."""
+        alive = [n for n, p in workers.procs.items() if p.poll() is None]
+        if rng.random() < 0.5 and len(alive) > 1:
+            victim = rng.choice(alive)
+            workers.procs[victim].send_signal(signal.SIGKILL)
+            workers.start("once", 1, TOOLFLEET_ECHO_LOG=str(log))  # its replacement
+            injected["worker SIGKILL"] += 1
+            return True
+        tools = [r.pid for r in workers.fleet.status("once") if r.pid]
+        if tools:
+            try:
+                os.kill(rng.choice(tools), signal.SIGKILL)
+                injected["tool SIGKILL"] += 1
+                return True
+            except ProcessLookupError:
+                pass
+        return False
 
     started = time.monotonic()
     handles = [workers.fleet.submit(f":sleep {PAUSE} item-{i}", "once") for i in range(PROMPTS)]
-    thread = threading.Thread(target=chaos, daemon=True)
-    thread.start()
     outcomes: dict[int, str] = {}
     lost = []
-    try:
-        for i, handle in enumerate(handles):
-            try:
-                result = handle.get(timeout=180)
-                assert result.output == f"slept {PAUSE} item-{i}"
-                outcomes[i] = "ok"
-            except ToolfleetError as exc:
-                if type(exc).__name__ in ("ResultTimeout", "NoWorkers"):
-                    lost.append(i)
-                outcomes[i] = type(exc).__name__
-    finally:
-        done.set()
-        thread.join()
+    due = 0  # faults owed: one per EVERY answers collected, made as soon as one can be
+    for i, handle in enumerate(handles):
+        try:
+            result = handle.get(timeout=180)
+            assert result.output == f"slept {PAUSE} item-{i}"
+            outcomes[i] = "ok"
+        except ToolfleetError as exc:
+            if type(exc).__name__ in ("ResultTimeout", "NoWorkers"):
+                lost.append(i)
+            outcomes[i] = type(exc).__name__
+        if (i + 1) % EVERY == 0 and i + 1 < PROMPTS:
+            due += 1
+        if due and fault():
+            due -= 1
     elapsed = time.monotonic() - started
     runs = Counter(line.rsplit(" ", 1)[-1] for line in log.read_text().splitlines())
     twice = sorted(item for item, n in runs.items() if n > 1)
@@ -100,7 +99,7 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(workers: Workers, tmp_p
         "seconds": round(elapsed, 1),
     }
     print(json.dumps(summary))
-    assert sum(injected.values()) >= 3, "the run ended before faults were injected"
+    assert sum(injected.values()) == PROMPTS // EVERY - 1, injected
     where = {handles[i].id: handles[i].async_result.state for i in lost}
     assert lost == [] and len(outcomes) == PROMPTS, where
     assert twice == []

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 from toolfleet.broker import shared_queue
@@ -20,14 +22,16 @@ from toolfleet.broker.internals import whereabouts
 from ..integration.procs import Workers
 
 
-def broker(workers: Workers) -> redis.Redis:
-    return redis.Redis.from_url(workers.settings.broker_url)
+@pytest.fixture
+def client(workers: Workers) -> Iterator[redis.Redis]:
+    """A plain Redis client on the broker."""
+    with redis.Redis.from_url(workers.settings.broker_url) as client:
+        yield client
 
 
 def test_whereabouts_follows_the_message_from_queue_to_unacked_to_nowhere(
-    workers: Workers,
+    workers: Workers, client: redis.Redis
 ) -> None:
-    client = broker(workers)
     handle = workers.fleet.submit("hello", "echo")  # no echo worker yet: it stays queued
     queue = shared_queue("echo")
     with workers.fleet.app.connection_for_read() as conn:
@@ -44,12 +48,11 @@ def test_whereabouts_follows_the_message_from_queue_to_unacked_to_nowhere(
 
 
 def test_a_lost_message_is_sent_again_and_runs_exactly_once(
-    workers: Workers, tmp_path: Path
+    workers: Workers, client: redis.Redis, tmp_path: Path
 ) -> None:
     log = tmp_path / "executions.log"
     lost = workers.fleet.submit("lost one", "echo")
     kept = workers.fleet.submit("kept one", "echo")
-    client = broker(workers)
     queue = shared_queue("echo")
     popped = client.rpop(queue)  # the first message, taken by a worker that then died
     assert popped is not None and lost.id.encode() in popped

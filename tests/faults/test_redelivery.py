@@ -10,6 +10,7 @@ import pytest
 
 from toolfleet import InstanceHealth, Settings
 
+from ..helpers import eventually
 from ..integration.conftest import _fresh_settings
 from ..integration.procs import Workers
 
@@ -27,10 +28,12 @@ def log_everywhere(workers: Workers, names: list[str], path: Path) -> None:
 
 def wait_busy(workers: Workers, timeout: float = 10.0) -> InstanceHealth:
     """The health record of the first worker seen busy."""
-    deadline = time.monotonic() + timeout
-    while not (busy := [r for r in workers.fleet.status() if r.state == "busy"]):
-        assert time.monotonic() < deadline, "no worker went busy"
-        time.sleep(0.02)
+    busy = eventually(
+        lambda: [r for r in workers.fleet.status() if r.state == "busy"],
+        timeout,
+        "a worker busy",
+        interval=0.02,
+    )
     return busy[0]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
 
+from ..helpers import eventually
 from ..integration.procs import Workers
 
 
@@ -19,7 +20,8 @@ def test_redis_restart_under_load_loses_nothing(tmp_path: Path) -> None:
         names = workers.start("echo", 2)
         workers.wait_ready(names)
         handles = [workers.fleet.submit(":sleep 0.05", "echo") for _ in range(60)]
-        time.sleep(0.5)  # some done, some running, most still queued
+        # some done, some running, most still queued
+        eventually(lambda: sum(h.ready() for h in handles[:10]) >= 2, 30, "2 answers")
         server.stop()
         down_at = time.monotonic()
         time.sleep(2)

@@ -28,7 +28,8 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 def _fresh_settings(server: EmbeddedRedis, **fields: object) -> Settings:
     db = next(_db) % 15 + 1  # db 0 is the pytest-celery worker's
     url = f"redis://127.0.0.1:{server.port}/{db}"
-    redis.Redis.from_url(url).flushdb()
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
     return Settings(broker_url=url, heartbeat_interval=0.5, **fields)  # type: ignore[arg-type]
 
 
@@ -60,7 +61,8 @@ def module_workers(
 @pytest.fixture(scope="session")
 def celery_config(redis_server: EmbeddedRedis) -> dict[str, object]:
     url = f"redis://127.0.0.1:{redis_server.port}/0"
-    redis.Redis.from_url(url).flushdb()
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
     return fleet_config(Settings(broker_url=url, heartbeat_interval=0.5))
 
 

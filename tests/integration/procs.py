@@ -6,11 +6,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from toolfleet import Fleet, InstanceHealth, Settings
 from toolfleet.cli.local import worker_command
+
+from ..helpers import eventually, wait_until
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
@@ -50,12 +51,7 @@ def descendants(pid: int) -> set[int]:
 
 def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
     """Wait until no pid of ``pids`` runs; return those still running."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        alive = {p for p in pids if pid_alive(p)}
-        if not alive:
-            return set()
-        time.sleep(0.05)
+    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout)
     return {p for p in pids if pid_alive(p)}
 
 
@@ -75,28 +71,48 @@ class Workers:
         base = prefix or profile
         for _ in range(count):
             name = f"{base}{sum(1 for n in self.procs if n.rstrip('0123456789') == base) + 1}"
-            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
-            self.procs[name] = subprocess.Popen(
-                worker_command(profile, name),
-                env=env_for(self.settings, **env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps a copy
+                self.procs[name] = subprocess.Popen(
+                    worker_command(profile, name),
+                    env=env_for(self.settings, **env),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             names.append(name)
         return names
 
     def wait_ready(self, names: list[str], timeout: float = 60.0) -> dict[str, InstanceHealth]:
-        end = time.monotonic() + timeout
-        while True:
-            ready = {h.worker.split("@")[0]: h for h in self.fleet.status() if h.state == "ready"}
+        """Wait until the workers' records say ready and the workers answer remote control
+        (sessions, inspect): a worker can publish its ready record a second before it
+        listens to broadcasts, and a broadcast it does not hear is lost."""
+        ready: dict[str, InstanceHealth] = {}
+
+        def all_ready() -> dict[str, InstanceHealth] | None:
+            ready.clear()
+            ready.update(
+                (h.worker.split("@")[0], h) for h in self.fleet.status() if h.state == "ready"
+            )
             if all(n in ready for n in names):
                 return {n: ready[n] for n in names}
             dead = [n for n in names if self.procs[n].poll() is not None]
             assert not dead, f"workers exited: {dead}; logs: {self.log_dir}"
-            assert time.monotonic() < end, f"not ready: {set(names) - set(ready)}"
-            time.sleep(0.1)
+            return None
+
+        records = eventually(
+            all_ready, timeout, lambda: f"not ready: {set(names) - set(ready)}", interval=0.1
+        )
+        nodes = [r.worker for r in records.values()]
+        answering: set[str] = set()
+
+        def all_answer() -> bool:
+            replies = self.fleet.app.control.ping(destination=nodes, timeout=1.0)
+            answering.update(node for reply in replies for node in reply)
+            return answering >= set(nodes)
+
+        eventually(all_answer, timeout, lambda: f"no answer from {set(nodes) - answering}")
+        return records
 
     def node(self, name: str) -> str:
         return next(h.worker for h in self.fleet.status() if h.worker.split("@")[0] == name)

@@ -8,10 +8,8 @@ import json
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
@@ -19,21 +17,11 @@ from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis, flower_command, free_port
 from toolfleet.keys import HEALTH_PREFIX
 
+from ..helpers import eventually, wait_until
 from .browser import browser_page
 from .procs import Workers, env_for
 
 SECRET = "fl0wer-s3cret-7d1e"
-T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T], timeout: float, what: str) -> T:
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_flower_shows_prompts_and_failures_and_never_the_password(tmp_path: Path) -> None:
@@ -63,7 +51,7 @@ def _check_flower(workers: Workers, port: int, tmp_path: Path) -> None:
     fleet = workers.fleet
     base = f"http://127.0.0.1:{port}"
     with browser_page() as page:
-        eventually(lambda: _loads(page, base + "/tasks"), 60, "Flower")
+        eventually(lambda: _loads(page, base + "/tasks"), 60, "Flower", interval=0.2)
 
         def flowing() -> bool:  # Flower knows only tasks sent after its receiver started
             probe = fleet.submit("'probe'", "python")
@@ -71,7 +59,7 @@ def _check_flower(workers: Workers, port: int, tmp_path: Path) -> None:
             page.goto(base + "/tasks")
             return _rows(page, "'probe'", 3) != []
 
-        eventually(flowing, 60, "Flower's event stream")
+        eventually(flowing, 60, "Flower's event stream", interval=0.2)
         good = fleet.submit("sum(range(10))", "python")
         zero = fleet.submit("1/0", "python")
         false = fleet.submit("false", "bash")
@@ -94,7 +82,10 @@ def _check_flower(workers: Workers, port: int, tmp_path: Path) -> None:
         # the workers page counts the two failures (Flower's Failed counter)
         page.goto(base + "/workers")
         eventually(
-            lambda: re.search(r"Failed\s*2\b", page.inner_text("body")), 30, "Failed counter 2"
+            lambda: re.search(r"Failed\s*2\b", page.inner_text("body")),
+            30,
+            "Failed counter 2",
+            interval=0.2,
         )
 
         pages = ["/", "/workers", "/tasks", "/broker"]
@@ -113,12 +104,13 @@ def _check_flower(workers: Workers, port: int, tmp_path: Path) -> None:
         assert "redis://:**@127.0.0.1" in page.content()
 
     # what Celery, the records and the command line show, grepped too
-    conf = fleet.app.control.inspect(timeout=5).conf()
-    stats = fleet.app.control.inspect(timeout=5).stats()
-    assert conf and stats and "toolfleet_settings" in json.dumps(conf)
+    every = {"destination": nodes, "timeout": 5}  # back as soon as both have answered
+    conf = fleet.app.control.inspect(**every).conf()
+    stats = fleet.app.control.inspect(**every).stats()
+    assert set(conf) == set(stats) == set(nodes) and "toolfleet_settings" in json.dumps(conf)
     shown: list[Any] = [conf, stats]
-    client = redis.Redis.from_url(workers.settings.broker_url)
-    shown += [client.get(key) for key in client.scan_iter(HEALTH_PREFIX + "*")]
+    with redis.Redis.from_url(workers.settings.broker_url) as client:
+        shown += [client.get(key) for key in client.scan_iter(HEALTH_PREFIX + "*")]
     for args in (["status", "--json"], ["status"], ["status", "--wide"]):
         done = subprocess.run(
             [sys.executable, "-m", "toolfleet", *args],
@@ -142,9 +134,8 @@ def _loads(page: Any, url: str) -> bool:
 
 def _rows(page: Any, text: str, timeout: float) -> list[str]:
     """The text of the task list rows containing ``text`` (waiting up to ``timeout``)."""
-    end = time.monotonic() + timeout
-    while True:
-        rows = [r for r in page.locator("table tbody tr").all_inner_texts() if text in r]
-        if rows or time.monotonic() > end:
-            return rows
-        time.sleep(0.25)
+    return wait_until(
+        lambda: [r for r in page.locator("table tbody tr").all_inner_texts() if text in r],
+        timeout,
+        interval=0.25,
+    )

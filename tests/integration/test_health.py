@@ -17,6 +17,7 @@ import requests
 from toolfleet import Settings, ToolCrashed
 from toolfleet.cli.local import flower_command, free_port
 
+from ..helpers import eventually
 from .procs import Workers, env_for, wait_gone
 
 PROFILES_TOML = """
@@ -42,16 +43,6 @@ def settings(redis_server, tmp_path: Path) -> Settings:  # type: ignore[no-untyp
     return _fresh_settings(redis_server, profiles=path)
 
 
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def record_of(workers: Workers, name: str):  # type: ignore[no-untyped-def]
     return next((h for h in workers.fleet.status() if h.worker.startswith(name + "@")), None)
 
@@ -60,7 +51,7 @@ def test_status_shows_busy_during_a_long_prompt_then_ready(workers: Workers) -> 
     workers.wait_ready(workers.start("echo", 2))
     node = workers.node("echo1")
     handle = workers.fleet.submit(":sleep 3", "echo", worker=node)
-    busy = wait_for(
+    busy = eventually(
         lambda: (r := record_of(workers, "echo1")) and r.state == "busy" and r, 5, "busy"
     )
     assert busy.busy_since is not None and busy.busy_since <= time.time()
@@ -71,7 +62,7 @@ def test_status_shows_busy_during_a_long_prompt_then_ready(workers: Workers) -> 
     assert shown["state"] == "busy", shown
     assert shown["prompt running for"].endswith(" s") and shown["uptime"].endswith("s")
     assert handle.get(timeout=10).output == "slept 3"
-    idle = wait_for(
+    idle = eventually(
         lambda: (r := record_of(workers, "echo1")) and r.state == "ready" and r, 5, "ready"
     )
     assert idle.busy_since is None
@@ -89,7 +80,7 @@ def test_sigkilled_worker_leaves_status_within_the_ttl_and_its_tool_dies(
     proc = workers.procs["echo1"]
     killed_at = time.monotonic()
     proc.send_signal(signal.SIGKILL)
-    wait_for(lambda: record_of(workers, "echo1") is None, 10, "record expiry")
+    eventually(lambda: record_of(workers, "echo1") is None, 10, "record expiry")
     ttl = workers.settings.health_ttl
     assert time.monotonic() - killed_at <= ttl + 1.0
     assert wait_gone({tool_pid}) == set(), "the tool outlived its worker"
@@ -103,7 +94,7 @@ def test_killed_tool_is_restarted_and_the_running_prompt_fails(workers: Workers)
     tool_pid = ready["echo1"].pid
     assert tool_pid is not None
     handle = workers.fleet.submit(":sleep 30", "echo")
-    wait_for(lambda: record_of(workers, "echo1").state == "busy", 5, "busy")
+    eventually(lambda: record_of(workers, "echo1").state == "busy", 5, "busy")
     os.kill(tool_pid, signal.SIGKILL)
     with pytest.raises(ToolCrashed):
         handle.get(timeout=10)
@@ -118,7 +109,7 @@ def test_idle_tool_killed_is_back_within_a_second_plus_start_up(workers: Workers
     assert old.pid is not None
     os.kill(old.pid, signal.SIGKILL)
     killed = time.time()
-    new = wait_for(
+    new = eventually(
         lambda: (
             (r := record_of(workers, "echo1")) and r.generation == 2 and r.state == "ready" and r
         ),
@@ -136,7 +127,7 @@ def test_crash_loop_fails_the_worker_and_the_healthy_one_drains_the_queue(
     good = workers.start("flaky", prefix="good")
     bad = workers.start("flaky", prefix="bad", TOOLFLEET_ECHO_FAIL="1")
     workers.wait_ready(good)
-    failed = wait_for(
+    failed = eventually(
         lambda: (r := record_of(workers, bad[0])) and r.state == "failed" and r, 15, "failed"
     )
     assert "crash loop: 3 failed starts" in (failed.last_error or "")
@@ -144,9 +135,18 @@ def test_crash_loop_fails_the_worker_and_the_healthy_one_drains_the_queue(
     results = [h.get(timeout=30) for h in handles]
     assert [r.output for r in results] == [f"item {i}" for i in range(30)]
     assert {r.worker.split("@")[0] for r in results} == {good[0]}
-    # still heartbeating well past the TTL, still failed
-    time.sleep(workers.settings.health_ttl + 0.5)
-    assert record_of(workers, bad[0]).state == "failed"
+    # still heartbeating well past the TTL (a record written a TTL after the first failed
+    # one, so refreshed, not just not yet expired), still failed
+    later = eventually(
+        lambda: (
+            (r := record_of(workers, bad[0]))
+            and r.updated_at > failed.updated_at + workers.settings.health_ttl
+            and r
+        ),
+        workers.settings.health_ttl + 10,
+        "a record written a TTL after the failure",
+    )
+    assert later.state == "failed"
 
 
 def test_recycle_after_max_prompts(workers: Workers) -> None:
@@ -159,9 +159,10 @@ def test_inspect_stats_remote_control_and_restart_command(workers: Workers) -> N
     workers.wait_ready(workers.start("echo"))
     node = workers.node("echo1")
     app = workers.fleet.app
-    stats = app.control.inspect(timeout=5).stats()
+    # limit=1: the one worker's reply ends the wait (not the whole timeout)
+    stats = app.control.inspect(timeout=5, limit=1).stats()
     assert stats[node]["toolfleet"]["profile"] == "echo"
-    replies = app.control.broadcast("tool_health", reply=True, timeout=5)
+    replies = app.control.broadcast("tool_health", reply=True, timeout=5, limit=1)
     assert replies == [{node: replies[0][node]}] and replies[0][node]["state"] == "ready"
     replies = app.control.broadcast("tool_restart", reply=True, timeout=10, destination=[node])
     assert "generation 2" in replies[0][node]["ok"]
@@ -206,26 +207,29 @@ def test_flower_lists_workers_with_tool_health_and_prompt_tasks(
         )
     try:
         workers.wait_ready(names)
-        wait_for(lambda: _port_open(port), 60, "flower")
+        eventually(lambda: _port_open(port), 60, "flower")
+
+        probes: set[str] = set()
 
         def events_flowing() -> bool:
-            # Flower only knows tasks whose events arrive after its receiver connected
+            # Flower only knows tasks whose events arrive after its receiver connected:
+            # a new probe each time, until Flower knows one of them
             probe = workers.fleet.submit("probe", "echo")
             probe.get(timeout=30)
-            time.sleep(0.5)
-            return probe.id in _get(port, "/api/tasks")
+            probes.add(probe.id)
+            return not probes.isdisjoint(_get(port, "/api/tasks"))
 
-        wait_for(events_flowing, 60, "Flower's event stream")
+        eventually(events_flowing, 60, "Flower's event stream", interval=0.25)
         handles = [workers.fleet.submit(f"p{i}", "echo") for i in range(4)]
         ids = {h.id for h in handles}
         [h.get(timeout=10) for h in handles]
-        body = wait_for(
+        body = eventually(
             lambda: (w := _get(port, "/api/workers?refresh=1")) and len(w) == 2 and w, 60, "workers"
         )
         for node, info in body.items():
             assert node.split("@")[0] in names
             assert info["stats"]["toolfleet"]["state"] in ("ready", "busy")
-        tasks = wait_for(
+        tasks = eventually(
             lambda: (t := _get(port, "/api/tasks")) and ids <= set(t) and t, 60, "tasks"
         )
         for task_id in ids:

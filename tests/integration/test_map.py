@@ -25,6 +25,7 @@ from toolfleet.client.items import MapItem, MapOutcome, expand_template
 from toolfleet.client.journal import Journal
 from toolfleet.client.protocols import Handle
 
+from ..helpers import eventually
 from .procs import Workers, descendants, env_for
 
 TEMPLATE = 'sed -i "1i # DOC_ID: {stem}" {path}'
@@ -188,11 +189,11 @@ def unfinished(log: Path) -> list[str]:
 
 def drop_from_broker(workers: Workers, ids: list[str]) -> None:
     """Remove the unacknowledged messages of ``ids``: nothing can deliver them again."""
-    client = redis.Redis.from_url(workers.settings.broker_url)
-    for tag, raw in client.hgetall("unacked").items():
-        if json.loads(raw)[0]["headers"]["id"] in ids:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
+    with redis.Redis.from_url(workers.settings.broker_url) as client:
+        for tag, raw in client.hgetall("unacked").items():
+            if json.loads(raw)[0]["headers"]["id"] in ids:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
 
 
 def _all_threads_stopped(pid: int) -> bool:
@@ -205,14 +206,22 @@ def _all_threads_stopped(pid: int) -> bool:
     return bool(states) and all(state in "tT" for state in states)
 
 
-def kill_while_holding_a_prompt(workers: Workers, name: str, log: Path) -> bool:
-    """SIGKILL worker ``name`` at a moment its log shows a prompt received, not finished.
+def answered(workers: Workers, ids: list[str]) -> set[str]:
+    """Those of prompt ``ids`` whose result is stored."""
+    key = workers.fleet.app.backend.get_key_for_task
+    with redis.Redis.from_url(workers.settings.result_backend) as client:
+        return {i for i in ids if client.exists(key(i))}
 
-    The worker and its tool are frozen (SIGSTOP) while its log is read, so what the log
-    shows is what the worker holds when it dies; if it holds nothing they are let go
+
+def kill_while_holding_a_prompt(workers: Workers, name: str, log: Path) -> list[str]:
+    """SIGKILL worker ``name`` at a moment it holds a prompt; return the prompts it held.
+
+    The worker and its tool are frozen (SIGSTOP) while its log is read: a prompt held is
+    one the log shows received and not finished, and whose result is not stored (the
+    worker stores a result before it logs it). If it holds nothing they are let go
     (SIGCONT) and caught again. After the kill the tool's processes are let go too, as
     after a real crash (the tool gets its parent-death signal; a command it started
-    runs on). False if that did not happen within 10 s.
+    runs on). Nothing ([]) if that did not happen within 10 s.
     """
     proc = workers.procs[name]
     end = time.monotonic() + 10
@@ -222,20 +231,20 @@ def kill_while_holding_a_prompt(workers: Workers, name: str, log: Path) -> bool:
         for pid in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
-        while not _all_threads_stopped(proc.pid):
-            time.sleep(0.0005)
-        holding = bool(unfinished(log))
-        if holding:
+        eventually(lambda: _all_threads_stopped(proc.pid), 10, f"{name} stopped", 0.0005)
+        started = unfinished(log)
+        held = [pid for pid in started if pid not in answered(workers, started)]
+        if held:
             proc.kill()
             proc.wait()
         for pid in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        if holding:
-            return True
+        if held:
+            return held
         proc.send_signal(signal.SIGCONT)
         time.sleep(0.003)
-    return False
+    return []
 
 
 @pytest.mark.parametrize("recovery", ["retry", "redelivery"])
@@ -268,12 +277,14 @@ def test_worker_killed_mid_run_every_item_ok_and_none_done_twice(
     outcomes: list[MapOutcome] = []
     start_killing = threading.Event()
     killed_after: list[int] = []
+    held: list[str] = []
 
     def killer() -> None:  # in a thread, so that the run keeps the queue full meanwhile
         start_killing.wait(60)
-        if kill_while_holding_a_prompt(workers, victim, log):  # its prompt stays unacked
+        held.extend(kill_while_holding_a_prompt(workers, victim, log))
+        if held:  # its prompts stay unacked
             if recovery == "retry":
-                drop_from_broker(workers, unfinished(log))
+                drop_from_broker(workers, held)
             killed_after.append(len(outcomes))
 
     thread = threading.Thread(target=killer, daemon=True)
@@ -284,7 +295,7 @@ def test_worker_killed_mid_run_every_item_ok_and_none_done_twice(
             start_killing.set()
     thread.join(15)
     assert killed_after and killed_after[0] < N_FILES - 50, killed_after
-    lost = {key_of[recorder.texts[pid]]: pid for pid in unfinished(log)}
+    lost = {key_of[recorder.texts[pid]]: pid for pid in held}
     assert lost, "the worker held no prompt when it was killed; nothing was tested"
 
     by_key = {o.key: o for o in outcomes}
@@ -311,7 +322,14 @@ def test_worker_killed_mid_run_every_item_ok_and_none_done_twice(
 def test_interrupted_run_resumes_from_its_journal(fleet_env: Workers, tmp_path: Path):
     files = make_files(tmp_path / "tree")
     journal = tmp_path / "journal.jsonl"
-    template = "sleep 0.03; " + TEMPLATE  # slow enough to interrupt in the middle
+    # the first 40 files go through; the others wait while the gate file exists, so the
+    # interrupt comes in the middle of the run however fast or slow the machine is
+    gate = tmp_path / "gate"
+    gate.touch()
+    template = (
+        f"case {{stem}} in mod_0[0-3]?) ;; *) while [ -e {gate} ]; do sleep 0.01; done;; esac; "
+        + TEMPLATE
+    )
     argv = [sys.executable, "-m", "toolfleet", "map", "--profile", "bash", "--template"]
     argv += [template, "--journal", str(journal), "--json", "--in-flight", "6", *map(str, files)]
     env = env_for(fleet_env.settings)
@@ -319,12 +337,14 @@ def test_interrupted_run_resumes_from_its_journal(fleet_env: Workers, tmp_path: 
     first = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    end = time.monotonic() + 60
-    while not journal.exists() or len(journal.read_text().splitlines()) < 30:
+
+    def journaled_30() -> bool:
         assert first.poll() is None, first.communicate()
-        assert time.monotonic() < end, "nothing journaled within 60 s"
-        time.sleep(0.005)
+        return journal.exists() and len(journal.read_text().splitlines()) >= 30
+
+    eventually(journaled_30, 60, "30 items journaled", interval=0.005)
     first.send_signal(signal.SIGINT)
+    gate.unlink()  # the prompts already sent finish; the run sends no more
     out1, err1 = first.communicate(timeout=60)
     assert first.returncode == 130, err1
     reported1 = [json.loads(line)["key"] for line in out1.splitlines()]

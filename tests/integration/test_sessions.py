@@ -13,6 +13,7 @@ import pytest
 
 from toolfleet import NoWorkers, SessionLost
 
+from ..helpers import eventually
 from .procs import Workers, env_for
 
 
@@ -22,14 +23,34 @@ def fleet(module_workers: Workers) -> Workers:
     return module_workers
 
 
+def live_states(fleet: Workers) -> dict[str, tuple[str, str | None]]:
+    """(state, session) as each worker tells it now, from the thread that also answers
+    ``tool_lease`` and ``tool_release``: no heartbeat lag."""
+    replies = fleet.fleet.app.control.broadcast("tool_health", reply=True, timeout=5, limit=3)
+    return {node: (h["state"], h["session"]) for reply in replies for node, h in reply.items()}
+
+
+def all_free(fleet: Workers) -> bool:
+    """Each of the 3 instances is ready and unleased, by its worker's word and its record.
+
+    The records alone are not enough: a session shorter than the heartbeat's debounce
+    (50 ms) never shows in them, so the record read right after its close can still be
+    the one from before the lease while the worker is resetting the instance. The
+    records must agree too, since placement reads them.
+    """
+    live = live_states(fleet)
+    if len(live) != 3 or any(v != ("ready", None) for v in live.values()):
+        return False
+    records = fleet.fleet.status("python")
+    return len(records) == 3 and all(r.state == "ready" and not r.session for r in records)
+
+
 def wait_all_free(fleet: Workers, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while True:
-        records = fleet.fleet.status("python")
-        if len(records) == 3 and all(r.state == "ready" and not r.session for r in records):
-            return
-        assert time.monotonic() < end, records
-        time.sleep(0.05)
+    eventually(
+        lambda: all_free(fleet),
+        timeout,
+        lambda: f"all free: {live_states(fleet)}; {fleet.fleet.status('python')}",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -97,19 +118,24 @@ def test_round_robin_spreads_sessions_evenly(fleet: Workers) -> None:
             used.append(s.worker)
         wait_all_free(fleet)
     assert sorted(Counter(used).values()) == [2, 2, 2], used
+    names = sorted(set(used))  # and in turn: each session on the next worker by name
+    first = names.index(used[0])
+    assert used == [names[(first + i) % 3] for i in range(6)], used
 
 
 def test_session_lost_after_the_tool_is_killed(fleet: Workers) -> None:
     with fleet.fleet.session("python") as s:
         first = s.send("x = 1").get(timeout=30)
         os.kill(first.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while True:
-            record = next(r for r in fleet.fleet.status("python") if r.worker == s.worker)
-            if record.generation > first.generation and record.state == "ready":
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(
+            lambda: (
+                (r := next(r for r in fleet.fleet.status("python") if r.worker == s.worker))
+                and r.generation > first.generation
+                and r.state == "ready"
+            ),
+            10,
+            "the killed tool restarted",
+        )
         with pytest.raises(SessionLost, match="restarted under session"):
             s.send("x").get(timeout=30)
 
@@ -123,17 +149,16 @@ def test_abandoned_lease_expires_and_the_instance_is_reset(fleet: Workers) -> No
         "print(s.worker, r.generation, flush=True)\n"
         "time.sleep(600)\n"
     )
-    producer = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", code],
         env=env_for(fleet.settings),
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        worker, generation = producer.stdout.readline().split()  # type: ignore[union-attr]
-    finally:
-        producer.kill()
-        producer.wait()
+    ) as producer:  # leaving closes its pipe and waits for it
+        try:
+            worker, generation = producer.stdout.readline().split()  # type: ignore[union-attr]
+        finally:
+            producer.kill()
     wait_all_free(fleet, timeout=15)  # lease expired, instance reset, back in the pool
     result = fleet.fleet.submit("'leftover' in globals()", "python", worker=worker).get(30)
     assert result.output == "False"
@@ -152,7 +177,8 @@ def test_cli_session_open_submit_status_close(fleet: Workers) -> None:
     sid = run("session", "open", "--profile", "python")
     assert run("submit", "--session", sid, "y = 5") == ""
     assert run("submit", "--session", sid, "y * 2") == "10"
-    time.sleep(1.2)  # the next heartbeat carries the lease
+    # the lease reaches the worker's record (the next heartbeat), then the table shows it
+    eventually(lambda: sid in {r.session for r in fleet.fleet.status("python")}, 10, sid)
     assert sid in run("status")
     assert run("session", "close", sid) == f"closed {sid}"
     gone = subprocess.run(

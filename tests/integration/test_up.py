@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from toolfleet import Fleet, RedisUnavailable, Settings
+from toolfleet import Fleet, InstanceHealth, RedisUnavailable, Settings
 from toolfleet.cli.local import free_port, redis_reachable, worker_command
 
+from ..helpers import eventually
 from .procs import descendants, env_for, wait_gone
 
 
@@ -29,17 +29,16 @@ def test_up_runs_a_fleet_and_a_signal_stops_every_process(sig: int, tmp_path) ->
         )
     fleet = Fleet(settings)
     try:
-        end = time.monotonic() + 60
-        while True:
+
+        def three_ready() -> list[InstanceHealth] | None:
             assert up.poll() is None, (tmp_path / "up.log").read_text()
             try:
                 records = fleet.status("python")
             except RedisUnavailable:
-                records = []
-            if sum(r.state == "ready" for r in records) == 3:
-                break
-            assert time.monotonic() < end, "fleet not ready in 60 s"
-            time.sleep(0.2)
+                return None
+            return records if sum(r.state == "ready" for r in records) == 3 else None
+
+        records = eventually(three_ready, 60, "3 ready python instances", interval=0.2)
         assert fleet.submit("sum(range(10))", "python").get(timeout=30).output == "45"
         tree = descendants(up.pid)
         tools = {r.pid for r in records if r.pid}
@@ -52,6 +51,7 @@ def test_up_runs_a_fleet_and_a_signal_stops_every_process(sig: int, tmp_path) ->
         fleet.close()
         if up.poll() is None:
             up.kill()
+            up.wait()
 
 
 def test_forked_workers_each_hold_a_tool_and_a_killed_one_comes_back(
@@ -75,18 +75,22 @@ def test_forked_workers_each_hold_a_tool_and_a_killed_one_comes_back(
         assert {r.worker_pid for r in records.values()} <= descendants(launcher.pid)
         assert all((tmp_path / f"{name}.log").stat().st_size > 0 for name in records)
         handles = [fleet.submit(f":sleep 0.05 item-{i}", "echo") for i in range(60)]
-        time.sleep(0.5)
+        eventually(lambda: any(h.ready() for h in handles), 30, "the first answers")
         victim = records["fork2"]
         os.kill(victim.worker_pid, signal.SIGKILL)
         outputs = [h.get(timeout=90).output for h in handles]  # nothing lost
         assert outputs == [f"slept 0.05 item-{i}" for i in range(60)]
-        end = time.monotonic() + 60
-        while True:  # the launcher started fork2 again: a new process, a new tool
-            back = {r.worker.split("@")[0]: r for r in fleet.status("echo")}.get("fork2")
-            if back and back.state == "ready" and back.worker_pid != victim.worker_pid:
-                break
-            assert time.monotonic() < end, "the killed worker did not come back"
-            time.sleep(0.1)
+        back = eventually(  # the launcher started fork2 again: a new process, a new tool
+            lambda: (
+                (r := {r.worker.split("@")[0]: r for r in fleet.status("echo")}.get("fork2"))
+                and r.state == "ready"
+                and r.worker_pid != victim.worker_pid
+                and r
+            ),
+            60,
+            "the killed worker back",
+            interval=0.1,
+        )
         assert fleet.submit("ping", "echo", worker=back.worker).get(timeout=30).output == "ping"
         runs = [line.rsplit(" ", 1)[-1] for line in log.read_text().splitlines()]
         assert sorted(set(runs) - {"ping"}) == sorted(f"item-{i}" for i in range(60))

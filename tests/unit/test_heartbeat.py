@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from itertools import pairwise
 
 from toolfleet.health import read_health
 from toolfleet.profiles import BUILTIN_PROFILES
@@ -11,17 +13,21 @@ from toolfleet.tool.fake import FakeInstance
 from toolfleet.workers.heartbeat import Heartbeat
 from toolfleet.workers.supervisor import Supervisor
 
+from ..helpers import eventually
+
 
 class DictRedis:
-    """The few commands health records use, in memory."""
+    """The few commands health records use, in memory; remembers every write."""
 
     def __init__(self):
         self.data: dict[str, tuple[str, float]] = {}
-        self.sets = 0
+        #: (time.monotonic(), the state written) of each write, in order
+        self.writes: list[tuple[float, str]] = []
 
     def set(self, name, value, px=None):
-        self.sets += 1
-        self.data[name] = (value, time.monotonic() + px / 1000)
+        now = time.monotonic()
+        self.writes.append((now, json.loads(value)["state"]))
+        self.data[name] = (value, now + px / 1000)
 
     def delete(self, name):
         self.data.pop(name, None)
@@ -42,47 +48,69 @@ def test_heartbeat_publishes_and_stops():
     beat.start()
     sup.start()
     try:
-        time.sleep(0.35)
+        # the first write, one for the state change, then one an interval
+        eventually(lambda: len(client.writes) >= 5, 10, "5 writes")
         (record,) = read_health(client)
         assert record.worker == "w1@h" and record.state == "ready"
-        assert 3 <= client.sets <= 8  # first write, one state change, ~3 intervals
+        writes = list(client.writes)
     finally:
         sup.stop()
         beat.stop()
     assert read_health(client) == []
+    states = [state for _, state in writes]
+    assert states[0] == "starting" and set(states[1:]) == {"ready"}, states
+    # coalescing: apart from the write for the one state change, the writes (the first
+    # and those repeating the state written before) are at least an interval apart
+    again = [writes[0][0]] + [t for (_, prev), (t, s) in pairwise(writes) if s == prev]
+    gaps = [b - a for a, b in pairwise(again)]
+    assert len(gaps) >= 3 and min(gaps) >= beat.interval, gaps
 
 
 def test_fast_prompts_cost_no_writes_but_a_long_one_shows_busy():
     client = DictRedis()
+    release = threading.Event()
 
     def respond(text):
         if text == "slow":
-            time.sleep(0.5)
+            assert release.wait(10)
         return text
 
     sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"], respond), "w1@h", [])
-    beat = Heartbeat(client, sup.health, interval=10, state=lambda: sup.state)
+    sup.start()  # before the heartbeat: no state change is pending when it starts
+    looking = threading.Lock()  # held while prompts run that the heartbeat must not see
+
+    def state():
+        with looking:
+            return sup.state
+
+    beat = Heartbeat(client, sup.health, interval=60, state=state)
+    went_busy: list[float] = []
+    sup.subscribe(lambda old, new: new == "busy" and went_busy.append(time.monotonic()))
     sup.subscribe(lambda old, new: beat.notify())
-    sup.start()
     beat.start()
-    try:
-        time.sleep(0.2)
-        before = client.sets
-        for i in range(200):
-            sup.run(str(i))
-        time.sleep(0.2)
-        assert client.sets == before  # 400 state changes, all back to 'ready' at once
-        seen = []
+
+    def slow_prompt() -> None:
+        """A prompt that stays busy until its busy record is seen."""
+        release.clear()
         runner = threading.Thread(target=sup.run, args=("slow",))
         runner.start()
-        time.sleep(0.25)
-        seen.append(read_health(client)[0].state)
+        eventually(lambda: read_health(client)[0].state == "busy", 10, "the busy record")
+        release.set()
         runner.join()
-        time.sleep(0.2)
-        seen.append(read_health(client)[0].state)
-        assert seen == ["busy", "ready"]
-        assert client.sets == before + 2
+        eventually(lambda: read_health(client)[0].state == "ready", 10, "the ready record")
+
+    try:
+        slow_prompt()
+        # a state change is written once it has lasted the debounce time, not at once
+        busy_written = next(t for t, s in client.writes if s == "busy")
+        assert busy_written - went_busy[-1] >= beat.debounce - 0.001
+        with looking:  # 400 state changes, all back to 'ready' when the heartbeat looks
+            for i in range(200):
+                sup.run(str(i))
+        slow_prompt()  # its writes come after any the 200 prompts caused
+        written = [s for _, s in client.writes]
     finally:
         sup.stop()
         beat.stop()
+    assert written == ["ready", "busy", "ready", "busy", "ready"]  # none for the 200
     assert read_health(client) == []

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from toolfleet.errors import SessionLost, ToolCrashed
 from toolfleet.profiles import BUILTIN_PROFILES
 from toolfleet.tool.fake import FakeInstance
 from toolfleet.workers.supervisor import Supervisor
+
+from ..helpers import eventually
 
 
 def make(respond=str.upper, **profile_fields):
@@ -59,11 +59,8 @@ def test_idle_death_is_restarted_by_the_watcher():
     sup.start()
     try:
         inst.crash()
-        end = time.monotonic() + 3
-        while inst.generation < 2 and time.monotonic() < end:
-            time.sleep(0.05)
+        eventually(lambda: inst.generation >= 2 and sup.state == "ready", 3, "a restart")
         assert inst.generation == 2
-        assert sup.state == "ready"
     finally:
         sup.stop()
 
@@ -114,9 +111,7 @@ def test_a_session_runs_only_on_its_generation_and_blocks_shared_work():
         sup.end_session()
         assert sup.public_state == "restarting" or sup.state == "restarting"
         assert not sup.takes_shared_work  # until the watcher has reset the instance
-        end = time.monotonic() + 3
-        while not sup.takes_shared_work and time.monotonic() < end:
-            time.sleep(0.05)
+        eventually(lambda: sup.takes_shared_work, 3, "the reset")
         assert sup.takes_shared_work and sup.public_state == "ready"
     finally:
         sup.stop()
@@ -141,13 +136,9 @@ def test_the_watcher_outlives_errors_and_still_restarts_a_dead_tool():
     sup.periodic.append(lambda: 1 / 0)
     sup.start()
     try:
-        end = time.monotonic() + 3
-        while inst.failures and time.monotonic() < end:
-            time.sleep(0.05)
-        assert inst.failures == 0
+        eventually(lambda: inst.failures == 0, 3, "the failing liveness check")
         inst.crash()
-        while inst.generation < 2 and time.monotonic() < end + 3:
-            time.sleep(0.05)
-        assert inst.generation == 2 and sup.state == "ready"
+        eventually(lambda: inst.generation >= 2 and sup.state == "ready", 3, "a restart")
+        assert inst.generation == 2
     finally:
         sup.stop()

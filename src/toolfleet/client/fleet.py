@@ -93,6 +93,7 @@ class PromptHandle:
                 value = self.async_result.get(timeout=wait, propagate=True)
             except CeleryTimeout:
                 if left is not None and wait >= left:
+                    self._stop_listening()
                     raise self._why_late(timeout) from None
                 self._recover_if_lost()
                 continue
@@ -104,6 +105,16 @@ class PromptHandle:
                 mapped = unavailable(exc, self.fleet.settings)
                 raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
             return PromptResult.model_validate(value)
+
+    def _stop_listening(self) -> None:
+        """Drop the result's subscription when ``get`` gives up (a later ``get``
+        subscribes again). Left subscribed, Celery unsubscribes in
+        ``AsyncResult.__del__``, from the garbage collector, possibly on a pub/sub
+        connection it already closed: that opens a Redis connection nobody closes."""
+        try:
+            self.async_result.backend.remove_pending_result(self.async_result)
+        except Exception as exc:  # Redis away: the subscription went with the connection
+            log.debug("prompt %s: could not unsubscribe: %s", self.id, exc)
 
     def _recover_if_lost(self) -> None:
         """Send the prompt again if its message was nowhere at this look and the last."""
@@ -326,8 +337,29 @@ class Fleet:
             time.sleep(0.1)
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections: the broker's, and this thread's result backend."""
+        self.release_thread()
         self.app.close()
+
+    def release_thread(self) -> None:
+        """Close the result backend Celery keeps for the calling thread (one a thread):
+        its Redis connections and result subscriptions. A thread that used the fleet
+        calls this when it is done (it still works after, reconnecting).
+
+        Left to the garbage collector, the backend's sockets can be finalized before the
+        connections holding them (ResourceWarning: unclosed socket); and a result never
+        collected (timed out, given up on) stays subscribed, so that its
+        ``AsyncResult.__del__`` unsubscribes on a pub/sub connection already closed,
+        opening a new one that nobody closes.
+        """
+        backend = self.app.backend
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None:
+            consumer.subscribed_to.clear()  # nothing left for AsyncResult.__del__ to undo
+            consumer.stop()
+        client = getattr(backend, "client", None)
+        if client is not None:
+            client.connection_pool.disconnect()
 
     def __enter__(self) -> Fleet:
         return self

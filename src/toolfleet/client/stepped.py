@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -109,6 +110,11 @@ class StepsHandle:
         except Exception as exc:  # reported as the item's error, never lost
             self.error = ToolfleetError(f"{type(exc).__name__}: {exc}")
         finally:
+            # Celery made this thread a result backend of its own: close it (a Fleet's)
+            release = getattr(self.fleet, "release_thread", None)
+            if release is not None:
+                with contextlib.suppress(Exception):
+                    release()
             self._done.set()
 
     def _step(self, session: Any, number: int, text: str) -> PromptResult:
