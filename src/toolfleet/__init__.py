@@ -4,9 +4,11 @@ from toolfleet._version import __version__
 from toolfleet.client.fleet import Fleet, PromptHandle
 from toolfleet.client.sessions import Session
 from toolfleet.errors import (
+    BudgetSpent,
     ConfigError,
     IncompleteInput,
     NoWorkers,
+    PromptCancelled,
     PromptRejected,
     RedisUnavailable,
     ResultTimeout,
@@ -23,12 +25,14 @@ from toolfleet.profiles import Profile, load_profiles
 from toolfleet.settings import Settings
 
 __all__ = [
+    "BudgetSpent",
     "ConfigError",
     "Fleet",
     "IncompleteInput",
     "InstanceHealth",
     "NoWorkers",
     "Profile",
+    "PromptCancelled",
     "PromptHandle",
     "PromptRejected",
     "PromptResult",

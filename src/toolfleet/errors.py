@@ -8,6 +8,8 @@
     ├── ToolTimeout         the tool did not answer before the prompt's deadline
     ├── ToolCrashed         the tool died while (or before) answering
     ├── IncompleteInput     the prompt left the tool waiting for more input
+    ├── PromptCancelled     cancelled: never run, or interrupted while it ran
+    ├── BudgetSpent         a session's budget is spent: nothing more is sent
     ├── SessionLost         the instance restarted (or the lease ended) under a session
     ├── NoWorkers           no healthy worker serves the profile
     ├── ResultTimeout       the producer gave up waiting for a result
@@ -28,11 +30,13 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BudgetSpent",
     "ConfigError",
     "DirtyTarget",
     "GitError",
     "IncompleteInput",
     "NoWorkers",
+    "PromptCancelled",
     "PromptRejected",
     "RedisUnavailable",
     "ResultTimeout",
@@ -110,6 +114,15 @@ class WorkerLost(ToolCrashed):
 
 class IncompleteInput(ToolfleetError):
     """The prompt opened a continuation (e.g. an unclosed bracket); it was interrupted."""
+
+
+class PromptCancelled(ToolfleetError):
+    """The prompt was cancelled: it never reached the tool, or the tool was interrupted
+    (and restarted if it did not come back) while answering it."""
+
+
+class BudgetSpent(ToolfleetError):
+    """The cost a session's prompts reported reached its budget: nothing more is sent."""
 
 
 class SessionLost(ToolfleetError):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 __all__ = [
+    "CANCELLED",
     "CHANGES_INDEX",
     "CHANGE_PREFIX",
     "CLAIM_PREFIX",
@@ -37,6 +38,9 @@ CLAIM_PREFIX = "toolfleet:claim:"
 #: a change record (JSON) by its id, and the index of all of them (a sorted set by time)
 CHANGE_PREFIX = "toolfleet:change:"
 CHANGES_INDEX = "toolfleet:changes"
+#: prompts cancelled (a sorted set: id -> when the entry may go); workers load it into
+#: Celery's revoked set when they start, so that none of them runs a cancelled prompt
+CANCELLED = "toolfleet:cancelled"
 #: held by the one worker sweeping dead workers' prompts this interval
 SWEEP_LOCK = "toolfleet:orphan-sweep"
 
@@ -93,3 +97,5 @@ class RedisLike(Protocol):
     def hgetall(self, name: str) -> Any: ...
     def zrange(self, name: str, start: int, end: int, *, withscores: bool = False) -> Any: ...
     def zadd(self, name: str, mapping: dict[str, float]) -> Any: ...
+    def zrangebyscore(self, name: str, min: float | str, max: float | str) -> Any: ...
+    def zremrangebyscore(self, name: str, min: float | str, max: float | str) -> Any: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,12 +15,36 @@ __all__ = [
     "InstanceHealth",
     "PromptResult",
     "State",
+    "Usage",
     "json_schemas",
     "write_schemas",
 ]
 
 State = Literal["starting", "ready", "busy", "restarting", "failed", "stopping"]
 STATES: tuple[State, ...] = ("starting", "ready", "busy", "restarting", "failed", "stopping")
+
+
+class Usage(BaseModel):
+    """Tokens and money a tool reported spending (its profile's ``usage_pattern``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sent: int = Field(0, ge=0, description="Tokens sent to the model.")
+    received: int = Field(0, ge=0, description="Tokens received from the model.")
+    cost: float = Field(0.0, ge=0, description="Money spent (the tool's currency, e.g. USD).")
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            sent=self.sent + other.sent,
+            received=self.received + other.received,
+            cost=round(self.cost + other.cost, 10),
+        )
+
+    @staticmethod
+    def total(usages: Iterable[Usage | None]) -> Usage | None:
+        """The sum of ``usages`` (None when none of them is known)."""
+        known = [u for u in usages if u is not None]
+        return sum(known[1:], known[0]) if known else None
 
 
 class PromptResult(BaseModel):
@@ -39,6 +64,7 @@ class PromptResult(BaseModel):
     seq: int | None = Field(None, description="Sequence number inside the session.")
     truncated: bool = Field(False, description="Output was cut at the profile's cap.")
     prompt_id: str | None = Field(None, description="The Celery task id of the prompt.")
+    usage: Usage | None = Field(None, description="What the tool reported spending on it.")
 
 
 class Changes(BaseModel):
@@ -85,6 +111,12 @@ class InstanceHealth(BaseModel):
     session: str | None = Field(None, description="Session holding the instance, if leased.")
     busy_since: float | None = Field(
         None, description="Unix time the running prompt began (None while no prompt runs)."
+    )
+    prompt_id: str | None = Field(
+        None, description="Id of the running prompt (None while none runs): to cancel it."
+    )
+    usage_total: Usage | None = Field(
+        None, description="What this worker's prompts reported spending, summed."
     )
     holding: list[str] = Field(
         default_factory=list,

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolfleet.errors import ConfigError
 from toolfleet.validation import DEFAULT_MAX_PROMPT_BYTES
 
-__all__ = ["BUILTIN_PROFILES", "Profile", "get_profile", "load_profiles"]
+__all__ = [
+    "AIDER_USAGE",
+    "BUILTIN_PROFILES",
+    "USAGE_GROUPS",
+    "Profile",
+    "get_profile",
+    "load_profiles",
+]
 
 Detector = Literal["marker", "sentinel", "quiescence"]
 Encoder = Literal["lines", "python", "bash", "node", "sqlite", "aider"]
@@ -41,6 +49,18 @@ def _tf_exec(src):
         traceback.print_exception(type(e), e, tb)
         sys.last_type, sys.last_value = type(e), e
 """
+
+
+#: the groups a usage pattern may name (at least one of them)
+USAGE_GROUPS = ("sent", "received", "cost")
+_COUNT = r"[\d.,]+[kM]?"
+#: aider 0.86's report after each reply (aider/coders/base_coder.py), e.g.
+#: "Tokens: 2.5k sent, 1.2k cache write, 120 received. Cost: $0.0012 message, $0.0034
+#: session." (the Cost part only when the model has a price)
+AIDER_USAGE = (
+    rf"Tokens: (?P<sent>{_COUNT}) sent(?:, {_COUNT} cache (?:write|hit))*, "
+    rf"(?P<received>{_COUNT}) received\.(?:\s+Cost: \$(?P<cost>[\d.]+) message)?"
+)
 
 
 class Profile(BaseModel):
@@ -77,6 +97,11 @@ class Profile(BaseModel):
     quiet_ms: int = Field(500, gt=0, description="Quiescence: idle time ending a response.")
     incomplete_pattern: str | None = None
     error_pattern: str | None = None
+    usage_pattern: str | None = Field(
+        None,
+        description="A regex finding the tool's usage report in an answer, with named "
+        "groups among sent, received (token counts, '2.5k' allowed) and cost.",
+    )
     strip_output: list[str] = Field(
         default_factory=list,
         description="Regexes removed once each from a raw response, in order (screen furniture).",
@@ -121,6 +146,19 @@ class Profile(BaseModel):
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)
+
+    @field_validator("usage_pattern")
+    @classmethod
+    def _usage_groups(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            groups = set(re.compile(pattern).groupindex)
+        except re.error as exc:
+            raise ValueError(f"usage_pattern is no regular expression: {exc}") from None
+        if not groups or not groups <= set(USAGE_GROUPS):
+            raise ValueError(f"usage_pattern must name groups among {', '.join(USAGE_GROUPS)}")
+        return pattern
 
     def repository(self) -> str | None:
         """``repo`` with $VARIABLES and ~ expanded (None when not set)."""
@@ -223,6 +261,7 @@ def _builtin() -> dict[str, Profile]:
         interrupt_cooldown=2.5,
         exit_command="/exit",
         reset=["/reset"],
+        usage_pattern=AIDER_USAGE,
         # aider's repo-map cache (.aider.tags.cache.v4) in a worktree: no change, and
         # worth keeping from one item to the next
         workspace_ignore=[".aider*"],

@@ -11,6 +11,7 @@ any other attempt to reach the internet fails at once through a proxy that is no
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from toolfleet.models import Usage
 from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool import ToolInstance
+from toolfleet.workers.supervisor import Supervisor
 
 from ..helpers import eventually
 from ..programs import fake_openai
@@ -154,3 +157,35 @@ def test_answer_has_no_terminal_debris(
         assert "\b" not in answer
     finally:
         closed(inst)
+
+
+def test_usage_is_read_from_aiders_report(
+    server: fake_openai.FakeOpenAI, repo: Path, metadata: Path
+) -> None:
+    """aider prints "Tokens: N sent, M received. Cost: $X message, $Y session." after a
+    reply; the aider profile's usage_pattern turns it into PromptResult.usage."""
+    profile = real_aider_profile(server.port, metadata, "whole")
+    sup = Supervisor(ToolInstance(profile, cwd=str(repo)), "aider1@test", [])
+    sup.start()
+    try:
+        assert sup.run("/add a.py").usage is None  # no model call, no report
+        result = sup.run('Add a "# DOC_ID: a" header line to a.py')
+        reported = server.requests[-1]["usage"]
+    finally:
+        sup.stop()
+        shutil.rmtree(sup.instance.instance_dir, ignore_errors=True)  # type: ignore[attr-defined]
+    line = re.search(
+        r"Tokens: (\d+) sent, (\d+) received\. Cost: \$([\d.]+) message", result.output
+    )
+    assert line is not None, result.output  # aider's own report (its token count)
+    usage = result.usage
+    assert usage == Usage(sent=int(line[1]), received=int(line[2]), cost=float(line[3]))
+    assert usage.sent > 0 and usage.received > 0 and usage.cost > 0
+    # aider prices its own count with the model's metadata (what the server was told)
+    price = fake_openai.METADATA[fake_openai.MODEL]
+    expected = (
+        usage.sent * price["input_cost_per_token"] + usage.received * price["output_cost_per_token"]
+    )
+    assert usage.cost == pytest.approx(expected, rel=0.1)
+    assert reported["completion_tokens"] > 0  # the server's stream carried a usage block
+    assert sup.health().usage_total == usage

@@ -32,7 +32,7 @@ port (``--port 0``, the default, picks a free one) on stdout when it listens; ea
 request is logged to stderr in one line. ``--env-file F`` writes ``export`` lines to F
 that point aider at this server, offline (:func:`aider_env`): source it in the shell
 that starts the aider workers. In tests: ``server, thread = serve(0)``; ``server.port``,
-``server.requests`` (one dict per chat request: kind, format, file), then
+``server.requests`` (one dict per chat request: kind, format, file, usage), then
 ``server.shutdown(); server.server_close()``.
 """
 
@@ -67,8 +67,9 @@ METADATA = {
         "max_tokens": 16384,
         "max_input_tokens": 128000,
         "max_output_tokens": 16384,
-        "input_cost_per_token": 0.0,
-        "output_cost_per_token": 0.0,
+        # gpt-4o-mini's prices (USD per token): aider then prints a "Cost:" part
+        "input_cost_per_token": 0.15e-6,
+        "output_cost_per_token": 0.6e-6,
         "litellm_provider": "openai",
         "mode": "chat",
     }
@@ -312,6 +313,7 @@ class Handler(BaseHTTPRequestHandler):
             "completion_tokens": tokens(reply),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        record["usage"] = usage
         what = record["kind"] + (
             f" {record['format']} {record['file']}" if "file" in record else ""
         )

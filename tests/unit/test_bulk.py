@@ -16,6 +16,7 @@ from toolfleet.client.bulk import run_map
 from toolfleet.client.items import MapItem, MapOutcome, expand_template, read_jsonl, text_digest
 from toolfleet.client.journal import Journal
 from toolfleet.errors import ConfigError
+from toolfleet.models import Usage
 from toolfleet.validation import validate_prompt
 
 # ---- templates -----------------------------------------------------------------------
@@ -203,6 +204,9 @@ class FakeHandle:
                 raise ToolfleetError(f"WorkerLostError: {exc}") from exc
         if kind == "fail":
             return _result(f"failed {arg}", ok=False, status=int(arg))
+        if kind == "cost":
+            spent = Usage(sent=100, received=10, cost=float(arg.split()[0]))
+            return _result(f"did {self.text}").model_copy(update={"usage": spent})
         return _result(f"did {self.text}")
 
 
@@ -465,3 +469,21 @@ def test_the_progress_bar_labels_the_eta_and_the_elapsed_time():
     shown = out.getvalue()
     assert "4/10" in shown and "1 failed" in shown and "3.0/s" in shown
     assert re.search(r"ETA \S+ elapsed \d+:\d\d:\d\d", shown), shown
+
+
+def test_a_budget_stops_sending_once_the_reported_cost_reaches_it():
+    items = [MapItem(f"k{i}", f"cost:0.25 {i}") for i in range(10)]
+    fleet, run, outcomes = _run(items, in_flight=1, budget=1.0)
+    assert run.budget_reached and len(outcomes) == 4  # 4 x 0.25 reaches 1.0
+    assert run.usage == Usage(sent=400, received=40, cost=1.0)
+    assert len(run.cancelled) == 6 and len(fleet.submitted) == 4
+    assert all(o.ok for o in outcomes.values())
+
+
+def test_without_a_budget_usage_is_summed_and_nothing_stops():
+    items = [MapItem(f"k{i}", f"cost:0.5 {i}") for i in range(4)] + [MapItem("free", "ok:x")]
+    _, run, outcomes = _run(items, in_flight=2)
+    assert not run.budget_reached and len(outcomes) == 5
+    assert run.usage is not None and run.usage.cost == 2.0 and run.usage.sent == 400
+    assert outcomes["k0"].to_record()["usage"] == {"sent": 100, "received": 10, "cost": 0.5}
+    assert "usage" not in outcomes["free"].to_record()

@@ -232,6 +232,20 @@ def restart(worker: str) -> None:
             click.echo(f"{node}: {answer}")
 
 
+@cli.command()
+@click.argument("prompt_ids", nargs=-1, required=True)
+def cancel(prompt_ids: tuple[str, ...]) -> None:
+    """Cancel prompts by id: a queued one never runs, a running one is interrupted
+    (its tool restarted if it ignores the interrupt). Their results: PromptCancelled."""
+    try:
+        with connect() as fleet:
+            outcome = fleet.cancel(*prompt_ids)
+    except ToolfleetError as exc:
+        error(exc)
+    for prompt_id, what in outcome.items():
+        click.echo(f"{prompt_id}: {what}")
+
+
 for command in (up, worker, demo, map_command, changes):
     cli.add_command(command)
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from toolfleet.cli.changes import apply_as_done, refuse_dirty, worktree_root
 from toolfleet.cli.common import fail
-from toolfleet.cli.map_report import drive, failures_table, summary_line, summary_table
+from toolfleet.cli.map_report import drive, failures_table, spent, summary_line, summary_table
 from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapItem, MapOutcome, expand_steps, expand_template, read_jsonl
@@ -148,6 +148,13 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
     "(default: twice the deadline + 30).",
 )
 @click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="USD",
+    help="Send nothing more once the cost the tools report (e.g. aider's) reaches this.",
+)
+@click.option(
     "--apply",
     is_flag=True,
     help="Merge each ok item's change (worktree profiles) into the branch checked out "
@@ -170,6 +177,7 @@ def map_command(
     journal: Path | None,
     timeout: float | None,
     result_timeout: float | None,
+    budget: float | None,
     apply: bool,
     as_json: bool,
 ) -> None:
@@ -216,6 +224,7 @@ def map_command(
                 journal=journal,
                 timeout=timeout,
                 result_timeout=result_timeout,
+                budget=budget,
             )
         except ToolfleetError as exc:
             fail(f"{type(exc).__name__}: {exc.message}")
@@ -264,6 +273,11 @@ def map_command(
         err.print(f"{len(applied.applied)} change(s) applied, {len(applied.conflicts)} conflict(s)")
         for change_id, conflicted in applied.conflicts.items():
             err.print(f"[red]conflict: {change_id}: {', '.join(conflicted)} (not applied)[/]")
+    if run.budget_reached:
+        err.print(
+            f"[yellow]budget reached: spent {spent(run)}; {len(run.cancelled)} item(s) not sent[/]"
+        )
+        sys.exit(1)
     if run.stopped:
         again = "run the same command again" if journal else "use --journal next time"
         err.print(f"interrupted ({'quit' if quit_now else 'stopped'}); {again} to finish")

@@ -26,7 +26,7 @@ from rich.text import Text
 from toolfleet.client.bulk import MapRun
 from toolfleet.client.items import MapOutcome
 
-__all__ = ["drive", "failures_table", "progress_bar", "summary_line", "summary_table"]
+__all__ = ["drive", "failures_table", "progress_bar", "spent", "summary_line", "summary_table"]
 
 #: failed items listed under the summary (all of them are in the journal / --json)
 MAX_FAILURES_SHOWN = 20
@@ -52,9 +52,13 @@ def summary_table(outcomes: Sequence[MapOutcome], run: MapRun) -> Table:
         table.add_row(f"  {error_type}", str(count))
     table.add_row("retried", str(run.retried))
     if run.cancelled:
-        table.add_row("[yellow]not run (stopped)[/]", str(len(run.cancelled)))
+        why = "budget reached" if run.budget_reached else "stopped"
+        table.add_row(f"[yellow]not run ({why})[/]", str(len(run.cancelled)))
     if run.abandoned:
         table.add_row("[yellow]left running, not recorded[/]", str(len(run.abandoned)))
+    if run.usage is not None:
+        table.add_row("tokens sent / received", f"{run.usage.sent} / {run.usage.received}")
+        table.add_row("cost", spent(run))
     table.add_row("time", f"{run.elapsed:.2f} s")
     rate = len(outcomes) / run.elapsed if run.elapsed > 0 else 0.0
     table.add_row("prompts/s", f"{rate:.1f}")
@@ -81,6 +85,12 @@ def failures_table(outcomes: Sequence[MapOutcome]) -> Table | None:
     return table
 
 
+def spent(run: MapRun) -> str:
+    """The run's cost, and its budget when it has one."""
+    cost = run.usage.cost if run.usage is not None else 0.0
+    return f"{cost:.4f}" + (f" of {run.budget:g} budget" if run.budget is not None else "")
+
+
 def summary_line(outcomes: Sequence[MapOutcome], run: MapRun) -> str:
     """The summary in one line (for --json, where stdout carries the outcomes)."""
     ok = sum(1 for o in outcomes if o.ok)
@@ -94,7 +104,10 @@ def summary_line(outcomes: Sequence[MapOutcome], run: MapRun) -> str:
         parts.append(f"{len(run.skipped)} already ok in the journal")
     parts.append(f"{run.retried} retried")
     if run.cancelled:
-        parts.append(f"{len(run.cancelled)} not run (stopped)")
+        why = "budget reached" if run.budget_reached else "stopped"
+        parts.append(f"{len(run.cancelled)} not run ({why})")
+    if run.usage is not None:
+        parts.append(f"{run.usage.sent}/{run.usage.received} tokens, cost {spent(run)}")
     if run.abandoned:
         parts.append(f"{len(run.abandoned)} left running, not recorded")
     return ", ".join(parts) + f"; {run.elapsed:.2f} s, {rate:.1f} prompts/s"
@@ -163,6 +176,8 @@ def drive(
     outcomes: list[MapOutcome] = []
 
     def label(_: Task) -> Text:
+        if run.budget_reached:
+            return Text("budget reached: finishing", "yellow")
         if run.stop_requested:
             return Text("stopping (Ctrl-C again quits)", "yellow")
         return Text("map")

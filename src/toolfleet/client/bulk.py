@@ -23,7 +23,7 @@ from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.results import ready_ids, revoke
 from toolfleet.client.stepped import SessionOpener, StepsHandle
 from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
-from toolfleet.models import PromptResult
+from toolfleet.models import PromptResult, Usage
 
 __all__ = ["MapRun", "run_map"]
 
@@ -53,11 +53,14 @@ class MapRun:
         timeout: float | None = None,
         result_timeout: float | None = None,
         poll: float = 0.005,
+        budget: float | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         if retries < 0:
             raise ValueError("retries must be at least 0")
+        if budget is not None and budget <= 0:
+            raise ValueError("budget must be more than 0")
         given = [
             it if isinstance(it, MapItem) else MapItem(key=str(i), text=it)
             for i, it in enumerate(items)
@@ -93,6 +96,12 @@ class MapRun:
             it.key for it in given if it.key in done and done[it.key] not in (None, it.digest)
         ]
         self.retried = 0
+        #: spend no more than this (the tools' usage reports' cost): once the items'
+        #: cost reaches it nothing new is sent (``budget_reached``; the rest in cancelled)
+        self.budget = budget
+        self.budget_reached = False
+        #: what the items reported spending so far
+        self.usage: Usage | None = None
         self.cancelled: list[str] = []
         self.abandoned: list[str] = []
         self.stopped = False
@@ -335,13 +344,18 @@ class MapRun:
         if pid is not None:
             del self._outstanding[pid]
         self._ready.append(outcome)
+        self.usage = Usage.total([self.usage, outcome.usage])
+        cost = self.usage.cost if self.usage is not None else 0.0
+        if self.budget is not None and cost >= self.budget and not self.budget_reached:
+            self.budget_reached = True
+            self._stop_requested = True  # the items sent finish; nothing new goes out
 
 
 def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) -> MapRun:
     """Run every item over the fleet; iterate the result for outcomes as they complete.
 
     Options (keywords of :class:`MapRun`): ``profile``, ``in_flight`` (8), ``retries``
-    (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s).
+    (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s), ``budget``.
 
     - ``items``: :class:`MapItem` (unique keys), or plain strings keyed by their index.
       An item's own ``profile``/``timeout`` win over ``profile``/``timeout`` here;
@@ -354,6 +368,9 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
     - A result not there ``result_timeout`` seconds after submission (default: twice the
       prompt deadline plus 30 s) counts as lost: ``ResultTimeout``; the late prompt is
       revoked so that, if it had not started, it does not run as well as its retry.
+    - ``budget`` (the tools' currency, e.g. USD): once the cost the items' tools report
+      (their profile's ``usage_pattern``) reaches it, nothing new is sent; the items
+      already sent finish, the others are listed in ``cancelled`` (``budget_reached``).
     - ``journal`` (a path or :class:`Journal`): every outcome is appended as it arrives;
       items it records as ok are skipped (``MapRun.skipped``).
     - Stopping (:meth:`MapRun.stop`, or KeyboardInterrupt inside the iteration, then

@@ -9,22 +9,18 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import AsyncResult
 
 from toolfleet.broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
-from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
 from toolfleet.client.bulk import MapRun, run_map
+from toolfleet.client.cancel import cancel_prompts
 from toolfleet.client.changes import ChangeBook
+from toolfleet.client.handle import PromptHandle
 from toolfleet.client.items import MapItem, expand_steps
 from toolfleet.client.sessions import Session, Strategy, attach, open_session
-from toolfleet.client.unavailable import redis_errors, unavailable
+from toolfleet.client.unavailable import redis_errors
 from toolfleet.errors import (
     ConfigError,
     NoWorkers,
-    ResultTimeout,
-    ToolError,
-    ToolfleetError,
     UnknownProfile,
 )
 from toolfleet.health import read_health
@@ -45,104 +41,6 @@ def task_reprs(kwargs: dict[str, Any], width: int = 60) -> dict[str, str]:
     cut = text if len(text) <= width else text[: width - 3] + "..."
     rest = {k: v for k, v in kwargs.items() if k != "text"}
     return {"argsrepr": repr(cut), "kwargsrepr": repr(rest)}
-
-
-class PromptHandle:
-    """A submitted prompt: wraps Celery's AsyncResult, returns a PromptResult.
-
-    While :meth:`get` waits it looks, every ``check_every`` seconds, for the prompt's
-    message; a shared-queue prompt whose message the broker lost (see
-    :mod:`toolfleet.broker.internals`) is sent again under the same id.
-    """
-
-    #: seconds between looks for a lost message while waiting
-    check_every = LOST_CHECK_EVERY
-
-    def __init__(
-        self,
-        fleet: Fleet,
-        result: AsyncResult,
-        profile: str,
-        worker: str | None,
-        resend: dict[str, Any] | None = None,
-    ):
-        self.fleet = fleet
-        self.async_result = result
-        self.profile = profile
-        self.worker = worker
-        #: how to send the prompt again (shared-queue prompts only)
-        self.resend = resend
-        #: how many times the prompt was sent again because its message was lost
-        self.resent = 0
-        self._missing = False
-
-    @property
-    def id(self) -> str:
-        return str(self.async_result.id)
-
-    def ready(self) -> bool:
-        return bool(self.async_result.ready())
-
-    def get(self, timeout: float | None = 60.0) -> PromptResult:
-        """Wait for the result; raise its typed error, or ResultTimeout / NoWorkers."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if end is None else max(0.0, end - time.monotonic())
-            wait = self.check_every if left is None else min(self.check_every, left)
-            try:
-                value = self.async_result.get(timeout=wait, propagate=True)
-            except CeleryTimeout:
-                if left is not None and wait >= left:
-                    self._stop_listening()
-                    raise self._why_late(timeout) from None
-                self._recover_if_lost()
-                continue
-            except ToolError as exc:  # the tool answered: its answer, ok false
-                return PromptResult.model_validate(exc.result)
-            except ToolfleetError:
-                raise
-            except Exception as exc:
-                mapped = unavailable(exc, self.fleet.settings)
-                raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
-            return PromptResult.model_validate(value)
-
-    def _stop_listening(self) -> None:
-        """Drop the result's subscription when ``get`` gives up (a later ``get``
-        subscribes again). Left subscribed, Celery unsubscribes in
-        ``AsyncResult.__del__``, from the garbage collector, possibly on a pub/sub
-        connection it already closed: that opens a Redis connection nobody closes."""
-        try:
-            self.async_result.backend.remove_pending_result(self.async_result)
-        except Exception as exc:  # Redis away: the subscription went with the connection
-            log.debug("prompt %s: could not unsubscribe: %s", self.id, exc)
-
-    def _recover_if_lost(self) -> None:
-        """Send the prompt again if its message was nowhere at this look and the last."""
-        if self.resend is None:
-            return
-        with redis_errors(self.fleet.settings), self.fleet.app.pool.acquire(block=True) as conn:
-            place = whereabouts(conn.default_channel, self.id, self.resend["queue"])
-        missing = place == "nowhere" and not self.async_result.ready()
-        if missing and self._missing:
-            log.warning("prompt %s: its message was lost by the broker; sending it again", self.id)
-            self.fleet.app.send_task(PROMPT_TASK, task_id=self.id, **self.resend)
-            self.resent += 1
-            missing = False
-        self._missing = missing
-
-    def _why_late(self, timeout: float | None) -> ToolfleetError:
-        healthy = [
-            h for h in self.fleet.status(self.profile) if h.state not in ("failed", "stopping")
-        ]
-        if self.worker is not None:
-            healthy = [h for h in healthy if h.worker == self.worker]
-        if not healthy:
-            target = f"worker {self.worker!r}" if self.worker else f"profile {self.profile!r}"
-            return NoWorkers(f"no healthy worker serves {target}; the prompt is still queued")
-        return ResultTimeout(f"no result for prompt {self.id} within {timeout:g} s")
-
-    def __repr__(self) -> str:
-        return f"<PromptHandle {self.id} profile={self.profile}>"
 
 
 class Fleet:
@@ -248,17 +146,23 @@ class Fleet:
         worker: str | None = None,
         ttl: float | None = None,
         wait: float = 30.0,
+        budget: float | None = None,
     ) -> Session:
         """Lease one instance of ``profile`` for an exclusive, ordered conversation.
 
         ``strategy`` is ``least-busy`` or ``round-robin``; ``worker`` pins to one node.
         Raises NoWorkers when no instance is free within ``wait`` seconds, and
-        UnknownProfile at once when nothing knows ``profile``.
+        UnknownProfile at once when nothing knows ``profile``. With ``budget``, ``send``
+        raises BudgetSpent once the cost the session's answers reported reaches it.
         """
         if worker is None:
             self.require_profile(profile)
         with redis_errors(self.settings):
-            return open_session(self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait)
+            session = open_session(
+                self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait
+            )
+        session.budget = budget
+        return session
 
     def map(
         self,
@@ -271,6 +175,7 @@ class Fleet:
         timeout: float | None = None,
         result_timeout: float | None = None,
         steps: Sequence[str] | None = None,
+        budget: float | None = None,
     ) -> MapRun:
         """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
 
@@ -285,6 +190,7 @@ class Fleet:
         is a path, and its item runs the filled-in steps in order on one instance it
         holds exclusively (a session): the outcome lists every step's result, the item
         fails at its first failing step, and a retry runs it whole on a reset instance.
+        With ``budget``, nothing new is sent once the cost the tools report reaches it.
         """
         if profile is not None:
             self.require_profile(profile)
@@ -300,6 +206,7 @@ class Fleet:
             journal=journal,
             timeout=timeout,
             result_timeout=result_timeout,
+            budget=budget,
         )
 
     def attach(self, session_id: str) -> Session:
@@ -335,6 +242,10 @@ class Fleet:
             if time.monotonic() >= end:
                 raise NoWorkers(f"{len(ready)} of {count} instances ready after {timeout:g} s")
             time.sleep(0.1)
+
+    def cancel(self, *prompt_ids: str) -> dict[str, str]:
+        """Cancel prompts by id (see :meth:`PromptHandle.cancel`): what became of each."""
+        return cancel_prompts(self, list(prompt_ids))
 
     def close(self) -> None:
         """Release connections: the broker's, and this thread's result backend."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from toolfleet.models import Changes, PromptResult
+from toolfleet.models import Changes, PromptResult, Usage
 
 __all__ = [
     "TOOL_ERROR",
@@ -65,6 +65,11 @@ class MapOutcome:
     #: what the item changed (a worktree profile's multi-step item)
     changes: Changes | None = None
 
+    @property
+    def usage(self) -> Usage | None:
+        """What the item's prompts reported spending (every step's), None if unknown."""
+        return Usage.total(r.usage for r in (self.steps or ((self.result,) if self.result else ())))
+
     def to_record(self) -> dict[str, Any]:
         """The JSON object of the journal and of ``toolfleet map --json``."""
         record: dict[str, Any] = {"key": self.key, "ok": self.ok}
@@ -83,6 +88,9 @@ class MapOutcome:
             attempts=self.attempts,
             prompt_id=None if self.result is None else self.result.prompt_id,
         )
+        usage = self.usage
+        if usage is not None:
+            record["usage"] = usage.model_dump()
         if self.changes is not None:
             c = self.changes
             record["changes"] = {

@@ -11,9 +11,9 @@ from typing import Any, Literal
 import toolfleet.client.leases as leases
 from toolfleet.client.changes import ChangeBook
 from toolfleet.client.protocols import FleetLike, Handle
-from toolfleet.errors import NoWorkers, SessionLost, ToolfleetError
+from toolfleet.errors import BudgetSpent, NoWorkers, SessionLost, ToolfleetError
 from toolfleet.keys import rr_key, session_key
-from toolfleet.models import Changes, InstanceHealth
+from toolfleet.models import Changes, InstanceHealth, Usage
 
 __all__ = ["Session", "Strategy", "attach", "open_session", "place"]
 
@@ -68,6 +68,11 @@ class Session:
         self.ttl = ttl
         self.generation = generation
         self._handles: list[Handle] = []
+        #: every prompt sent, and the usage of those answered (by id)
+        self._sent: list[Handle] = []
+        self._usage: dict[str, Usage | None] = {}
+        #: send nothing more once the prompts' reported cost reaches this (BudgetSpent)
+        self.budget: float | None = None
         self._lost: str | None = None
         self._closed = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -90,10 +95,30 @@ class Session:
             except Exception as exc:  # Redis briefly away: try again next time
                 log.warning("session %s: lease renewal failed: %s", self.id, exc)
 
+    @property
+    def usage(self) -> Usage | None:
+        """What the session's answered prompts reported spending (None: nothing known)."""
+        for handle in self._sent:
+            if handle.id not in self._usage and handle.ready():
+                try:
+                    self._usage[handle.id] = handle.get(timeout=5.0).usage
+                except ToolfleetError:
+                    self._usage[handle.id] = None
+        return Usage.total(self._usage.values())
+
     def send(self, text: str, timeout: float | None = None) -> Handle:
-        """Enqueue ``text`` into this session (runs after the ones sent before)."""
+        """Enqueue ``text`` into this session (runs after the ones sent before).
+
+        With a ``budget``, raises BudgetSpent once the answered prompts' cost reached it.
+        """
         if self._closed.is_set():
             raise SessionLost(f"session {self.id} is closed")
+        if self.budget is not None:
+            usage = self.usage
+            if usage is not None and usage.cost >= self.budget:
+                raise BudgetSpent(
+                    f"session {self.id} spent {usage.cost:.4f} of its budget {self.budget:g}"
+                )
         if self._lost:
             raise SessionLost(f"session {self.id} lost {self.worker}: {self._lost}")
         seq = leases.next_seq(self.client, self.id, self.ttl)
@@ -101,7 +126,15 @@ class Session:
             text, self.profile, timeout=timeout, worker=self.worker, session=self.id, seq=seq
         )
         self._handles = [h for h in self._handles if not h.ready()] + [handle]
+        self._sent.append(handle)
         return handle
+
+    def cancel(self) -> dict[str, str]:
+        """Cancel the session's prompts not answered yet (the running one is interrupted,
+        the queued ones never run); what became of each. The session stays open, but a
+        tool restarted because it ignored the interrupt loses the session (SessionLost)."""
+        waiting = [h.id for h in self._handles if not h.ready()]
+        return self.fleet.cancel(*waiting) if waiting else {}
 
     def close(self, wait: float = 60.0) -> None:
         """Wait (up to ``wait`` s) for the prompts sent, then release the instance."""

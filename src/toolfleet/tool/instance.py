@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -15,7 +16,13 @@ from collections import deque
 
 from ptyprocess import PtyProcess
 
-from toolfleet.errors import IncompleteInput, PromptRejected, ToolCrashed, ToolTimeout
+from toolfleet.errors import (
+    IncompleteInput,
+    PromptCancelled,
+    PromptRejected,
+    ToolCrashed,
+    ToolTimeout,
+)
 from toolfleet.profiles import Profile
 from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
@@ -40,6 +47,10 @@ class _Deadline(Exception):
     """The deadline passed before the response ended."""
 
 
+class _Aborted(Exception):
+    """Another thread asked to stop the prompt (see :meth:`ToolInstance.abort`)."""
+
+
 class ToolInstance:
     """A long-lived interactive tool in a pseudo-terminal. Thread-safe; one prompt at a time."""
 
@@ -60,6 +71,11 @@ class ToolInstance:
         self._instance_dir: str | None = None
         self._last_interrupt = 0.0
         self._detector: Detector = Quiescence(0.1)
+        #: ("cancel" | "restart", why) asked by another thread of the running prompt
+        self._abort: tuple[str, str] | None = None
+        self._wake_r, self._wake_w = os.pipe()  # wakes the prompt's select() for it
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
     # ---- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -175,11 +191,16 @@ class ToolInstance:
             typed = encode(profile.encoder, text, tag)
             matcher = self._detector.begin(typed.prompts, tag, profile.max_output_bytes)
             limit = timeout if timeout is not None else profile.prompt_timeout
+            self._abort = None
+            self._drain_wake()
             self._busy = True
             started = time.monotonic()
             try:
                 self._discard(0)
                 self._exchange(typed.data + self._detector.suffix(tag), matcher, started + limit)
+            except _Aborted:
+                self._busy = False
+                raise self._aborted() from None
             except _Eof:
                 why = self._reap()
                 self.last_error = f"{profile.name} died while answering ({why})"
@@ -204,6 +225,35 @@ class ToolInstance:
             self._latencies.append(elapsed)
             ok = reply.status in (None, 0) and not self._error.search(output)
             return Answer(output, ok, reply.status, reply.truncated, round(elapsed, 3))
+
+    def abort(self, mode: str, why: str) -> bool:
+        """Stop the running prompt from another thread, without waiting for it: "cancel"
+        interrupts the tool (restarting it if it does not come back within the grace)
+        and the prompt raises PromptCancelled; "restart" kills the tool and the prompt
+        raises ToolCrashed. False when no prompt is running."""
+        if not self._busy:
+            return False
+        self._abort = (mode, why)
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+            os.write(self._wake_w, b"x")
+        return True
+
+    def _aborted(self) -> PromptCancelled | ToolCrashed:
+        """The error of a prompt stopped by :meth:`abort` (the tool dealt with first)."""
+        mode, why = self._abort or ("cancel", "")
+        self._abort = None
+        name = self.profile.name
+        if mode == "restart":
+            self._reap()
+            self.last_error = f"{name} was restarted while answering ({why})"
+            return ToolCrashed(self.last_error)
+        how = "interrupted" if self._recover() else "restarted (it ignored the interrupt)"
+        return PromptCancelled(f"{why}; the tool was {how}")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
 
     def interrupt(self) -> bool:
         """Send the profile's interrupt; True if the tool came back to its prompt."""
@@ -254,7 +304,14 @@ class ToolInstance:
             wait = min(deadline - now, _WAKE)
             if not pending and matcher.poll is not None:
                 wait = min(wait, matcher.poll)
-            readable, writable, _ = select.select([fd], [fd] if pending else [], [], wait)
+            readable, writable, _ = select.select(
+                [fd, self._wake_r], [fd] if pending else [], [], wait
+            )
+            if self._wake_r in readable:
+                self._drain_wake()
+                if self._abort is not None and self._busy:
+                    raise _Aborted()
+                readable = [r for r in readable if r != self._wake_r]
             if writable:
                 sent = os.write(fd, pending[:4096])
                 pending = pending[sent:]

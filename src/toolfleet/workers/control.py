@@ -1,4 +1,5 @@
-"""Remote-control commands: ``tool_health`` (inspect), ``tool_restart``, session leases."""
+"""Remote-control commands: ``tool_health`` (inspect), ``tool_restart``, ``tool_cancel``,
+session leases. None of them waits for a running prompt."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from celery.worker.control import control_command, inspect_command
 from toolfleet.errors import NoWorkers
 from toolfleet.workers import state
 
-__all__ = ["tool_health", "tool_lease", "tool_release", "tool_restart"]
+__all__ = ["tool_cancel", "tool_health", "tool_lease", "tool_release", "tool_restart"]
 
 
 @inspect_command()  # type: ignore[untyped-decorator]
@@ -23,13 +24,26 @@ def tool_health(panel: Any) -> dict[str, Any]:
 
 @control_command()  # type: ignore[untyped-decorator]
 def tool_restart(panel: Any) -> dict[str, Any]:
-    """Restart this worker's tool (after the running prompt); clears a crash loop."""
+    """Restart this worker's tool now (a running prompt fails with ToolCrashed); clears
+    a crash loop."""
     try:
         sup = state.current()
     except NoWorkers as exc:
         return {"error": exc.message}
     sup.restart("restart requested by remote control")
     return {"ok": f"restarted, generation {sup.instance.generation}", "state": sup.state}
+
+
+@control_command(args=[("prompt_id", str)], signature="<prompt_id>")  # type: ignore[untyped-decorator]
+def tool_cancel(panel: Any, prompt_id: str) -> dict[str, Any]:
+    """Interrupt prompt ``prompt_id`` if this worker is running it."""
+    try:
+        sup = state.current()
+    except NoWorkers as exc:
+        return {"error": exc.message}
+    if sup.cancel(prompt_id, "cancelled by request"):
+        return {"ok": f"cancelling {prompt_id}"}
+    return {"error": f"{prompt_id} is not running here"}
 
 
 @control_command(args=[("session", str)], signature="<session>")  # type: ignore[untyped-decorator]

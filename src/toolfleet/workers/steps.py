@@ -19,6 +19,7 @@ from toolfleet.workers.guard import Claim, DeliveryGuard
 from toolfleet.workers.heartbeat import Heartbeat
 from toolfleet.workers.lease import LeaseKeeper
 from toolfleet.workers.queues import SharedQueueSwitch
+from toolfleet.workers.revoked import load_cancelled
 from toolfleet.workers.supervisor import Supervisor
 from toolfleet.workers.sweep import OrphanSweeper
 from toolfleet.workers.workspace import Worktree
@@ -67,6 +68,7 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         state.install(state.WorkerParts(self.supervisor, guard, workspace=workspace))
 
     def start(self, worker: Any) -> None:
+        load_cancelled(worker.app.backend.client)  # before the worker takes any prompt
         sup = self.supervisor
         switch = SharedQueueSwitch(worker, self.queue)
         sup.subscribe(lambda *_: switch.set(sup.takes_shared_work))

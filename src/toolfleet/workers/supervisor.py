@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
 
 from toolfleet._version import __version__
 from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
-from toolfleet.models import InstanceHealth, PromptResult, State
+from toolfleet.models import InstanceHealth, PromptResult, State, Usage
 from toolfleet.tool.interface import Instance
+from toolfleet.tool.usage import parse_usage
 from toolfleet.workers.restarts import RestartPolicy, recycle_reason
 
 __all__ = ["Supervisor"]
@@ -45,6 +47,12 @@ class Supervisor:
         self.reset_pending = False
         #: Unix time the running prompt began, None between prompts
         self.busy_since: float | None = None
+        #: the id of the running prompt (None between prompts or when it has none)
+        self.prompt_id: str | None = None
+        #: what the prompts reported spending (the profile's usage_pattern), summed
+        self.usage_total: Usage | None = None
+        pattern = self.profile.usage_pattern
+        self._usage = re.compile(pattern) if pattern else None
         #: called about once a second from the watcher thread (e.g. lease checks)
         self.periodic: list[Callable[[], object]] = []
 
@@ -109,13 +117,29 @@ class Supervisor:
         self._set("failed")
 
     def restart(self, reason: str = "restart requested") -> None:
-        """Restart the tool now (between prompts); clears a crash-loop failure."""
-        with self._lock:
+        """Restart the tool now; clears a crash-loop failure. A running prompt does not
+        delay it: its tool is killed and it fails with ToolCrashed, then the prompt's
+        thread starts the tool again."""
+        while not self._lock.acquire(timeout=0.05):
+            if self._state == "busy" and self.instance.abort("restart", reason):
+                log.info("restarting %s under its prompt: %s", self.profile.name, reason)
+                self.policy.clear()
+                return
+        try:
             log.info("restarting %s: %s", self.profile.name, reason)
             self.policy.clear()
             self._set("restarting")
             self.instance.close(grace=0.5)
             self._try_start()
+        finally:
+            self._lock.release()
+
+    def cancel(self, prompt_id: str, why: str = "cancelled") -> bool:
+        """Stop prompt ``prompt_id`` if it is the one running (it raises PromptCancelled);
+        False when it is not running here. Takes no lock: answered while it runs."""
+        if self.prompt_id != prompt_id or self._state != "busy":
+            return False
+        return self.instance.abort("cancel", why)
 
     def _try_start(self) -> None:
         """One start attempt; on failure schedule the next or declare a crash loop."""
@@ -248,6 +272,7 @@ class Supervisor:
             if self._state == "failed":
                 raise ToolCrashed(f"{self.worker} has failed: {self.last_error}")
             self.busy_since = time.time()
+            self.prompt_id = prompt_id
             self._set("busy")
             try:
                 answer = self.instance.ask(text, timeout=timeout)
@@ -260,9 +285,12 @@ class Supervisor:
                 raise
             finally:
                 self.busy_since = None
+                self.prompt_id = None
                 if self._state == "busy":
                     self._set("ready")
             self.served += 1
+            usage = parse_usage(self._usage, answer.output)
+            self.usage_total = Usage.total([self.usage_total, usage])
             pid, generation = self.instance.pid or 0, self.instance.generation
             if self._needs_recycle():
                 self._recycle()
@@ -279,6 +307,7 @@ class Supervisor:
                 seq=seq,
                 truncated=answer.truncated,
                 prompt_id=prompt_id,
+                usage=usage,
             )
 
     def _await_instance(self) -> None:
@@ -325,5 +354,7 @@ class Supervisor:
             queues=list(self.queues),
             session=self.session,
             busy_since=self.busy_since,
+            prompt_id=self.prompt_id,
+            usage_total=self.usage_total,
             version=__version__,
         )

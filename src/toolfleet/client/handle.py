@@ -1,0 +1,131 @@
+"""A submitted prompt: ``PromptHandle`` waits for its result, cancels it, recovers a
+message the broker lost."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import TaskRevokedError
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+
+from toolfleet.broker import PROMPT_TASK
+from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
+from toolfleet.client.unavailable import redis_errors, unavailable
+from toolfleet.errors import NoWorkers, PromptCancelled, ResultTimeout, ToolError, ToolfleetError
+from toolfleet.models import PromptResult
+
+if TYPE_CHECKING:
+    from toolfleet.client.fleet import Fleet
+
+__all__ = ["PromptHandle"]
+
+log = logging.getLogger(__name__)
+
+
+class PromptHandle:
+    """A submitted prompt: wraps Celery's AsyncResult, returns a PromptResult.
+
+    While :meth:`get` waits it looks, every ``check_every`` seconds, for the prompt's
+    message; a shared-queue prompt whose message the broker lost (see
+    :mod:`toolfleet.broker.internals`) is sent again under the same id.
+    """
+
+    #: seconds between looks for a lost message while waiting
+    check_every = LOST_CHECK_EVERY
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        result: AsyncResult,
+        profile: str,
+        worker: str | None,
+        resend: dict[str, Any] | None = None,
+    ):
+        self.fleet = fleet
+        self.async_result = result
+        self.profile = profile
+        self.worker = worker
+        #: how to send the prompt again (shared-queue prompts only)
+        self.resend = resend
+        #: how many times the prompt was sent again because its message was lost
+        self.resent = 0
+        self._missing = False
+
+    @property
+    def id(self) -> str:
+        return str(self.async_result.id)
+
+    def ready(self) -> bool:
+        return bool(self.async_result.ready())
+
+    def get(self, timeout: float | None = 60.0) -> PromptResult:
+        """Wait for the result; raise its typed error, or ResultTimeout / NoWorkers."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            wait = self.check_every if left is None else min(self.check_every, left)
+            try:
+                value = self.async_result.get(timeout=wait, propagate=True)
+            except CeleryTimeout:
+                if left is not None and wait >= left:
+                    self._stop_listening()
+                    raise self._why_late(timeout) from None
+                self._recover_if_lost()
+                continue
+            except ToolError as exc:  # the tool answered: its answer, ok false
+                return PromptResult.model_validate(exc.result)
+            except TaskRevokedError:  # revoked before it ran: cancelled
+                raise PromptCancelled(f"prompt {self.id} was cancelled before it ran") from None
+            except ToolfleetError:
+                raise
+            except Exception as exc:
+                mapped = unavailable(exc, self.fleet.settings)
+                raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
+            return PromptResult.model_validate(value)
+
+    def cancel(self) -> str:
+        """Cancel the prompt: if queued it never runs; if running its tool is interrupted
+        (restarted if it does not come back within the grace). ``get`` then raises
+        PromptCancelled. Returns what happened: "revoked", "interrupted on W", "done"."""
+        return self.fleet.cancel(self.id)[self.id]
+
+    def _stop_listening(self) -> None:
+        """Drop the result's subscription when ``get`` gives up (a later ``get``
+        subscribes again). Left subscribed, Celery unsubscribes in
+        ``AsyncResult.__del__``, from the garbage collector, possibly on a pub/sub
+        connection it already closed: that opens a Redis connection nobody closes."""
+        try:
+            self.async_result.backend.remove_pending_result(self.async_result)
+        except Exception as exc:  # Redis away: the subscription went with the connection
+            log.debug("prompt %s: could not unsubscribe: %s", self.id, exc)
+
+    def _recover_if_lost(self) -> None:
+        """Send the prompt again if its message was nowhere at this look and the last."""
+        if self.resend is None:
+            return
+        with redis_errors(self.fleet.settings), self.fleet.app.pool.acquire(block=True) as conn:
+            place = whereabouts(conn.default_channel, self.id, self.resend["queue"])
+        missing = place == "nowhere" and not self.async_result.ready()
+        if missing and self._missing:
+            log.warning("prompt %s: its message was lost by the broker; sending it again", self.id)
+            self.fleet.app.send_task(PROMPT_TASK, task_id=self.id, **self.resend)
+            self.resent += 1
+            missing = False
+        self._missing = missing
+
+    def _why_late(self, timeout: float | None) -> ToolfleetError:
+        healthy = [
+            h for h in self.fleet.status(self.profile) if h.state not in ("failed", "stopping")
+        ]
+        if self.worker is not None:
+            healthy = [h for h in healthy if h.worker == self.worker]
+        if not healthy:
+            target = f"worker {self.worker!r}" if self.worker else f"profile {self.profile!r}"
+            return NoWorkers(f"no healthy worker serves {target}; the prompt is still queued")
+        return ResultTimeout(f"no result for prompt {self.id} within {timeout:g} s")
+
+    def __repr__(self) -> str:
+        return f"<PromptHandle {self.id} profile={self.profile}>"
