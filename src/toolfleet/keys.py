@@ -14,6 +14,8 @@ __all__ = [
     "LEASE_PREFIX",
     "RR_PREFIX",
     "SESSION_PREFIX",
+    "STREAM_END",
+    "STREAM_PREFIX",
     "SWEEP_LOCK",
     "RedisLike",
     "change_key",
@@ -23,6 +25,7 @@ __all__ = [
     "rr_key",
     "seq_key",
     "session_key",
+    "stream_key",
 ]
 
 #: a worker's health record (JSON, TTL 3 heartbeat intervals)
@@ -38,6 +41,10 @@ CLAIM_PREFIX = "toolfleet:claim:"
 #: a change record (JSON) by its id, and the index of all of them (a sorted set by time)
 CHANGE_PREFIX = "toolfleet:change:"
 CHANGES_INDEX = "toolfleet:changes"
+#: a running prompt's output as it comes (a Redis Stream; see workers/stream.py)
+STREAM_PREFIX = "toolfleet:stream:"
+#: the field of a prompt's last stream entry: the prompt ended
+STREAM_END = "end"
 #: prompts cancelled (a sorted set: id -> when the entry may go); workers load it into
 #: Celery's revoked set when they start, so that none of them runs a cancelled prompt
 CANCELLED = "toolfleet:cancelled"
@@ -48,6 +55,11 @@ SWEEP_LOCK = "toolfleet:orphan-sweep"
 def health_key(worker: str) -> str:
     """The key of ``worker``'s health record."""
     return HEALTH_PREFIX + worker
+
+
+def stream_key(prompt_id: str) -> str:
+    """The Redis Stream carrying prompt ``prompt_id``'s output while it runs."""
+    return STREAM_PREFIX + prompt_id
 
 
 def lease_key(worker: str) -> str:
@@ -97,5 +109,14 @@ class RedisLike(Protocol):
     def hgetall(self, name: str) -> Any: ...
     def zrange(self, name: str, start: int, end: int, *, withscores: bool = False) -> Any: ...
     def zadd(self, name: str, mapping: dict[str, float]) -> Any: ...
+    def xadd(
+        self,
+        name: str,
+        fields: Any,
+        id: Any = ...,
+        maxlen: int | None = ...,
+        approximate: bool = ...,
+    ) -> Any: ...
+    def expire(self, name: str, time: int) -> Any: ...
     def zrangebyscore(self, name: str, min: float | str, max: float | str) -> Any: ...
     def zremrangebyscore(self, name: str, min: float | str, max: float | str) -> Any: ...

@@ -147,3 +147,20 @@ def test_a_cancelled_item_fails_its_map_with_prompt_cancelled_and_is_not_retried
     slow = by_key["slow"]
     assert slow.error_type == "PromptCancelled" and slow.attempts == 1, slow
     assert by_key["fast"].ok
+
+
+def test_session_cancel_stops_its_running_and_queued_prompts(workers: Workers) -> None:
+    (name,) = workers.start("bash")
+    workers.wait_ready([name])
+    with workers.fleet.session("bash") as session:
+        running_one = session.send("sleep 60")
+        queued_one = session.send("echo never")
+        record = running(workers, running_one.id)
+        outcome = session.cancel()
+        assert outcome == {
+            running_one.id: f"interrupted on {record.worker}",
+            queued_one.id: "revoked",
+        }
+        cancelled_within(running_one, 10)
+        cancelled_within(queued_one, 10)
+        assert session.send("echo after").get(timeout=30).output == "after"

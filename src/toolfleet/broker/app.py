@@ -96,7 +96,7 @@ def add_worker_steps(app: Celery) -> None:
     """Give ``app``'s workers the tool step and the consumer steps, by name (loaded only
     when a worker starts, so producers never import them)."""
     app.steps["worker"].add("toolfleet.workers.steps:ToolStep")
-    for step in ("HeartbeatStep", "SweepStep", "LeaseStep"):
+    for step in ("HeartbeatStep", "SweepStep", "LeaseStep", "StreamStep"):
         app.steps["consumer"].add(f"toolfleet.workers.steps:{step}")
     app.steps["consumer"].add("toolfleet.workers.reconnect:RestoreOnReconnect")
 

@@ -13,6 +13,7 @@ from rich.live import Live
 
 from toolfleet.cli.changes import changes
 from toolfleet.cli.common import connect, console, error, fail
+from toolfleet.cli.live import follow_stream, tail
 from toolfleet.cli.local_commands import demo, up, worker
 from toolfleet.cli.map import map_command
 from toolfleet.cli.render import profiles_table, status_plain, status_table
@@ -49,6 +50,7 @@ def cli() -> None:
 )
 @click.option("--wait-timeout", type=float, default=60.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--follow", "-f", is_flag=True, help="Print the output as the tool prints it (live).")
 def submit(
     text: str,
     profile: str,
@@ -58,6 +60,7 @@ def submit(
     wait: bool,
     wait_timeout: float,
     as_json: bool,
+    follow: bool,
 ) -> None:
     """Send one prompt (TEXT; '-' reads it from stdin)."""
     if text == "-":
@@ -71,13 +74,20 @@ def submit(
             if not wait:
                 click.echo(handle.id)
                 return
+            if follow and not as_json:
+                printed = follow_stream(
+                    fleet.handle(handle.id, profile).stream(timeout=wait_timeout)
+                )
             result = handle.get(timeout=wait_timeout)
     except ToolfleetError as exc:
         error(exc)
     if as_json:
         click.echo(result.model_dump_json(indent=2))
     else:
-        if result.output:
+        if follow:
+            if printed and not printed.endswith("\n"):
+                click.echo()
+        elif result.output:
             click.echo(result.output)
         if not result.ok:
             why = (
@@ -246,7 +256,7 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
         click.echo(f"{prompt_id}: {what}")
 
 
-for command in (up, worker, demo, map_command, changes):
+for command in (up, worker, demo, map_command, changes, tail):
     cli.add_command(command)
 
 

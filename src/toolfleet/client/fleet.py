@@ -209,6 +209,10 @@ class Fleet:
             budget=budget,
         )
 
+    def handle(self, prompt_id: str, profile: str) -> PromptHandle:
+        """A handle on a prompt submitted elsewhere (by its id): get, stream, cancel."""
+        return PromptHandle(self, self.app.AsyncResult(prompt_id), profile, None)
+
     def attach(self, session_id: str) -> Session:
         """A session opened by another process (e.g. ``toolfleet session open``)."""
         with redis_errors(self.settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import TaskRevokedError
@@ -15,7 +16,13 @@ from toolfleet.broker import PROMPT_TASK
 from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
 from toolfleet.client.unavailable import redis_errors, unavailable
 from toolfleet.errors import NoWorkers, PromptCancelled, ResultTimeout, ToolError, ToolfleetError
+from toolfleet.keys import STREAM_END, stream_key
 from toolfleet.models import PromptResult
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
 
 if TYPE_CHECKING:
     from toolfleet.client.fleet import Fleet
@@ -53,6 +60,8 @@ class PromptHandle:
         #: how many times the prompt was sent again because its message was lost
         self.resent = 0
         self._missing = False
+        #: the id of the last stream entry :meth:`stream` read (resume from it)
+        self.stream_position = "0"
 
     @property
     def id(self) -> str:
@@ -85,6 +94,43 @@ class PromptHandle:
                 mapped = unavailable(exc, self.fleet.settings)
                 raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
             return PromptResult.model_validate(value)
+
+    def stream(self, position: str = "0", timeout: float | None = None) -> Iterator[str]:
+        """Yield the prompt's output as its tool prints it (cleaned like the result),
+        from the start or after ``position`` (a :attr:`stream_position` of an earlier
+        stream), until the prompt ends; then, read from the start, the rest of the
+        result's output, so that the chunks add up to it. A prompt answered within 100 ms
+        has no stream: its output comes as one chunk. Ends quietly on a failed prompt
+        (:meth:`get` raises its error); ResultTimeout after ``timeout`` seconds."""
+        client = self.fleet.app.backend.client
+        key = stream_key(self.id)
+        self.stream_position = position
+        end = None if timeout is None else time.monotonic() + timeout
+        streamed: list[str] = []
+        while True:
+            with redis_errors(self.fleet.settings):
+                entries = client.xread({key: self.stream_position}, count=100, block=250)
+            ended = False
+            for _key, items in entries or []:
+                for entry_id, fields in items:
+                    self.stream_position = _text(entry_id)
+                    if STREAM_END.encode() in fields or STREAM_END in fields:
+                        ended = True
+                        break
+                    chunk = _text(fields.get(b"t", fields.get("t", b"")))
+                    streamed.append(chunk)
+                    yield chunk
+            if ended or (not entries and self.ready()):
+                break
+            if end is not None and time.monotonic() >= end:
+                raise self._why_late(timeout)
+        try:
+            result = self.get(timeout=None if end is None else max(1.0, end - time.monotonic()))
+        except ToolfleetError:
+            return
+        so_far = "".join(streamed)
+        if position == "0" and result.output.startswith(so_far) and result.output != so_far:
+            yield result.output[len(so_far) :]
 
     def cancel(self) -> str:
         """Cancel the prompt: if queued it never runs; if running its tool is interrupted

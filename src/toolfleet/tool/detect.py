@@ -66,6 +66,10 @@ class Matcher(ABC):
     def seen_output(self) -> bool:
         return bool(self._out)
 
+    def so_far(self) -> bytes:
+        """The response's output collected until now (safe to call from another thread)."""
+        return bytes(self._out)
+
     def reply(self) -> Reply:
         return Reply(bytes(self._out), self._truncated, self._status, self._incomplete)
 

@@ -62,6 +62,10 @@ class FakeInstance:
     def interrupt(self) -> bool:
         return self._alive
 
+    def partial(self) -> str | None:
+        """The fake's answers are never in progress."""
+        return None
+
     def abort(self, mode: str, why: str) -> bool:
         """The fake answers at once: there is never a running prompt to stop."""
         return False

@@ -71,6 +71,8 @@ class ToolInstance:
         self._instance_dir: str | None = None
         self._last_interrupt = 0.0
         self._detector: Detector = Quiescence(0.1)
+        #: the running prompt's matcher (its output so far), None between prompts
+        self._matcher: Matcher | None = None
         #: ("cancel" | "restart", why) asked by another thread of the running prompt
         self._abort: tuple[str, str] | None = None
         self._wake_r, self._wake_w = os.pipe()  # wakes the prompt's select() for it
@@ -193,6 +195,7 @@ class ToolInstance:
             limit = timeout if timeout is not None else profile.prompt_timeout
             self._abort = None
             self._drain_wake()
+            self._matcher = matcher
             self._busy = True
             started = time.monotonic()
             try:
@@ -211,6 +214,7 @@ class ToolInstance:
                 raise ToolTimeout(self.last_error) from None
             finally:
                 self._busy = False
+                self._matcher = None
             elapsed = (time.monotonic() - started) * 1000
             reply = matcher.reply()
             raw = reply.output
@@ -225,6 +229,12 @@ class ToolInstance:
             self._latencies.append(elapsed)
             ok = reply.status in (None, 0) and not self._error.search(output)
             return Answer(output, ok, reply.status, reply.truncated, round(elapsed, 3))
+
+    def partial(self) -> str | None:
+        """The running prompt's output so far, cleaned (None between prompts); for
+        streaming, from another thread."""
+        matcher = self._matcher
+        return None if matcher is None else clean_output(matcher.so_far())
 
     def abort(self, mode: str, why: str) -> bool:
         """Stop the running prompt from another thread, without waiting for it: "cancel"

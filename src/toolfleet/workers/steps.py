@@ -20,11 +20,12 @@ from toolfleet.workers.heartbeat import Heartbeat
 from toolfleet.workers.lease import LeaseKeeper
 from toolfleet.workers.queues import SharedQueueSwitch
 from toolfleet.workers.revoked import load_cancelled
+from toolfleet.workers.stream import OutputStreamer
 from toolfleet.workers.supervisor import Supervisor
 from toolfleet.workers.sweep import OrphanSweeper
 from toolfleet.workers.workspace import Worktree
 
-__all__ = ["HeartbeatStep", "LeaseStep", "SweepStep", "ToolStep", "control"]
+__all__ = ["HeartbeatStep", "LeaseStep", "StreamStep", "SweepStep", "ToolStep", "control"]
 
 _CONNECTION = "celery.worker.consumer.connection:Connection"
 _TASKS = "celery.worker.consumer.tasks:Tasks"
@@ -180,6 +181,29 @@ class SweepStep(_ConsumerStep):
         parts = state.parts() if state.installed() else None
         if self.sweeper is not None and parts is not None:
             parts.supervisor.periodic.remove(self.sweeper.maybe_sweep)
+
+
+class StreamStep(_ConsumerStep):
+    """Publishes running prompts' output to Redis Streams (PromptHandle.stream)."""
+
+    requires = (_CONNECTION,)
+    streamer: OutputStreamer | None = None
+
+    def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
+        sup = parts.supervisor
+        self.streamer = OutputStreamer(
+            consumer.app.backend.client,
+            sup.instance.partial,
+            ttl=self.settings.result_expires,
+        )
+        self.streamer.start()
+        sup.streamer = self.streamer
+
+    def end(self) -> None:
+        if self.streamer is not None:
+            if state.installed():
+                state.parts().supervisor.streamer = None
+            self.streamer.stop()
 
 
 class LeaseStep(_ConsumerStep):

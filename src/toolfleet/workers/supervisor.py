@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from toolfleet._version import __version__
 from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 
 Listener = Callable[[State, State], None]
+
+
+class Streamer(Protocol):
+    """Publishes a prompt's output while it runs (workers/stream.py)."""
+
+    def begin(self, prompt_id: str) -> None: ...
+    def end(self, output: str | None = None) -> None: ...
 
 
 class Supervisor:
@@ -49,6 +57,8 @@ class Supervisor:
         self.busy_since: float | None = None
         #: the id of the running prompt (None between prompts or when it has none)
         self.prompt_id: str | None = None
+        #: publishes a running prompt's output as it comes (set by the worker's step)
+        self.streamer: Streamer | None = None
         #: what the prompts reported spending (the profile's usage_pattern), summed
         self.usage_total: Usage | None = None
         pattern = self.profile.usage_pattern
@@ -274,8 +284,13 @@ class Supervisor:
             self.busy_since = time.time()
             self.prompt_id = prompt_id
             self._set("busy")
+            streamer = self.streamer if prompt_id is not None else None
+            if streamer is not None and prompt_id is not None:
+                streamer.begin(prompt_id)
+            answered = False
             try:
                 answer = self.instance.ask(text, timeout=timeout)
+                answered = True
             except ToolCrashed as exc:
                 self._set("restarting")
                 self._tool_died(exc.message)
@@ -284,10 +299,14 @@ class Supervisor:
                 self.last_error = exc.message
                 raise
             finally:
+                if streamer is not None and not answered:
+                    streamer.end(None)  # failed: the stream ends, the error is the result
                 self.busy_since = None
                 self.prompt_id = None
                 if self._state == "busy":
                     self._set("ready")
+            if streamer is not None:
+                streamer.end(answer.output)
             self.served += 1
             usage = parse_usage(self._usage, answer.output)
             self.usage_total = Usage.total([self.usage_total, usage])
