@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     )
     result_expires: int = Field(86400, gt=0, description="Seconds a result is kept.")
     session_ttl: float = Field(30.0, gt=0, description="Seconds a session lease lives unrenewed.")
+    stream_interval: float = Field(
+        0.1,
+        ge=0,
+        description="Seconds between a running prompt's output chunks (its Redis Stream); "
+        "0 turns streaming off.",
+    )
 
     @field_validator("profiles", mode="before")
     @classmethod

@@ -190,10 +190,13 @@ class StreamStep(_ConsumerStep):
     streamer: OutputStreamer | None = None
 
     def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
+        if self.settings.stream_interval <= 0:
+            return
         sup = parts.supervisor
         self.streamer = OutputStreamer(
             consumer.app.backend.client,
             sup.instance.partial,
+            interval=self.settings.stream_interval,
             ttl=self.settings.result_expires,
         )
         self.streamer.start()
