@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import re
 import secrets
-import select
 import tempfile
 import threading
 import time
@@ -29,26 +26,22 @@ from toolfleet.tool.encode import encode
 from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
 from toolfleet.tool.output import clean_output
 from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
+from toolfleet.tool.terminal import (
+    Aborted,
+    AbortSignal,
+    Deadline,
+    Eof,
+    discard,
+    exchange,
+    read_until,
+)
 from toolfleet.validation import validate_prompt
 
 __all__ = ["ToolInstance"]
 
 log = logging.getLogger(__name__)
 
-_WAKE = 0.5  # seconds between liveness checks while waiting for output
 _LATENCY_WINDOW = 200
-
-
-class _Eof(Exception):
-    """The tool closed its terminal."""
-
-
-class _Deadline(Exception):
-    """The deadline passed before the response ended."""
-
-
-class _Aborted(Exception):
-    """Another thread asked to stop the prompt (see :meth:`ToolInstance.abort`)."""
 
 
 class ToolInstance:
@@ -74,10 +67,7 @@ class ToolInstance:
         #: the running prompt's matcher (its output so far), None between prompts
         self._matcher: Matcher | None = None
         #: ("cancel" | "restart", why) asked by another thread of the running prompt
-        self._abort: tuple[str, str] | None = None
-        self._wake_r, self._wake_w = os.pipe()  # wakes the prompt's select() for it
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._abort = AbortSignal()
 
     # ---- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -100,18 +90,18 @@ class ToolInstance:
             deadline = time.monotonic() + profile.start_timeout
             try:
                 self._await_ready(marker, cont, deadline)
-            except (_Eof, _Deadline) as exc:
+            except (Eof, Deadline) as exc:
                 status = self._reap()
-                why = "timed out" if isinstance(exc, _Deadline) else f"exited ({status})"
+                why = "timed out" if isinstance(exc, Deadline) else f"exited ({status})"
                 self.last_error = f"{profile.name} {why} while starting"
-                raise (ToolTimeout if isinstance(exc, _Deadline) else ToolCrashed)(
+                raise (ToolTimeout if isinstance(exc, Deadline) else ToolCrashed)(
                     self.last_error
                 ) from None
 
     def _await_ready(self, marker: str, cont: str | None, deadline: float) -> None:
         profile = self.profile
         if profile.ready_pattern:
-            self._read_until(re.compile(profile.ready_pattern.encode()), deadline)
+            read_until(self._proc, re.compile(profile.ready_pattern.encode()), deadline)
         setup = [
             line.replace("{marker}", marker).replace("{continuation}", cont or "")
             for line in profile.setup
@@ -121,7 +111,7 @@ class ToolInstance:
             return  # the ready pattern was the tool's (fixed) prompt
         tag = secrets.token_hex(8)
         matcher = self._detector.begin(len(setup), tag, self.profile.max_output_bytes)
-        self._exchange(data + self._detector.suffix(tag), matcher, deadline)
+        exchange(self._proc, data + self._detector.suffix(tag), matcher, deadline)
 
     @property
     def instance_dir(self) -> str:
@@ -151,8 +141,8 @@ class ToolInstance:
                     os.write(proc.fd, (self.profile.exit_command + "\n").encode())
                     end = time.monotonic() + grace
                     while is_alive(proc) and time.monotonic() < end:
-                        self._discard(0.05)
-                except (OSError, _Eof):
+                        discard(self._proc, 0.05)
+                except (OSError, Eof):
                     pass
             kill_group(proc, grace)
             self._proc = None
@@ -193,22 +183,27 @@ class ToolInstance:
             typed = encode(profile.encoder, text, tag)
             matcher = self._detector.begin(typed.prompts, tag, profile.max_output_bytes)
             limit = timeout if timeout is not None else profile.prompt_timeout
-            self._abort = None
-            self._drain_wake()
+            self._abort.clear()
             self._matcher = matcher
             self._busy = True
             started = time.monotonic()
             try:
-                self._discard(0)
-                self._exchange(typed.data + self._detector.suffix(tag), matcher, started + limit)
-            except _Aborted:
+                discard(self._proc, 0)
+                exchange(
+                    self._proc,
+                    typed.data + self._detector.suffix(tag),
+                    matcher,
+                    started + limit,
+                    self._abort,
+                )
+            except Aborted:
                 self._busy = False
                 raise self._aborted() from None
-            except _Eof:
+            except Eof:
                 why = self._reap()
                 self.last_error = f"{profile.name} died while answering ({why})"
                 raise ToolCrashed(self.last_error) from None
-            except _Deadline:
+            except Deadline:
                 how = "interrupted" if self._recover() else "restarted"
                 self.last_error = f"no answer within {limit:g} s; the tool was {how}"
                 raise ToolTimeout(self.last_error) from None
@@ -243,15 +238,13 @@ class ToolInstance:
         raises ToolCrashed. False when no prompt is running."""
         if not self._busy:
             return False
-        self._abort = (mode, why)
-        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
-            os.write(self._wake_w, b"x")
+        self._abort.raise_(mode, why)
         return True
 
     def _aborted(self) -> PromptCancelled | ToolCrashed:
         """The error of a prompt stopped by :meth:`abort` (the tool dealt with first)."""
-        mode, why = self._abort or ("cancel", "")
-        self._abort = None
+        mode, why = self._abort.reason or ("cancel", "")
+        self._abort.clear()
         name = self.profile.name
         if mode == "restart":
             self._reap()
@@ -259,11 +252,6 @@ class ToolInstance:
             return ToolCrashed(self.last_error)
         how = "interrupted" if self._recover() else "restarted (it ignored the interrupt)"
         return PromptCancelled(f"{why}; the tool was {how}")
-
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
 
     def interrupt(self) -> bool:
         """Send the profile's interrupt; True if the tool came back to its prompt."""
@@ -278,18 +266,18 @@ class ToolInstance:
             try:
                 wait = self._last_interrupt + self.profile.interrupt_cooldown - time.monotonic()
                 if wait > 0:
-                    self._discard(wait)
+                    discard(self._proc, wait)
                 os.write(proc.fd, self.profile.interrupt.encode())
                 self._last_interrupt = time.monotonic()
-                self._discard(min(0.2, grace))
+                discard(self._proc, min(0.2, grace))
                 tag = secrets.token_hex(8)
                 typed = encode(self.profile.encoder, "", tag)
                 matcher = self._detector.begin(typed.prompts, tag, 4096)
                 deadline = time.monotonic() + grace
-                self._exchange(typed.data + self._detector.suffix(tag), matcher, deadline)
-                self._discard(0.05)
+                exchange(self._proc, typed.data + self._detector.suffix(tag), matcher, deadline)
+                discard(self._proc, 0.05)
                 return True
-            except (OSError, _Eof, _Deadline):
+            except (OSError, Eof, Deadline):
                 pass
         log.warning("%s did not come back to its prompt; restarting it", self.profile.name)
         self._reap()
@@ -298,75 +286,6 @@ class ToolInstance:
         except (ToolCrashed, ToolTimeout) as exc:
             self.last_error = exc.message
         return False
-
-    # ---- terminal I/O ----------------------------------------------------------
-    def _exchange(self, data: str, matcher: Matcher, deadline: float) -> None:
-        """Write ``data`` while feeding output to ``matcher`` until it is satisfied."""
-        proc = self._proc
-        if proc is None:
-            raise _Eof()
-        fd = proc.fd
-        pending = data.encode("utf-8")
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise _Deadline()
-            wait = min(deadline - now, _WAKE)
-            if not pending and matcher.poll is not None:
-                wait = min(wait, matcher.poll)
-            readable, writable, _ = select.select(
-                [fd, self._wake_r], [fd] if pending else [], [], wait
-            )
-            if self._wake_r in readable:
-                self._drain_wake()
-                if self._abort is not None and self._busy:
-                    raise _Aborted()
-                readable = [r for r in readable if r != self._wake_r]
-            if writable:
-                sent = os.write(fd, pending[:4096])
-                pending = pending[sent:]
-            if readable:
-                if matcher.feed(self._read(fd), time.monotonic()):
-                    return
-            elif not writable:
-                if not pending and matcher.idle(time.monotonic()):
-                    return
-                if not is_alive(proc):
-                    raise _Eof()
-
-    @staticmethod
-    def _read(fd: int) -> bytes:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError as exc:
-            if exc.errno in (errno.EIO, errno.EBADF):
-                raise _Eof() from None
-            raise
-        if not chunk:
-            raise _Eof()
-        return chunk
-
-    def _read_until(self, pattern: re.Pattern[bytes], deadline: float) -> None:
-        if self._proc is None:
-            raise _Eof()
-        tail = b""
-        while pattern.search(tail) is None:
-            wait = deadline - time.monotonic()
-            if wait <= 0:
-                raise _Deadline()
-            if select.select([self._proc.fd], [], [], min(wait, _WAKE))[0]:
-                tail = (tail + self._read(self._proc.fd))[-4096:]
-            elif not is_alive(self._proc):
-                raise _Eof()
-
-    def _discard(self, quiet: float) -> None:
-        """Drop output that is waiting (until ``quiet`` seconds pass without any)."""
-        if self._proc is None:
-            return
-        fd = self._proc.fd
-        while select.select([fd], [], [], quiet)[0]:
-            dropped = self._read(fd)
-            log.debug("discarded %d bytes of stray output", len(dropped))
 
     # ---- health ----------------------------------------------------------------
     def snapshot(self) -> ToolSnapshot:

@@ -6,12 +6,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from toolfleet.keys import STREAM_END, RedisLike, stream_key
 
-__all__ = ["OutputStreamer"]
+__all__ = ["OutputStreamer", "Streamer"]
 
 log = logging.getLogger(__name__)
+
+
+class Streamer(Protocol):
+    """What a supervisor calls around each prompt (an OutputStreamer)."""
+
+    def begin(self, prompt_id: str) -> None: ...
+    def end(self, output: str | None = None) -> None: ...
 
 
 class OutputStreamer:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
-from toolfleet._version import __version__
 from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
 from toolfleet.models import InstanceHealth, PromptResult, State, Usage
 from toolfleet.tool.interface import Instance
 from toolfleet.tool.usage import parse_usage
+from toolfleet.workers.record import health_record
 from toolfleet.workers.restarts import RestartPolicy, recycle_reason
+from toolfleet.workers.stream import Streamer
 
 __all__ = ["Supervisor"]
 
@@ -23,13 +22,6 @@ log = logging.getLogger(__name__)
 
 
 Listener = Callable[[State, State], None]
-
-
-class Streamer(Protocol):
-    """Publishes a prompt's output while it runs (workers/stream.py)."""
-
-    def begin(self, prompt_id: str) -> None: ...
-    def end(self, output: str | None = None) -> None: ...
 
 
 class Supervisor:
@@ -353,27 +345,4 @@ class Supervisor:
     # ---- health ------------------------------------------------------------------
     def health(self) -> InstanceHealth:
         """This worker's health record, as the heartbeat publishes it."""
-        snap = self.instance.snapshot()
-        return InstanceHealth(
-            worker=self.worker,
-            profile=self.profile.name,
-            state=self.public_state,
-            pid=snap.pid,
-            worker_pid=os.getpid(),
-            generation=snap.generation,
-            restarts=self.restarts,
-            prompts_served=self.served,
-            last_latency_ms=snap.last_latency_ms,
-            p50_latency_ms=snap.p50_latency_ms,
-            p95_latency_ms=snap.p95_latency_ms,
-            rss_bytes=snap.rss_bytes,
-            started_at=snap.started_at,
-            updated_at=time.time(),
-            last_error=self.last_error or snap.last_error,
-            queues=list(self.queues),
-            session=self.session,
-            busy_since=self.busy_since,
-            prompt_id=self.prompt_id,
-            usage_total=self.usage_total,
-            version=__version__,
-        )
+        return health_record(self)
