@@ -4,10 +4,13 @@
 #
 #   docker build -t toolfleet .                                  # python, bash, sqlite3, node
 #   docker build -t toolfleet-aider --build-arg WITH_AIDER=1 .   # ... and aider
+#   docker build -t toolfleet-agents --build-arg WITH_AGENTS=1 . # ... and Claude Code
 FROM python:3.11-slim
 
 # 1: also install aider (aider-chat, in its own virtualenv) and git, which aider needs
 ARG WITH_AIDER=0
+# 1: also install the agent CLIs spoken to through their own protocols (Claude Code, npm)
+ARG WITH_AGENTS=0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -21,7 +24,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends sqlite3 nodejs tini; \
-    if [ "$WITH_AIDER" = "1" ]; then apt-get install -y --no-install-recommends git; fi; \
+    if [ "$WITH_AIDER" = "1" ] || [ "$WITH_AGENTS" = "1" ]; then \
+        apt-get install -y --no-install-recommends git; \
+    fi; \
+    if [ "$WITH_AGENTS" = "1" ]; then apt-get install -y --no-install-recommends npm; fi; \
     rm -rf /var/lib/apt/lists/*
 
 # aider-chat pins exact versions of ~100 packages (pydantic, click, rich, ...), so it gets
@@ -38,6 +44,15 @@ RUN set -eux; \
         git config --system user.name "toolfleet aider"; \
         git config --system user.email "aider@toolfleet.invalid"; \
         git config --system --add safe.directory '*'; \
+    fi
+
+# Claude Code from npm (its platform binary comes with it); the profile needs `claude`
+# on PATH
+# hadolint ignore=DL3016
+RUN set -eux; \
+    if [ "$WITH_AGENTS" = "1" ]; then \
+        npm install -g --no-audit --no-fund @anthropic-ai/claude-code@^2.1; \
+        claude --version; \
     fi
 
 # toolfleet with what a worker needs (and Flower, which runs from the same image)

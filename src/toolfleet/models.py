@@ -65,6 +65,10 @@ class PromptResult(BaseModel):
     truncated: bool = Field(False, description="Output was cut at the profile's cap.")
     prompt_id: str | None = Field(None, description="The Celery task id of the prompt.")
     usage: Usage | None = Field(None, description="What the tool reported spending on it.")
+    tool_calls: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="An agent's tool calls in this answer (name, input, result).",
+    )
 
 
 class Changes(BaseModel):

@@ -143,6 +143,11 @@ class Profile(BaseModel):
         description="Files the tool writes in its worktree that are no change (git "
         "pathspecs, e.g. aider's '.aider*' caches): never committed, kept across resets.",
     )
+    protocol: Literal["pty", "claude-stream-json"] = Field(
+        "pty",
+        description="How the tool is spoken to: 'pty' (a terminal, markers or sentinels), "
+        "or an agent's own JSON-lines protocol ('claude-stream-json': Claude Code).",
+    )
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)
@@ -268,7 +273,35 @@ def _builtin() -> dict[str, Profile]:
         start_timeout=60.0,
         prompt_timeout=600.0,
     )
-    return {p.name: p for p in (python, bash, sqlite3, node, echo, aider)}
+    claude = Profile(
+        name="claude",
+        description="Claude Code through its stream-json protocol (ANTHROPIC_* variables)",
+        argv=[
+            "claude",
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            # edits files without asking (bypassPermissions refuses to run as root)
+            "--permission-mode",
+            "acceptEdits",
+            "--no-session-persistence",
+        ],
+        env={
+            # each instance its own HOME and config; no traffic but the model's
+            "HOME": "{instance_dir}",
+            "CLAUDE_CONFIG_DIR": "{instance_dir}/.claude",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+        },
+        protocol="claude-stream-json",
+        start_timeout=60.0,
+        prompt_timeout=600.0,
+    )
+    return {p.name: p for p in (python, bash, sqlite3, node, echo, aider, claude)}
 
 
 BUILTIN_PROFILES: dict[str, Profile] = _builtin()

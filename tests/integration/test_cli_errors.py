@@ -14,6 +14,7 @@ import redis
 
 from toolfleet import RedisUnavailable, Settings
 from toolfleet.cli.local import EmbeddedRedis, free_port
+from toolfleet.profiles import BUILTIN_PROFILES
 
 from .procs import Workers, env_for
 
@@ -107,7 +108,7 @@ def test_an_unknown_profile_is_refused_at_once_with_the_known_ones(
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: UnknownProfile: unknown profile 'nosuch'")
-    assert "known: aider, bash, echo, node, python, sqlite3" in done.stderr
+    assert f"known: {', '.join(sorted(BUILTIN_PROFILES))}" in done.stderr
     assert _queued(fleet_of_bash.settings, "nosuch") == 0
 
 

@@ -485,10 +485,16 @@ def test_dockerfile_installs_every_builtin_tool():
             assert re.search(r'"\$WITH_AIDER" = "1"', text) and "pip install aider-chat" in runs
             assert "git" in apt, "aider needs git"
             continue
+        if program == "claude":
+            assert re.search(r'"\$WITH_AGENTS" = "1"', text)
+            assert "npm install -g --no-audit --no-fund @anthropic-ai/claude-code" in runs
+            assert "npm" in apt
+            continue
         assert program in debian_package, f"profile {profile.name}: how is {program} installed?"
         assert debian_package[program] in apt, f"{debian_package[program]} is not installed"
     assert "tini" in apt
     assert re.search(r"^ARG WITH_AIDER=0$", text, re.M)
+    assert re.search(r"^ARG WITH_AGENTS=0$", text, re.M)
 
 
 def test_dockerignore_keeps_the_context_small_and_secret_free():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from toolfleet.models import Usage
 from toolfleet.profiles import Profile
 
 __all__ = ["Answer", "Instance", "ToolSnapshot", "percentile", "rss_of"]
@@ -20,6 +21,10 @@ class Answer:
     status: int | None
     truncated: bool
     duration_ms: float
+    #: what the tool reported spending (agents spoken to through a protocol)
+    usage: Usage | None = None
+    #: the agent's tool calls in this answer: name, input, result (a protocol's events)
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

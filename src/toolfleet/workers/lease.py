@@ -48,12 +48,15 @@ class LeaseKeeper:
             return {"error": f"not available (state {sup.state})"}
         if holder(self.client, sup.worker) != session:
             return {"error": "the lease key does not name this session"}
+        generation = sup.begin_session(session)
+        if generation is None:  # a prompt holds it: answer now, never wait for the prompt
+            return {"error": "busy with a prompt"}
         if self.workspace is not None:
             try:
                 self.workspace.reset()
             except GitError as exc:
+                sup.end_session()
                 return {"error": f"could not reset the worktree: {exc.message}"}
-        generation = sup.begin_session(session)
         log.info("%s: leased to session %s", sup.worker, session)
         self.on_change()
         return {"ok": session, "generation": generation}

@@ -46,7 +46,7 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(worker, **kwargs)
         if not profile:
             raise ConfigError("a toolfleet worker needs --profile NAME (see: toolfleet profiles)")
-        from toolfleet.tool.instance import ToolInstance
+        from toolfleet.tool.factory import make_instance
 
         self.settings: Settings = worker.app.conf.toolfleet_settings
         self.profile = get_profile(profile, self.settings.profiles)
@@ -57,7 +57,7 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if self.profile.workspace == "worktree":  # the tool works in its own worktree
             workspace = Worktree(self.profile, worker.hostname)
         cwd = None if workspace is None else str(workspace.path)
-        tool = ToolInstance(self.profile, cwd=cwd)
+        tool = make_instance(self.profile, cwd=cwd)
         self.supervisor = Supervisor(tool, worker.hostname, queues)
         guard = DeliveryGuard(
             worker.app.backend.client,

@@ -212,12 +212,17 @@ class Supervisor:
             self.session or self.reset_pending
         )
 
-    def begin_session(self, session: str) -> int:
-        """Pin the instance to ``session``; returns the generation it is pinned to."""
-        with self._lock:
+    def begin_session(self, session: str) -> int | None:
+        """Pin the instance to ``session``; returns the generation it is pinned to, or
+        None at once when a prompt holds the instance (a lease never waits for one)."""
+        if not self._lock.acquire(timeout=0.5):
+            return None
+        try:
             self.session = session
             self.session_generation = self.instance.generation
             return self.session_generation
+        finally:
+            self._lock.release()
 
     def end_session(self) -> None:
         """Unpin; the instance is reset (by the watcher) before it serves anyone else."""
@@ -300,7 +305,7 @@ class Supervisor:
             if streamer is not None:
                 streamer.end(answer.output)
             self.served += 1
-            usage = parse_usage(self._usage, answer.output)
+            usage = answer.usage or parse_usage(self._usage, answer.output)
             self.usage_total = Usage.total([self.usage_total, usage])
             pid, generation = self.instance.pid or 0, self.instance.generation
             if self._needs_recycle():
@@ -319,6 +324,7 @@ class Supervisor:
                 truncated=answer.truncated,
                 prompt_id=prompt_id,
                 usage=usage,
+                tool_calls=list(answer.tool_calls),
             )
 
     def _await_instance(self) -> None:

@@ -1,0 +1,336 @@
+"""An agent spoken to in JSON lines over stdin/stdout: one process, many prompts, the end
+of an answer the protocol's own event (the ``Instance`` interface, like ToolInstance)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any
+
+from toolfleet.errors import PromptCancelled, ToolCrashed, ToolTimeout
+from toolfleet.models import Usage
+from toolfleet.parentdeath import die_with_parent
+from toolfleet.profiles import Profile
+from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
+from toolfleet.tool.spawn import tool_env
+from toolfleet.validation import validate_prompt
+
+__all__ = ["AgentInstance", "Protocol", "Turn"]
+
+log = logging.getLogger(__name__)
+
+_EOF: dict[str, Any] = {"type": "__eof__"}
+
+
+class Turn:
+    """What one prompt produced so far: text, tool calls, and (at its end) the result."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.done = False
+        self.ok = True
+        self.output: str | None = None
+        self.usage: Usage | None = None
+
+    @property
+    def so_far(self) -> str:
+        return "".join(self.text)
+
+
+class Protocol(ABC):
+    """One agent's wire protocol: what to send, and how to read what comes back."""
+
+    @abstractmethod
+    def handshake(self, agent: AgentInstance, deadline: float) -> None:
+        """After the process started: whatever the protocol needs before a prompt."""
+
+    @abstractmethod
+    def prompt(self, text: str) -> list[dict[str, Any]]:
+        """The messages that send ``text`` as the next prompt of the conversation."""
+
+    @abstractmethod
+    def feed(self, message: dict[str, Any], turn: Turn) -> None:
+        """Take one message of the agent into ``turn`` (setting ``turn.done`` at its end)."""
+
+    @abstractmethod
+    def interrupt(self) -> list[dict[str, Any]]:
+        """The messages that stop the running turn."""
+
+
+class AgentInstance:
+    """A long-lived agent process speaking ``protocol`` over its stdin/stdout.
+
+    Thread-safe; one prompt at a time. Its stderr goes to ``agent.log`` in its
+    instance directory.
+    """
+
+    def __init__(self, profile: Profile, protocol: Protocol, *, cwd: str | None = None) -> None:
+        self.profile = profile
+        self.protocol = protocol
+        self.cwd = cwd if cwd is not None else profile.cwd
+        self.generation = 0
+        self.prompts_served = 0
+        self.last_error: str | None = None
+        self.started_at = time.time()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._turn: Turn | None = None
+        self._abort: tuple[str, str] | None = None
+        self._latencies: deque[float] = deque(maxlen=200)
+        self._instance_dir: str | None = None
+
+    # ---- lifecycle -------------------------------------------------------------
+    @property
+    def instance_dir(self) -> str:
+        """A private folder of this instance (kept across its restarts)."""
+        if self._instance_dir is None:
+            self._instance_dir = tempfile.mkdtemp(prefix=f"toolfleet-{self.profile.name}-")
+        return self._instance_dir
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    def start(self) -> None:
+        """Start the agent and do the protocol's handshake."""
+        with self._lock:
+            if self.alive():
+                return
+            self.generation += 1
+            self.prompts_served = 0
+            profile = self.profile
+            env = {
+                k: v.replace("{instance_dir}", self.instance_dir) for k, v in profile.env.items()
+            }
+            argv = [a.replace("{instance_dir}", self.instance_dir) for a in profile.argv]
+            self._messages = queue.Queue()
+            log_path = os.path.join(self.instance_dir, "agent.log")
+            try:
+                with open(log_path, "ab") as stderr:  # the child keeps its own copy
+                    self._proc = subprocess.Popen(
+                        argv,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                        cwd=self.cwd,
+                        env=tool_env(env),
+                        start_new_session=True,
+                        preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+                    )
+            except OSError as exc:
+                self.last_error = f"{profile.name} could not start: {exc}"
+                raise ToolCrashed(self.last_error) from None
+            self.started_at = time.time()
+            reader = threading.Thread(
+                target=self._read, args=(self._proc, self._messages), daemon=True
+            )
+            reader.start()
+            try:
+                self.protocol.handshake(self, time.monotonic() + profile.start_timeout)
+            except (ToolCrashed, ToolTimeout) as exc:
+                self.last_error = f"{profile.name}: {exc.message}"
+                self._kill()
+                raise type(exc)(self.last_error) from None
+
+    def close(self, grace: float | None = None) -> None:
+        """End the agent: its stdin closed, then SIGTERM, then SIGKILL (its group)."""
+        with self._lock:
+            self._kill(self.profile.grace if grace is None else grace)
+
+    def _kill(self, grace: float = 0.2) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:  # a clean end: its input closed
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)
+            if proc.poll() is not None:
+                break
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[bytes], into: queue.Queue[dict[str, Any]]) -> None:
+        """The reader thread: every JSON line the agent prints, then the end of output."""
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.debug("not JSON from the agent: %r", line[:200])
+                    continue
+                if isinstance(message, dict):
+                    into.put(message)
+        except (OSError, ValueError):
+            pass
+        into.put(_EOF)
+
+    # ---- the wire --------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        """Write one message (a JSON line) to the agent."""
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise ToolCrashed(f"{self.profile.name} is not running")
+        data = (json.dumps(message) + "\n").encode()
+        with self._write_lock:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                raise ToolCrashed(f"{self.profile.name} closed its input") from None
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        """The agent's next message (ToolCrashed at its end, ToolTimeout at ``deadline``)."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ToolTimeout(f"no answer from {self.profile.name} in time")
+            try:
+                message = self._messages.get(timeout=min(left, 0.1))
+            except queue.Empty:
+                if self._abort is not None and self._turn is not None:
+                    return {"type": "__abort__"}
+                continue
+            if message is _EOF:
+                raise ToolCrashed(f"{self.profile.name} exited ({self._status()})")
+            return message
+
+    def _status(self) -> str:
+        proc = self._proc
+        code = None if proc is None else proc.poll()
+        if code is None:
+            return "closed its output"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    # ---- prompts -----------------------------------------------------------------
+    def ask(self, text: str, timeout: float | None = None) -> Answer:
+        """Send ``text``; return the answer when the protocol says the turn ended."""
+        profile = self.profile
+        text = validate_prompt(
+            text, max_bytes=profile.max_prompt_bytes, allow_control=profile.allow_control
+        )
+        with self._lock:
+            if not self.alive():
+                raise ToolCrashed(f"{profile.name} is not running")
+            limit = timeout if timeout is not None else profile.prompt_timeout
+            started = time.monotonic()
+            turn = Turn()
+            self._abort = None
+            self._turn = turn
+            try:
+                for message in self.protocol.prompt(text):
+                    self.send(message)
+                self._follow(turn, started + limit)
+            except ToolCrashed as exc:
+                self.last_error = f"{profile.name} died while answering: {exc.message}"
+                self._kill()
+                raise ToolCrashed(self.last_error) from None
+            except ToolTimeout:
+                how = "interrupted" if self._stop_turn(turn) else "restarted"
+                self.last_error = f"no answer within {limit:g} s; the agent was {how}"
+                raise ToolTimeout(self.last_error) from None
+            finally:
+                self._turn = None
+            elapsed = (time.monotonic() - started) * 1000
+            self.prompts_served += 1
+            self._latencies.append(elapsed)
+            output = turn.output if turn.output is not None else turn.so_far
+            return Answer(
+                output, turn.ok, None, False, round(elapsed, 3), turn.usage, tuple(turn.tool_calls)
+            )
+
+    def _follow(self, turn: Turn, deadline: float) -> None:
+        """Read the agent's messages into ``turn`` until it ends (or is aborted)."""
+        while not turn.done:
+            message = self.receive(deadline)
+            if message.get("type") == "__abort__":
+                mode, why = self._abort or ("cancel", "")
+                self._abort = None
+                if mode == "restart":
+                    self.last_error = f"{self.profile.name} was restarted while answering ({why})"
+                    self._kill()
+                    raise_crashed(self.last_error)
+                how = "interrupted" if self._stop_turn(turn) else "restarted"
+                raise PromptCancelled(f"{why}; the agent was {how}")
+            self.protocol.feed(message, turn)
+
+    def _stop_turn(self, turn: Turn) -> bool:
+        """Interrupt the turn and read to its end within the grace; else restart."""
+        try:
+            for message in self.protocol.interrupt():
+                self.send(message)
+            deadline = time.monotonic() + self.profile.grace
+            while not turn.done:
+                self.protocol.feed(self.receive(deadline), turn)
+            return True
+        except (ToolCrashed, ToolTimeout):
+            pass
+        log.warning("%s did not end its turn when interrupted; restarting it", self.profile.name)
+        self._kill()
+        try:
+            self.start()
+        except (ToolCrashed, ToolTimeout) as exc:
+            self.last_error = exc.message
+        return False
+
+    def partial(self) -> str | None:
+        """The running prompt's text so far (None between prompts)."""
+        turn = self._turn
+        return None if turn is None else turn.so_far
+
+    def abort(self, mode: str, why: str) -> bool:
+        """Stop the running prompt from another thread ("cancel": the protocol's interrupt,
+        PromptCancelled; "restart": kill, ToolCrashed). False when none runs."""
+        if self._turn is None:
+            return False
+        self._abort = (mode, why)
+        return True
+
+    # ---- health ----------------------------------------------------------------
+    def snapshot(self) -> ToolSnapshot:
+        alive = self.alive()
+        latencies = list(self._latencies)
+        return ToolSnapshot(
+            pid=self.pid if alive else None,
+            generation=self.generation,
+            state=("busy" if self._turn is not None else "ready") if alive else "down",
+            prompts_served=self.prompts_served,
+            last_latency_ms=latencies[-1] if latencies else None,
+            p50_latency_ms=percentile(latencies, 0.5),
+            p95_latency_ms=percentile(latencies, 0.95),
+            rss_bytes=rss_of(self.pid) if alive else None,
+            started_at=self.started_at,
+            uptime=max(0.0, time.time() - self.started_at),
+            last_error=self.last_error,
+        )
+
+
+def raise_crashed(message: str) -> None:
+    raise ToolCrashed(message)

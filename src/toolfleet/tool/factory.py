@@ -1,0 +1,18 @@
+"""The instance a profile's ``protocol`` calls for: a pty tool, or an agent over JSON lines."""
+
+from __future__ import annotations
+
+from toolfleet.profiles import Profile
+from toolfleet.tool.agent import AgentInstance
+from toolfleet.tool.claude import ClaudeStreamJson
+from toolfleet.tool.instance import ToolInstance
+from toolfleet.tool.interface import Instance
+
+__all__ = ["make_instance"]
+
+
+def make_instance(profile: Profile, *, cwd: str | None = None) -> Instance:
+    """A new (not started) instance of ``profile``, working in ``cwd``."""
+    if profile.protocol == "claude-stream-json":
+        return AgentInstance(profile, ClaudeStreamJson(), cwd=cwd)
+    return ToolInstance(profile, cwd=cwd)
