@@ -143,10 +143,11 @@ class Profile(BaseModel):
         description="Files the tool writes in its worktree that are no change (git "
         "pathspecs, e.g. aider's '.aider*' caches): never committed, kept across resets.",
     )
-    protocol: Literal["pty", "claude-stream-json"] = Field(
+    protocol: Literal["pty", "claude-stream-json", "acp"] = Field(
         "pty",
         description="How the tool is spoken to: 'pty' (a terminal, markers or sentinels), "
-        "or an agent's own JSON-lines protocol ('claude-stream-json': Claude Code).",
+        "or an agent's own JSON-lines protocol ('claude-stream-json': Claude Code; 'acp': "
+        "the Agent Client Protocol, e.g. Gemini CLI --acp).",
     )
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
@@ -301,7 +302,21 @@ def _builtin() -> dict[str, Profile]:
         start_timeout=60.0,
         prompt_timeout=600.0,
     )
-    return {p.name: p for p in (python, bash, sqlite3, node, echo, aider, claude)}
+    gemini = Profile(
+        name="gemini",
+        description="Gemini CLI through the Agent Client Protocol (GEMINI_* variables)",
+        # --yolo: its tools run without asking (edits, shell) in the instance's worktree
+        argv=["gemini", "--acp", "--yolo"],
+        env={
+            "HOME": "{instance_dir}",
+            "GEMINI_CLI_TRUST_WORKSPACE": "true",
+            "GEMINI_CLI_NO_RELAUNCH": "1",
+        },
+        protocol="acp",
+        start_timeout=60.0,
+        prompt_timeout=600.0,
+    )
+    return {p.name: p for p in (python, bash, sqlite3, node, echo, aider, claude, gemini)}
 
 
 BUILTIN_PROFILES: dict[str, Profile] = _builtin()

@@ -51,6 +51,9 @@ class Turn:
 class Protocol(ABC):
     """One agent's wire protocol: what to send, and how to read what comes back."""
 
+    def prepare(self, instance_dir: str) -> None:  # noqa: B027 (optional hook)
+        """Before the process starts: files the agent needs in its private directory."""
+
     @abstractmethod
     def handshake(self, agent: AgentInstance, deadline: float) -> None:
         """After the process started: whatever the protocol needs before a prompt."""
@@ -60,8 +63,9 @@ class Protocol(ABC):
         """The messages that send ``text`` as the next prompt of the conversation."""
 
     @abstractmethod
-    def feed(self, message: dict[str, Any], turn: Turn) -> None:
-        """Take one message of the agent into ``turn`` (setting ``turn.done`` at its end)."""
+    def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
+        """Take one message of the agent into ``turn`` (setting ``turn.done`` at its end);
+        the messages to send back (answers to the agent's own requests)."""
 
     @abstractmethod
     def interrupt(self) -> list[dict[str, Any]]:
@@ -121,6 +125,7 @@ class AgentInstance:
             }
             argv = [a.replace("{instance_dir}", self.instance_dir) for a in profile.argv]
             self._messages = queue.Queue()
+            self.protocol.prepare(self.instance_dir)
             log_path = os.path.join(self.instance_dir, "agent.log")
             try:
                 with open(log_path, "ab") as stderr:  # the child keeps its own copy
@@ -279,7 +284,8 @@ class AgentInstance:
                     raise_crashed(self.last_error)
                 how = "interrupted" if self._stop_turn(turn) else "restarted"
                 raise PromptCancelled(f"{why}; the agent was {how}")
-            self.protocol.feed(message, turn)
+            for reply in self.protocol.feed(message, turn):
+                self.send(reply)
 
     def _stop_turn(self, turn: Turn) -> bool:
         """Interrupt the turn and read to its end within the grace; else restart."""
@@ -288,7 +294,8 @@ class AgentInstance:
                 self.send(message)
             deadline = time.monotonic() + self.profile.grace
             while not turn.done:
-                self.protocol.feed(self.receive(deadline), turn)
+                for reply in self.protocol.feed(self.receive(deadline), turn):
+                    self.send(reply)
             return True
         except (ToolCrashed, ToolTimeout):
             pass

@@ -43,7 +43,7 @@ class ClaudeStreamJson(Protocol):
         request = {"subtype": "interrupt"}
         return [{"type": "control_request", "request_id": uuid.uuid4().hex, "request": request}]
 
-    def feed(self, message: dict[str, Any], turn: Turn) -> None:
+    def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
         kind = message.get("type")
         if kind == "assistant":
             for block in _blocks(message):
@@ -67,6 +67,7 @@ class ClaudeStreamJson(Protocol):
             result = message.get("result")
             turn.output = str(result) if isinstance(result, str) else turn.so_far
             turn.usage = self._usage(message)
+        return []
 
     def _usage(self, result: dict[str, Any]) -> Usage | None:
         usage = result.get("usage")

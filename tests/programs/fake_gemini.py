@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""A scripted Gemini API (generateContent) server for driving the real Gemini CLI offline.
+
+Standard library only. It answers ``POST /v1beta/models/M:streamGenerateContent?alt=sse``
+(one server-sent event carrying the whole reply) and ``...:generateContent`` (JSON).
+
+What it answers:
+
+- A request whose last user text mentions ``DOC_ID`` and a file path: a ``write_file``
+  function call (Gemini CLI's own tool) that puts ``# DOC_ID: <stem>`` on top of the file,
+  its content read from the disk (the server runs on the agent's machine), the path made
+  absolute with the workspace directory Gemini CLI states in its context; given the
+  call's result, a short text.
+- Any text containing ``slow``: the reply comes after 30 s (to cancel it).
+- Anything else: ``Reply #N: I have seen K user messages.`` (K: the user's own texts in
+  the conversation, so that a test sees the history kept between prompts).
+
+Run: ``python fake_gemini.py [--port N]``; in tests ``server, thread = serve(0)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FakeGemini", "gemini_env", "serve"]
+
+HEADER = "# DOC_ID: {stem}"
+_WORKSPACE = re.compile(r"Workspace Directories:\*\*\s*\n\s*- (\S+)")
+_PATH = re.compile(r"[\w./-]+\.\w+")
+
+
+def gemini_env(port: int) -> dict[str, str]:
+    """The environment that points Gemini CLI at the server on ``port``, offline."""
+    return {
+        "GEMINI_API_KEY": "fake",
+        "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}",
+        "GEMINI_MODEL": "gemini-2.5-flash",
+    }
+
+
+def _texts(content: dict[str, Any]) -> list[str]:
+    return [str(p["text"]) for p in content.get("parts", []) if "text" in p]
+
+
+class FakeGemini(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        super().__init__((host, port), _Handler)
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The reply's parts."""
+        contents = [c for c in body.get("contents", []) if isinstance(c, dict)]
+        context = "\n".join(t for c in contents for t in _texts(c))
+        found = _WORKSPACE.search(context)
+        cwd = Path(found[1]) if found else Path.cwd()
+        # the user's own texts (the first user content also carries the CLI's context)
+        asked = [_texts(c)[-1] for c in contents if c.get("role") == "user" and _texts(c)]
+        last = contents[-1] if contents else {}
+        with self.lock:
+            number = len(self.requests) + 1
+            record: dict[str, Any] = {"n": number, "request": (asked or [""])[-1][:200]}
+            self.requests.append(record)
+        responses = [
+            p["functionResponse"] for p in last.get("parts", []) if "functionResponse" in p
+        ]
+        if responses:  # the agent ran our write_file: done
+            record.update(kind="done")
+            path = str(responses[0].get("response", {}))
+            name = next((p for p in _PATH.findall(path) if p.endswith(".py")), "the file")
+            return [{"text": f"Added the DOC_ID header to {Path(name).name}."}]
+        request = record["request"]
+        if "slow" in request:
+            time.sleep(30)
+        if "DOC_ID" in request:
+            files = [p for p in _PATH.findall(request) if (cwd / p).is_file()]
+            if not files:
+                record.update(kind="no-file")
+                return [{"text": "Which file?"}]
+            target = cwd / files[0]
+            content = target.read_text(encoding="utf-8")
+            record.update(kind="write", file=files[0])
+            new = HEADER.format(stem=target.stem) + "\n" + content
+            call = {"name": "write_file", "args": {"file_path": str(target), "content": new}}
+            return [{"functionCall": call}]
+        record.update(kind="text")
+        return [{"text": f"Reply #{number}: I have seen {len(asked)} user messages."}]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeGemini
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._send(404, "application/json", b"{}")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        parts = self.server.answer(body)
+        chunk = {
+            "candidates": [
+                {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": len(json.dumps(body.get("contents", []))) // 4,
+                "candidatesTokenCount": 12,
+                "totalTokenCount": len(json.dumps(body.get("contents", []))) // 4 + 12,
+            },
+            "modelVersion": "gemini-2.5-flash",
+        }
+        if "stream" in self.path:
+            self._send(200, "text/event-stream", f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+        else:
+            self._send(200, "application/json", json.dumps(chunk).encode())
+
+    def _send(self, status: int, kind: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def serve(port: int = 0) -> tuple[FakeGemini, threading.Thread]:
+    """Start the server on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
+    server = FakeGemini(port)
+    thread = threading.Thread(target=server.serve_forever, name="fake-gemini", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = FakeGemini(args.port)
+    print(server.port, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
