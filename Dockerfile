@@ -4,7 +4,7 @@
 #
 #   docker build -t toolfleet .                                  # python, bash, sqlite3, node
 #   docker build -t toolfleet-aider --build-arg WITH_AIDER=1 .   # ... and aider
-#   docker build -t toolfleet-agents --build-arg WITH_AGENTS=1 . # ... and Claude Code, Gemini CLI
+#   docker build -t toolfleet-agents --build-arg WITH_AGENTS=1 . # ... and Claude Code, Gemini, Codex
 FROM python:3.11-slim
 
 # 1: also install aider (aider-chat, in its own virtualenv) and git, which aider needs
@@ -46,15 +46,16 @@ RUN set -eux; \
         git config --system --add safe.directory '*'; \
     fi
 
-# Claude Code and Gemini CLI from npm (Claude Code's platform binary comes with it); the
-# profiles need `claude` and `gemini` on PATH
+# Claude Code, Gemini CLI and Codex from npm (with their platform binaries); the
+# profiles need `claude`, `gemini` and `codex` on PATH
 # hadolint ignore=DL3016
 RUN set -eux; \
     if [ "$WITH_AGENTS" = "1" ]; then \
         npm install -g --no-audit --no-fund @anthropic-ai/claude-code@^2.1 \
-            @google/gemini-cli@^0.61; \
+            @google/gemini-cli@^0.61 @openai/codex@^0.171; \
         claude --version; \
         gemini --version; \
+        codex --version; \
     fi
 
 # toolfleet with what a worker needs (and Flower, which runs from the same image)

@@ -143,11 +143,11 @@ class Profile(BaseModel):
         description="Files the tool writes in its worktree that are no change (git "
         "pathspecs, e.g. aider's '.aider*' caches): never committed, kept across resets.",
     )
-    protocol: Literal["pty", "claude-stream-json", "acp"] = Field(
+    protocol: Literal["pty", "claude-stream-json", "codex-app-server", "acp"] = Field(
         "pty",
         description="How the tool is spoken to: 'pty' (a terminal, markers or sentinels), "
-        "or an agent's own JSON-lines protocol ('claude-stream-json': Claude Code; 'acp': "
-        "the Agent Client Protocol, e.g. Gemini CLI --acp).",
+        "or an agent's own JSON-lines protocol ('claude-stream-json': Claude Code; "
+        "'codex-app-server': Codex; 'acp': the Agent Client Protocol, e.g. Gemini CLI).",
     )
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
@@ -316,7 +316,18 @@ def _builtin() -> dict[str, Profile]:
         start_timeout=60.0,
         prompt_timeout=600.0,
     )
-    return {p.name: p for p in (python, bash, sqlite3, node, echo, aider, claude, gemini)}
+    codex = Profile(
+        name="codex",
+        description="OpenAI Codex CLI through its app-server (OPENAI_*, CODEX_MODEL)",
+        argv=["codex", "app-server"],
+        # its config.toml (written at start: no approvals, full access to its worktree)
+        env={"HOME": "{instance_dir}", "CODEX_HOME": "{instance_dir}/codex"},
+        protocol="codex-app-server",
+        start_timeout=60.0,
+        prompt_timeout=600.0,
+    )
+    builtins = (python, bash, sqlite3, node, echo, aider, claude, gemini, codex)
+    return {p.name: p for p in builtins}
 
 
 BUILTIN_PROFILES: dict[str, Profile] = _builtin()

@@ -485,8 +485,12 @@ def test_dockerfile_installs_every_builtin_tool():
             assert re.search(r'"\$WITH_AIDER" = "1"', text) and "pip install aider-chat" in runs
             assert "git" in apt, "aider needs git"
             continue
-        if program in ("claude", "gemini"):
-            package = {"claude": "@anthropic-ai/claude-code", "gemini": "@google/gemini-cli"}
+        if program in ("claude", "gemini", "codex"):
+            package = {
+                "claude": "@anthropic-ai/claude-code",
+                "gemini": "@google/gemini-cli",
+                "codex": "@openai/codex",
+            }
             assert re.search(r'"\$WITH_AGENTS" = "1"', text)
             assert "npm install -g --no-audit --no-fund" in runs and package[program] in runs
             assert "npm" in apt

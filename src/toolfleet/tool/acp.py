@@ -97,7 +97,7 @@ class Acp(Protocol):
 class GeminiAcp(Acp):
     """Gemini CLI's ACP: its settings (API-key auth) written into the instance's HOME."""
 
-    def prepare(self, instance_dir: str) -> None:
+    def prepare(self, instance_dir: str, env: dict[str, str]) -> None:
         settings = os.path.join(instance_dir, ".gemini", "settings.json")
         if not os.path.exists(settings):
             os.makedirs(os.path.dirname(settings), exist_ok=True)

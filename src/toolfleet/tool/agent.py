@@ -51,8 +51,9 @@ class Turn:
 class Protocol(ABC):
     """One agent's wire protocol: what to send, and how to read what comes back."""
 
-    def prepare(self, instance_dir: str) -> None:  # noqa: B027 (optional hook)
-        """Before the process starts: files the agent needs in its private directory."""
+    def prepare(self, instance_dir: str, env: dict[str, str]) -> None:  # noqa: B027
+        """Before the process starts (``env``: its environment): files the agent needs in
+        its private directory. Nothing by default."""
 
     @abstractmethod
     def handshake(self, agent: AgentInstance, deadline: float) -> None:
@@ -125,7 +126,8 @@ class AgentInstance:
             }
             argv = [a.replace("{instance_dir}", self.instance_dir) for a in profile.argv]
             self._messages = queue.Queue()
-            self.protocol.prepare(self.instance_dir)
+            full_env = tool_env(env)
+            self.protocol.prepare(self.instance_dir, full_env)
             log_path = os.path.join(self.instance_dir, "agent.log")
             try:
                 with open(log_path, "ab") as stderr:  # the child keeps its own copy
@@ -135,7 +137,7 @@ class AgentInstance:
                         stdout=subprocess.PIPE,
                         stderr=stderr,
                         cwd=self.cwd,
-                        env=tool_env(env),
+                        env=full_env,
                         start_new_session=True,
                         preexec_fn=lambda: die_with_parent(signal.SIGKILL),
                     )

@@ -1,0 +1,154 @@
+"""Codex's app-server protocol (JSON-RPC over stdio): ``initialize``, ``thread/start``,
+then per prompt ``turn/start``; items and deltas stream as notifications, and
+``turn/completed`` ends the turn. Its configuration is written into the instance's
+CODEX_HOME from the worker's environment."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from toolfleet.errors import ToolCrashed, ToolTimeout
+from toolfleet.models import Usage
+from toolfleet.tool.agent import Protocol, Turn
+
+if TYPE_CHECKING:
+    from toolfleet.tool.agent import AgentInstance
+
+__all__ = ["CodexAppServer", "codex_config"]
+
+
+def codex_config(env: dict[str, str]) -> str:
+    """CODEX_HOME's config.toml for an unattended agent: no approvals, full access to its
+    worktree, no analytics; the model (``CODEX_MODEL``) and, with ``OPENAI_BASE_URL``, an
+    OpenAI-compatible endpoint (Responses API) keyed by ``OPENAI_API_KEY``."""
+    lines = ['approval_policy = "never"', 'sandbox_mode = "danger-full-access"']
+    if env.get("CODEX_MODEL"):
+        lines.append(f"model = {json.dumps(env['CODEX_MODEL'])}")
+    base = env.get("OPENAI_BASE_URL")
+    if base:
+        lines += [
+            'model_provider = "endpoint"',
+            "",
+            "[model_providers.endpoint]",
+            'name = "endpoint"',
+            f"base_url = {json.dumps(base)}",
+            'env_key = "OPENAI_API_KEY"',
+            'wire_api = "responses"',
+        ]
+    lines += ["", "[analytics]", "enabled = false", ""]
+    return "\n".join(lines)
+
+
+class CodexAppServer(Protocol):
+    """``codex app-server``: one thread per process (a reset is a restart)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.thread_id = ""
+        self.turn_id = ""
+        self._start_id = -1
+
+    def prepare(self, instance_dir: str, env: dict[str, str]) -> None:
+        home = env.get("CODEX_HOME") or os.path.join(instance_dir, "codex")
+        os.makedirs(home, exist_ok=True)
+        given = env.get("CODEX_CONFIG")  # a config.toml of one's own, copied as is
+        target = os.path.join(home, "config.toml")
+        if given:
+            shutil.copyfile(given, target)
+        else:
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.write(codex_config(env))
+
+    def _request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"id": next(self._ids), "method": method, "params": params}
+
+    def _call(
+        self, agent: AgentInstance, method: str, params: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        request = self._request(method, params)
+        agent.send(request)
+        while True:
+            try:
+                message = agent.receive(deadline)
+            except ToolTimeout:
+                raise ToolTimeout(f"no answer to {method}") from None
+            if message.get("id") == request["id"] and "method" not in message:
+                if "error" in message:
+                    raise ToolCrashed(f"{method} failed: {json.dumps(message['error'])[:300]}")
+                result = message.get("result")
+                return result if isinstance(result, dict) else {}
+
+    def handshake(self, agent: AgentInstance, deadline: float) -> None:
+        self._ids = itertools.count(1)
+        info = {"name": "toolfleet", "version": "1"}
+        self._call(agent, "initialize", {"clientInfo": info}, deadline)
+        agent.send({"method": "initialized"})
+        params = {
+            "cwd": agent.cwd or os.getcwd(),
+            "approvalPolicy": "never",
+            "sandbox": "danger-full-access",
+        }
+        thread = self._call(agent, "thread/start", params, deadline).get("thread") or {}
+        self.thread_id = str(thread.get("id", ""))
+        if not self.thread_id:
+            raise ToolCrashed("thread/start gave no thread id")
+
+    def prompt(self, text: str) -> list[dict[str, Any]]:
+        params = {"threadId": self.thread_id, "input": [{"type": "text", "text": text}]}
+        request = self._request("turn/start", params)
+        self._start_id = int(request["id"])
+        self.turn_id = ""
+        return [request]
+
+    def interrupt(self) -> list[dict[str, Any]]:
+        params = {"threadId": self.thread_id, "turnId": self.turn_id}
+        return [self._request("turn/interrupt", params)]
+
+    def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
+        method = message.get("method")
+        params = message.get("params") or {}
+        if method is None:
+            if message.get("id") == self._start_id:
+                started = (message.get("result") or {}).get("turn") or {}
+                self.turn_id = str(started.get("id", ""))
+                if "error" in message:
+                    turn.done, turn.ok = True, False
+                    turn.output = f"error: {json.dumps(message['error'])[:500]}"
+            return []
+        if "id" in message:  # the server asks us (approvals): yes to its own sandbox
+            return [{"id": message["id"], "result": {"decision": "accept"}}]
+        if method == "item/agentMessage/delta":
+            turn.text.append(str(params.get("delta", "")))
+        elif method == "item/completed":
+            _completed(params.get("item") or {}, turn)
+        elif method == "thread/tokenUsage/updated":
+            last = (params.get("tokenUsage") or {}).get("last") or {}
+            turn.usage = Usage(
+                sent=int(last.get("inputTokens") or 0), received=int(last.get("outputTokens") or 0)
+            )
+        elif method == "turn/completed":
+            done = params.get("turn") or {}
+            turn.done = True
+            turn.ok = done.get("status") == "completed"
+        return []
+
+
+def _completed(item: dict[str, Any], turn: Turn) -> None:
+    kind = item.get("type")
+    if kind == "agentMessage" and not turn.text:
+        turn.text.append(str(item.get("text", "")))
+    elif kind in ("commandExecution", "fileChange", "mcpToolCall"):
+        turn.tool_calls.append(
+            {
+                "id": item.get("id"),
+                "name": kind,
+                "input": item.get("command") or item.get("changes") or item.get("arguments"),
+                "result": str(item.get("aggregatedOutput") or item.get("result") or "")[:2000],
+                "error": item.get("status") not in ("completed", None)
+                or (item.get("exitCode") not in (0, None)),
+            }
+        )
