@@ -95,6 +95,9 @@ def test_one_process_answers_many_prompts_and_remembers_them(
         with pytest.raises(PromptRejected):
             agent.ask("x" * (BUILTIN_PROFILES["claude"].max_prompt_bytes + 1))
         assert agent.ask("still here").output.endswith("3 user messages.")
+        assert agent.reset()  # /clear: a new conversation, the same process
+        assert agent.ask("fresh").output.endswith("I have seen 1 user messages.")
+        assert agent.pid == pid
     finally:
         agent.close()
         shutil.rmtree(agent.instance_dir, ignore_errors=True)  # type: ignore[attr-defined]

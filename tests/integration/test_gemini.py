@@ -65,11 +65,15 @@ def test_one_process_answers_many_prompts_edits_files_and_refuses_bad_input(
         with pytest.raises(PromptRejected):
             agent.ask("x" * (BUILTIN_PROFILES["gemini"].max_prompt_bytes + 1))
         assert agent.pid == pid
+        assert agent.reset()  # a new conversation, the same process
+        fresh = agent.ask("fresh")
+        assert agent.pid == pid
     finally:
         agent.close()
         shutil.rmtree(agent.instance_dir, ignore_errors=True)  # type: ignore[attr-defined]
     assert first.output == "Reply #1: I have seen 1 user messages."
     assert second.output.endswith("I have seen 2 user messages.")  # the history kept
+    assert fresh.output.endswith("I have seen 1 user messages."), fresh.output
     assert first.usage is not None and first.usage.sent > 0 and first.usage.received > 0
     assert (tmp_path / "src" / "a.py").read_text() == "# DOC_ID: a\nA = 1\n"
     assert edit.output == "Added the DOC_ID header to a.py." and edit.ok

@@ -65,6 +65,13 @@ class Acp(Protocol):
         if not self.session_id:
             raise ToolCrashed("session/new gave no session id")
 
+    def reset(self, agent: AgentInstance, deadline: float) -> bool:
+        """A new ACP session (``session/new``) in the same process."""
+        cwd = agent.cwd or os.getcwd()
+        session = self._call(agent, "session/new", {"cwd": cwd, "mcpServers": []}, deadline)
+        self.session_id = str(session.get("sessionId", "")) or self.session_id
+        return bool(session.get("sessionId"))
+
     def prompt(self, text: str) -> list[dict[str, Any]]:
         params = {"sessionId": self.session_id, "prompt": [{"type": "text", "text": text}]}
         request = self._request("session/prompt", params)

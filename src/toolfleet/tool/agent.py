@@ -72,6 +72,11 @@ class Protocol(ABC):
     def interrupt(self) -> list[dict[str, Any]]:
         """The messages that stop the running turn."""
 
+    def reset(self, agent: AgentInstance, deadline: float) -> bool:
+        """Start a new conversation in the same process; False when the protocol cannot
+        (the instance is then restarted)."""
+        return False
+
 
 class AgentInstance:
     """A long-lived agent process speaking ``protocol`` over its stdin/stdout.
@@ -308,6 +313,18 @@ class AgentInstance:
         except (ToolCrashed, ToolTimeout) as exc:
             self.last_error = exc.message
         return False
+
+    def reset(self) -> bool:
+        """A new conversation in this process, through the protocol (no restart); False
+        when the protocol has no way to (or the agent failed to)."""
+        with self._lock:
+            if not self.alive():
+                return False
+            try:
+                return self.protocol.reset(self, time.monotonic() + self.profile.grace + 10)
+            except (ToolCrashed, ToolTimeout) as exc:
+                log.warning("%s: reset failed (%s)", self.profile.name, exc.message)
+                return False
 
     def partial(self) -> str | None:
         """The running prompt's text so far (None between prompts)."""

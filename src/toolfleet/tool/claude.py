@@ -39,6 +39,15 @@ class ClaudeStreamJson(Protocol):
         content = [{"type": "text", "text": text}]
         return [{"type": "user", "message": {"role": "user", "content": content}}]
 
+    def reset(self, agent: AgentInstance, deadline: float) -> bool:
+        """``/clear``: Claude Code starts a new session in the same process."""
+        for message in self.prompt("/clear"):
+            agent.send(message)
+        turn = Turn()
+        while not turn.done:
+            self.feed(agent.receive(deadline), turn)
+        return turn.ok
+
     def interrupt(self) -> list[dict[str, Any]]:
         request = {"subtype": "interrupt"}
         return [{"type": "control_request", "request_id": uuid.uuid4().hex, "request": request}]

@@ -97,6 +97,17 @@ class CodexAppServer(Protocol):
         if not self.thread_id:
             raise ToolCrashed("thread/start gave no thread id")
 
+    def reset(self, agent: AgentInstance, deadline: float) -> bool:
+        """A new thread (``thread/start``) in the same process."""
+        params = {
+            "cwd": agent.cwd or os.getcwd(),
+            "approvalPolicy": "never",
+            "sandbox": "danger-full-access",
+        }
+        thread = self._call(agent, "thread/start", params, deadline).get("thread") or {}
+        self.thread_id = str(thread.get("id", "")) or self.thread_id
+        return bool(thread.get("id"))
+
     def prompt(self, text: str) -> list[dict[str, Any]]:
         params = {"threadId": self.thread_id, "input": [{"type": "text", "text": text}]}
         request = self._request("turn/start", params)

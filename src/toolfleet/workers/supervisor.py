@@ -233,8 +233,11 @@ class Supervisor:
     def _reset(self) -> None:
         """Clear the instance's state: the profile's reset commands, else a restart."""
         self._set("restarting")
+        in_process = getattr(self.instance, "reset", None)  # an agent's protocol can
         try:
-            if self.profile.reset and self.instance.alive():
+            if in_process is not None and in_process():
+                pass
+            elif self.profile.reset and self.instance.alive():
                 for command in self.profile.reset:
                     self.instance.ask(command)
             else:
