@@ -224,7 +224,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "agents.json")
     args = parser.parse_args()
-    results = {}
+    # one process an agent: Celery apps keep their first broker; results are merged
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if len(args.agents) > 1:
+        for agent in args.agents:
+            argv = [sys.executable, __file__, "--agents", agent, "--files", str(args.files)]
+            subprocess.run(
+                [*argv, "--rounds", str(args.rounds), "--out", str(args.out)], check=True
+            )
+        return
     for agent in args.agents:
         if not (AGENTS / agent).is_file():
             sys.exit(f"no {agent} in .agents: run scripts/agents-install first")
