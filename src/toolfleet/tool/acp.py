@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolfleet.errors import ToolCrashed, ToolTimeout
 from toolfleet.models import Usage
-from toolfleet.tool.agent import Protocol, Turn
+from toolfleet.tool.agent_protocol import AgentProtocol, Turn
 
 if TYPE_CHECKING:
     from toolfleet.tool.agent import AgentInstance
@@ -22,7 +22,7 @@ __all__ = ["Acp", "GeminiAcp"]
 _ANSWERED = ("end_turn", "max_tokens", "max_turn_requests")
 
 
-class Acp(Protocol):
+class Acp(AgentProtocol):
     """A client of any ACP agent: one session per process (a reset is a restart)."""
 
     def __init__(self) -> None:

@@ -13,69 +13,22 @@ import subprocess
 import tempfile
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any
 
 from toolfleet.errors import PromptCancelled, ToolCrashed, ToolTimeout
-from toolfleet.models import Usage
 from toolfleet.parentdeath import die_with_parent
 from toolfleet.profiles import Profile
+from toolfleet.tool.agent_protocol import AgentProtocol, Turn
 from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
 from toolfleet.tool.spawn import tool_env
 from toolfleet.validation import validate_prompt
 
-__all__ = ["AgentInstance", "Protocol", "Turn"]
+__all__ = ["AgentInstance"]
 
 log = logging.getLogger(__name__)
 
 _EOF: dict[str, Any] = {"type": "__eof__"}
-
-
-class Turn:
-    """What one prompt produced so far: text, tool calls, and (at its end) the result."""
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []
-        self.done = False
-        self.ok = True
-        self.output: str | None = None
-        self.usage: Usage | None = None
-
-    @property
-    def so_far(self) -> str:
-        return "".join(self.text)
-
-
-class Protocol(ABC):
-    """One agent's wire protocol: what to send, and how to read what comes back."""
-
-    def prepare(self, instance_dir: str, env: dict[str, str]) -> None:  # noqa: B027
-        """Before the process starts (``env``: its environment): files the agent needs in
-        its private directory. Nothing by default."""
-
-    @abstractmethod
-    def handshake(self, agent: AgentInstance, deadline: float) -> None:
-        """After the process started: whatever the protocol needs before a prompt."""
-
-    @abstractmethod
-    def prompt(self, text: str) -> list[dict[str, Any]]:
-        """The messages that send ``text`` as the next prompt of the conversation."""
-
-    @abstractmethod
-    def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
-        """Take one message of the agent into ``turn`` (setting ``turn.done`` at its end);
-        the messages to send back (answers to the agent's own requests)."""
-
-    @abstractmethod
-    def interrupt(self) -> list[dict[str, Any]]:
-        """The messages that stop the running turn."""
-
-    def reset(self, agent: AgentInstance, deadline: float) -> bool:
-        """Start a new conversation in the same process; False when the protocol cannot
-        (the instance is then restarted)."""
-        return False
 
 
 class AgentInstance:
@@ -85,7 +38,9 @@ class AgentInstance:
     instance directory.
     """
 
-    def __init__(self, profile: Profile, protocol: Protocol, *, cwd: str | None = None) -> None:
+    def __init__(
+        self, profile: Profile, protocol: AgentProtocol, *, cwd: str | None = None
+    ) -> None:
         self.profile = profile
         self.protocol = protocol
         self.cwd = cwd if cwd is not None else profile.cwd
@@ -288,7 +243,7 @@ class AgentInstance:
                 if mode == "restart":
                     self.last_error = f"{self.profile.name} was restarted while answering ({why})"
                     self._kill()
-                    raise_crashed(self.last_error)
+                    raise ToolCrashed(self.last_error)
                 how = "interrupted" if self._stop_turn(turn) else "restarted"
                 raise PromptCancelled(f"{why}; the agent was {how}")
             for reply in self.protocol.feed(message, turn):
@@ -356,7 +311,3 @@ class AgentInstance:
             uptime=max(0.0, time.time() - self.started_at),
             last_error=self.last_error,
         )
-
-
-def raise_crashed(message: str) -> None:
-    raise ToolCrashed(message)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolfleet.errors import ToolCrashed
 from toolfleet.models import Usage
-from toolfleet.tool.agent import Protocol, Turn
+from toolfleet.tool.agent_protocol import AgentProtocol, Turn
 
 if TYPE_CHECKING:
     from toolfleet.tool.agent import AgentInstance
@@ -21,7 +21,7 @@ __all__ = ["ClaudeStreamJson"]
 _SETTLE = 0.5
 
 
-class ClaudeStreamJson(Protocol):
+class ClaudeStreamJson(AgentProtocol):
     """``claude -p --input-format stream-json --output-format stream-json --verbose``."""
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolfleet.errors import ToolCrashed, ToolTimeout
 from toolfleet.models import Usage
-from toolfleet.tool.agent import Protocol, Turn
+from toolfleet.tool.agent_protocol import AgentProtocol, Turn
 
 if TYPE_CHECKING:
     from toolfleet.tool.agent import AgentInstance
@@ -43,7 +43,7 @@ def codex_config(env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-class CodexAppServer(Protocol):
+class CodexAppServer(AgentProtocol):
     """``codex app-server``: one thread per process (a reset is a restart)."""
 
     def __init__(self) -> None:
