@@ -67,8 +67,11 @@ def test_a_running_prompt_is_interrupted_and_the_instance_serves_the_next(
 def test_a_tool_that_ignores_the_interrupt_is_restarted(workers: Workers) -> None:
     (name,) = workers.start("bash")
     workers.wait_ready([name])
-    handle = workers.fleet.submit("trap '' INT; sleep 60", "bash")
+    handle = workers.fleet.submit("trap '' INT; echo ignoring; sleep 60", "bash")
     record = running(workers, handle.id)
+    # the shell ignores SIGINT once it has run the trap (an earlier Ctrl-C only drops the
+    # line being read): wait until its output says so
+    assert next(iter(handle.stream(timeout=30))) == "ignoring"
     assert handle.cancel().startswith("interrupted on ")
     message = cancelled_within(handle, 2 + 10)  # grace, restart
     assert "restarted (it ignored the interrupt)" in message

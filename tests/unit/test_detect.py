@@ -104,3 +104,13 @@ def test_output_is_capped_and_flagged():
     reply = m.reply()
     assert reply.output == b"x" * 10
     assert reply.truncated
+
+
+def test_output_so_far_includes_complete_lines_held_back_but_never_the_marker():
+    matcher = Sentinel("printf '%s%s:%s\\n' '{head}' '{tail}' $?").begin(1, "a1b2c3d4", 10_000)
+    assert not matcher.feed(b"ignoring\r\npartial", 0.0)
+    assert matcher.so_far() == b"ignoring\r\n"  # a whole line: output; the rest may be more
+    assert not matcher.feed(b" line\r\n", 0.0)
+    assert matcher.so_far() == b"ignoring\r\npartial line\r\n"
+    assert matcher.feed(b"a1b2c3d4:0\r\n", 0.0)
+    assert matcher.reply().output == b"ignoring\r\npartial line\r\n"

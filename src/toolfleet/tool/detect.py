@@ -67,8 +67,12 @@ class Matcher(ABC):
         return bool(self._out)
 
     def so_far(self) -> bytes:
-        """The response's output collected until now (safe to call from another thread)."""
-        return bytes(self._out)
+        """The response's output until now (safe to call from another thread): what was
+        kept, and the complete lines of what is held back while it could still be the
+        start of the end marker (a whole line that were the marker would have ended it)."""
+        pending = bytes(getattr(self, "_pending", b""))
+        cut = pending.rfind(b"\n")
+        return bytes(self._out) + (pending[: cut + 1] if cut >= 0 else b"")
 
     def reply(self) -> Reply:
         return Reply(bytes(self._out), self._truncated, self._status, self._incomplete)
