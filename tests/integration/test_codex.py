@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from toolfleet import PromptCancelled, PromptRejected, Settings
+from toolfleet import PromptCancelled, PromptRejected, SessionLost, Settings
 from toolfleet.cli.local import EmbeddedRedis
 from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool.factory import make_instance
@@ -150,3 +151,29 @@ def test_a_rollout_through_gemini_workers_edits_worktrees_and_is_applied(
     records = {r["key"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert all(records[n]["changes"]["files"] == [n] for n in names), records
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_killed_agent_is_restarted_and_its_session_is_lost(
+    workers: Workers, server: fake_responses.FakeResponses, repo: Path
+) -> None:
+    make_repo(repo, 1)
+    env = {
+        **fake_responses.codex_env(server.port),
+        "PATH": f"{AGENTS}{os.pathsep}{os.environ['PATH']}",
+    }
+    (name,) = workers.start("codex-wt", 1, **env)
+    workers.wait_ready([name], timeout=180)
+    with workers.fleet.session("codex-wt") as session:
+        first = session.send("hello").get(timeout=60)
+        assert first.output.startswith("Reply #") and first.usage is not None
+        os.kill(first.pid, signal.SIGKILL)
+        eventually(
+            lambda: any(
+                h.generation > first.generation and h.state == "ready"
+                for h in workers.fleet.status("codex-wt")
+            ),
+            90,
+            "the agent restarted",
+        )
+        with pytest.raises(SessionLost):
+            session.send("again").get(timeout=60)
