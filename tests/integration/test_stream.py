@@ -101,3 +101,16 @@ def test_tail_follows_what_a_worker_runs(fleet: Workers) -> None:
             eventually(handle.ready, 30, "the result")
         finally:
             tail.terminate()
+
+
+def test_tail_of_an_unknown_worker_fails_at_once_naming_the_workers(fleet: Workers) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "toolfleet", "tail", "nosuch@host"],
+        env=env_for(fleet.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    worker = fleet.fleet.status("python")[0].worker
+    assert done.returncode == 1 and "no worker 'nosuch@host'" in done.stderr
+    assert worker in done.stderr

@@ -53,3 +53,11 @@ def test_submit_refuses_bad_input_before_enqueueing(monkeypatch):
     result = CliRunner().invoke(cli, ["submit", "--no-wait", "a\x03b"])
     assert result.exit_code == 1
     assert "PromptRejected" in result.output
+
+
+def test_cancel_refuses_what_is_no_prompt_id_before_connecting():
+    result = CliRunner().invoke(
+        cli, ["cancel", "not-an-id"], env={"TOOLFLEET_BROKER_URL": "redis://127.0.0.1:1/0"}
+    )
+    assert result.exit_code == 1
+    assert "'not-an-id' is no prompt id" in result.output

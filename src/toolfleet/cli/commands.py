@@ -6,6 +6,7 @@ import json
 import socket
 import sys
 import time
+import uuid
 from typing import cast
 
 import click
@@ -247,6 +248,14 @@ def restart(worker: str) -> None:
 def cancel(prompt_ids: tuple[str, ...]) -> None:
     """Cancel prompts by id: a queued one never runs, a running one is interrupted
     (its tool restarted if it ignores the interrupt). Their results: PromptCancelled."""
+    for prompt_id in prompt_ids:
+        try:
+            uuid.UUID(prompt_id)
+        except ValueError:
+            fail(
+                f"{prompt_id!r} is no prompt id (submit --no-wait prints one; "
+                "status --json shows a running one's)"
+            )
     try:
         with connect() as fleet:
             outcome = fleet.cancel(*prompt_ids)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from toolfleet.cli.common import connect, error
+from toolfleet.cli.common import connect, error, fail
 from toolfleet.errors import ToolfleetError
 
 __all__ = ["follow_stream", "tail"]
@@ -35,6 +35,10 @@ def tail(worker: str, interval: float) -> None:
     try:
         with connect() as fleet:
             shown: set[str] = set()
+            known = [h.worker for h in fleet.status()]
+            if not any(worker in (name, name.split("@")[0]) for name in known):
+                names = ", ".join(sorted(known)) or "none is reporting"
+                fail(f"no worker {worker!r} (workers: {names})")
             click.echo(f"following {worker} (Ctrl-C ends)", err=True)
             while True:
                 records = [
