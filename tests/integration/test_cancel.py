@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from toolfleet import PromptCancelled, ToolCrashed
+from toolfleet import PromptCancelled, SessionLost, ToolCrashed
 from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.models import InstanceHealth
 
@@ -164,6 +164,11 @@ def test_session_cancel_stops_its_running_and_queued_prompts(workers: Workers) -
             running_one.id: f"interrupted on {record.worker}",
             queued_one.id: "revoked",
         }
-        cancelled_within(running_one, 10)
+        message = cancelled_within(running_one, 15)
         cancelled_within(queued_one, 10)
-        assert session.send("echo after").get(timeout=30).output == "after"
+        if "the tool was interrupted" in message:  # the same instance, the session goes on
+            assert session.send("echo after").get(timeout=30).output == "after"
+        else:  # too slow to come back (a loaded machine): restarted, and the session says so
+            assert "restarted (it ignored the interrupt)" in message, message
+            with pytest.raises(SessionLost, match="did not come back to its prompt"):
+                session.send("echo after").get(timeout=30)

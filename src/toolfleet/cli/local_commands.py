@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,13 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
     fleet = LocalFleet(
         settings, parse_profiles(specs, workers), flower_port=flower_port if flower else None
     )
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    # SIGINT stops the fleet even when started where it is ignored (a background job)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM and SIGINT (also when started where it is ignored: a background job) set a
+    # flag the loop below looks at. An exception raised from the handler could land in a
+    # finalizer the garbage collector runs (a Redis pool's __del__), be ignored there,
+    # and the fleet would never stop.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         with fleet:
             where = "embedded redis-server" if fleet.redis else "Redis"
@@ -79,8 +84,11 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
             with Fleet(settings) as producer:
                 console.print(status_table(producer.status()))
             console.print("Ctrl-C stops the fleet.")
-            while all(p.poll() is None for p in fleet.procs.values()):
-                time.sleep(0.5)
+            while not stop.is_set() and all(p.poll() is None for p in fleet.procs.values()):
+                stop.wait(0.5)
+            if stop.is_set():
+                console.print("stopping the fleet ...")
+                return
             gone = sorted(name for name, p in fleet.procs.items() if p.poll() is not None)
             fail(
                 f"{', '.join(gone)} exited (see {fleet.log_dir}/{gone[0]}.log); stopping the fleet"

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import os
-import queue
+import select
 import signal
 import subprocess
 import tempfile
@@ -22,13 +22,12 @@ from toolfleet.profiles import Profile
 from toolfleet.tool.agent_protocol import AgentProtocol, Turn
 from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
 from toolfleet.tool.spawn import tool_env
+from toolfleet.tool.terminal import AbortSignal
 from toolfleet.validation import validate_prompt
 
 __all__ = ["AgentInstance"]
 
 log = logging.getLogger(__name__)
-
-_EOF: dict[str, Any] = {"type": "__eof__"}
 
 
 class AgentInstance:
@@ -49,7 +48,12 @@ class AgentInstance:
         self.last_error: str | None = None
         self.started_at = time.time()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        # read by the thread that holds the instance (no reader thread: a hand-over
+        # between threads costs up to the interpreter's switch interval per message)
+        self._buffer = bytearray()
+        self._messages: deque[dict[str, Any]] = deque()
+        self._eof = False
+        self._wake = AbortSignal()  # wakes the reading thread for an abort
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._turn: Turn | None = None
@@ -85,7 +89,10 @@ class AgentInstance:
                 k: v.replace("{instance_dir}", self.instance_dir) for k, v in profile.env.items()
             }
             argv = [a.replace("{instance_dir}", self.instance_dir) for a in profile.argv]
-            self._messages = queue.Queue()
+            self._buffer.clear()
+            self._messages.clear()
+            self._eof = False
+            self._wake.clear()
             full_env = tool_env(env)
             self.protocol.prepare(self.instance_dir, full_env)
             log_path = os.path.join(self.instance_dir, "agent.log")
@@ -105,10 +112,6 @@ class AgentInstance:
                 self.last_error = f"{profile.name} could not start: {exc}"
                 raise ToolCrashed(self.last_error) from None
             self.started_at = time.time()
-            reader = threading.Thread(
-                target=self._read, args=(self._proc, self._messages), daemon=True
-            )
-            reader.start()
             try:
                 self.protocol.handshake(self, time.monotonic() + profile.start_timeout)
             except (ToolCrashed, ToolTimeout) as exc:
@@ -139,26 +142,6 @@ class AgentInstance:
         if proc.stdout is not None:
             proc.stdout.close()
 
-    @staticmethod
-    def _read(proc: subprocess.Popen[bytes], into: queue.Queue[dict[str, Any]]) -> None:
-        """The reader thread: every JSON line the agent prints, then the end of output."""
-        assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log.debug("not JSON from the agent: %r", line[:200])
-                    continue
-                if isinstance(message, dict):
-                    into.put(message)
-        except (OSError, ValueError):
-            pass
-        into.put(_EOF)
-
     # ---- the wire --------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
         """Write one message (a JSON line) to the agent."""
@@ -174,20 +157,46 @@ class AgentInstance:
                 raise ToolCrashed(f"{self.profile.name} closed its input") from None
 
     def receive(self, deadline: float) -> dict[str, Any]:
-        """The agent's next message (ToolCrashed at its end, ToolTimeout at ``deadline``)."""
+        """The agent's next message (ToolCrashed at its end, ToolTimeout at ``deadline``;
+        ``{"type": "__abort__"}`` when another thread aborts the running prompt)."""
         while True:
+            if self._messages:
+                return self._messages.popleft()
+            if self._eof:
+                raise ToolCrashed(f"{self.profile.name} exited ({self._status()})")
+            if self._abort is not None and self._turn is not None:
+                return {"type": "__abort__"}
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ToolTimeout(f"no answer from {self.profile.name} in time")
-            try:
-                message = self._messages.get(timeout=min(left, 0.1))
-            except queue.Empty:
-                if self._abort is not None and self._turn is not None:
-                    return {"type": "__abort__"}
+            proc = self._proc
+            if proc is None or proc.stdout is None:
+                raise ToolCrashed(f"{self.profile.name} is not running")
+            fd = proc.stdout.fileno()
+            ready = select.select([fd, self._wake.fileno()], [], [], min(left, 0.5))[0]
+            if self._wake.fileno() in ready:
+                self._wake.drain()
+            if fd in ready:
+                self._take(os.read(fd, 65536))
+
+    def _take(self, chunk: bytes) -> None:
+        """Split what the agent wrote into JSON messages (an empty read: its end)."""
+        if not chunk:
+            self._eof = True
+            return
+        self._buffer += chunk
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[:end]).strip()
+            del self._buffer[: end + 1]
+            if not line:
                 continue
-            if message is _EOF:
-                raise ToolCrashed(f"{self.profile.name} exited ({self._status()})")
-            return message
+            try:
+                message = json.loads(line)
+            except ValueError:
+                log.debug("not JSON from the agent: %r", line[:200])
+                continue
+            if isinstance(message, dict):
+                self._messages.append(message)
 
     def _status(self) -> str:
         proc = self._proc
@@ -210,6 +219,7 @@ class AgentInstance:
             started = time.monotonic()
             turn = Turn()
             self._abort = None
+            self._wake.clear()
             self._turn = turn
             try:
                 for message in self.protocol.prompt(text):
@@ -292,6 +302,7 @@ class AgentInstance:
         if self._turn is None:
             return False
         self._abort = (mode, why)
+        self._wake.raise_(mode, why)
         return True
 
     # ---- health ----------------------------------------------------------------

@@ -280,6 +280,7 @@ class ToolInstance:
             except (OSError, Eof, Deadline):
                 pass
         log.warning("%s did not come back to its prompt; restarting it", self.profile.name)
+        self.last_error = f"{self.profile.name} did not come back to its prompt; restarted"
         self._reap()
         try:
             self.start()

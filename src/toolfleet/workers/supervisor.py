@@ -275,7 +275,7 @@ class Supervisor:
                 ):
                     raise SessionLost(
                         f"the instance on {self.worker} restarted under session {session}"
-                        f" ({self.last_error or 'no reason recorded'})"
+                        f" ({self.last_error or self.instance.last_error or 'no reason recorded'})"
                     )
             if self._state in ("restarting", "starting") or not self.instance.alive():
                 self._await_instance()
