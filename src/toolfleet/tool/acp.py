@@ -4,14 +4,15 @@ tool calls come as ``session/update`` notifications. Gemini CLI speaks it (``--a
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from toolfleet.errors import ToolCrashed, ToolTimeout
+from toolfleet.errors import ToolCrashed
 from toolfleet.models import Usage
-from toolfleet.tool.agent_protocol import AgentProtocol, Turn
+from toolfleet.tool.agent_protocol import Turn
+from toolfleet.tool.jsonrpc import JsonRpcProtocol
 
 if TYPE_CHECKING:
     from toolfleet.tool.agent import AgentInstance
@@ -22,45 +23,27 @@ __all__ = ["Acp", "GeminiAcp"]
 _ANSWERED = ("end_turn", "max_tokens", "max_turn_requests")
 
 
-class Acp(AgentProtocol):
+class Acp(JsonRpcProtocol):
     """A client of any ACP agent: one session per process (a reset is a restart)."""
 
+    envelope: ClassVar[Mapping[str, str]] = {"jsonrpc": "2.0"}
+
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
+        super().__init__()
         self.session_id = ""
         self._prompt_id = -1
 
-    def _request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-
-    def _call(
-        self, agent: AgentInstance, method: str, params: dict[str, Any], deadline: float
-    ) -> dict[str, Any]:
-        """Send a request and wait for its response (notifications meanwhile are dropped)."""
-        request = self._request(method, params)
-        agent.send(request)
-        while True:
-            try:
-                message = agent.receive(deadline)
-            except ToolTimeout:
-                raise ToolTimeout(f"no answer to {method}") from None
-            if message.get("id") == request["id"] and "method" not in message:
-                if "error" in message:
-                    raise ToolCrashed(f"{method} failed: {json.dumps(message['error'])[:300]}")
-                result = message.get("result")
-                return result if isinstance(result, dict) else {}
-
     def handshake(self, agent: AgentInstance, deadline: float) -> None:
-        self._ids = itertools.count(1)
+        self.restart_ids()
         capabilities: dict[str, Any] = {"fs": {"readTextFile": False, "writeTextFile": False}}
-        self._call(
+        self.call(
             agent,
             "initialize",
             {"protocolVersion": 1, "clientCapabilities": capabilities},
             deadline,
         )
         cwd = agent.cwd or os.getcwd()
-        session = self._call(agent, "session/new", {"cwd": cwd, "mcpServers": []}, deadline)
+        session = self.call(agent, "session/new", {"cwd": cwd, "mcpServers": []}, deadline)
         self.session_id = str(session.get("sessionId", ""))
         if not self.session_id:
             raise ToolCrashed("session/new gave no session id")
@@ -68,19 +51,19 @@ class Acp(AgentProtocol):
     def reset(self, agent: AgentInstance, deadline: float) -> bool:
         """A new ACP session (``session/new``) in the same process."""
         cwd = agent.cwd or os.getcwd()
-        session = self._call(agent, "session/new", {"cwd": cwd, "mcpServers": []}, deadline)
+        session = self.call(agent, "session/new", {"cwd": cwd, "mcpServers": []}, deadline)
         self.session_id = str(session.get("sessionId", "")) or self.session_id
         return bool(session.get("sessionId"))
 
     def prompt(self, text: str) -> list[dict[str, Any]]:
         params = {"sessionId": self.session_id, "prompt": [{"type": "text", "text": text}]}
-        request = self._request("session/prompt", params)
+        request = self.request("session/prompt", params)
         self._prompt_id = int(request["id"])
         return [request]
 
     def interrupt(self) -> list[dict[str, Any]]:
         cancel = {"sessionId": self.session_id}
-        return [{"jsonrpc": "2.0", "method": "session/cancel", "params": cancel}]
+        return [self.notification("session/cancel", cancel)]
 
     def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
         method = message.get("method")

@@ -20,7 +20,7 @@ from toolfleet.errors import PromptCancelled, ToolCrashed, ToolTimeout
 from toolfleet.parentdeath import die_with_parent
 from toolfleet.profiles import Profile
 from toolfleet.tool.agent_protocol import AgentProtocol, Turn
-from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
+from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
 from toolfleet.tool.spawn import tool_env
 from toolfleet.tool.terminal import AbortSignal
 from toolfleet.validation import validate_prompt
@@ -307,18 +307,7 @@ class AgentInstance:
 
     # ---- health ----------------------------------------------------------------
     def snapshot(self) -> ToolSnapshot:
-        alive = self.alive()
-        latencies = list(self._latencies)
-        return ToolSnapshot(
-            pid=self.pid if alive else None,
-            generation=self.generation,
-            state=("busy" if self._turn is not None else "ready") if alive else "down",
-            prompts_served=self.prompts_served,
-            last_latency_ms=latencies[-1] if latencies else None,
-            p50_latency_ms=percentile(latencies, 0.5),
-            p95_latency_ms=percentile(latencies, 0.95),
-            rss_bytes=rss_of(self.pid) if alive else None,
-            started_at=self.started_at,
-            uptime=max(0.0, time.time() - self.started_at),
-            last_error=self.last_error,
+        """The instance's health now (safe to call from any thread)."""
+        return snapshot_of(
+            self, busy=self._turn is not None, latencies=self._latencies, alive=self.alive()
         )

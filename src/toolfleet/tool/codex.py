@@ -5,15 +5,15 @@ CODEX_HOME from the worker's environment."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from toolfleet.errors import ToolCrashed, ToolTimeout
+from toolfleet.errors import ToolCrashed
 from toolfleet.models import Usage
-from toolfleet.tool.agent_protocol import AgentProtocol, Turn
+from toolfleet.tool.agent_protocol import Turn
+from toolfleet.tool.jsonrpc import JsonRpcProtocol
 
 if TYPE_CHECKING:
     from toolfleet.tool.agent import AgentInstance
@@ -43,11 +43,11 @@ def codex_config(env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-class CodexAppServer(AgentProtocol):
+class CodexAppServer(JsonRpcProtocol):
     """``codex app-server``: one thread per process (a reset is a restart)."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
+        super().__init__()
         self.thread_id = ""
         self.turn_id = ""
         self._start_id = -1
@@ -63,36 +63,17 @@ class CodexAppServer(AgentProtocol):
             with open(target, "w", encoding="utf-8") as fh:
                 fh.write(codex_config(env))
 
-    def _request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {"id": next(self._ids), "method": method, "params": params}
-
-    def _call(
-        self, agent: AgentInstance, method: str, params: dict[str, Any], deadline: float
-    ) -> dict[str, Any]:
-        request = self._request(method, params)
-        agent.send(request)
-        while True:
-            try:
-                message = agent.receive(deadline)
-            except ToolTimeout:
-                raise ToolTimeout(f"no answer to {method}") from None
-            if message.get("id") == request["id"] and "method" not in message:
-                if "error" in message:
-                    raise ToolCrashed(f"{method} failed: {json.dumps(message['error'])[:300]}")
-                result = message.get("result")
-                return result if isinstance(result, dict) else {}
-
     def handshake(self, agent: AgentInstance, deadline: float) -> None:
-        self._ids = itertools.count(1)
+        self.restart_ids()
         info = {"name": "toolfleet", "version": "1"}
-        self._call(agent, "initialize", {"clientInfo": info}, deadline)
-        agent.send({"method": "initialized"})
+        self.call(agent, "initialize", {"clientInfo": info}, deadline)
+        agent.send(self.notification("initialized"))
         params = {
             "cwd": agent.cwd or os.getcwd(),
             "approvalPolicy": "never",
             "sandbox": "danger-full-access",
         }
-        thread = self._call(agent, "thread/start", params, deadline).get("thread") or {}
+        thread = self.call(agent, "thread/start", params, deadline).get("thread") or {}
         self.thread_id = str(thread.get("id", ""))
         if not self.thread_id:
             raise ToolCrashed("thread/start gave no thread id")
@@ -104,20 +85,20 @@ class CodexAppServer(AgentProtocol):
             "approvalPolicy": "never",
             "sandbox": "danger-full-access",
         }
-        thread = self._call(agent, "thread/start", params, deadline).get("thread") or {}
+        thread = self.call(agent, "thread/start", params, deadline).get("thread") or {}
         self.thread_id = str(thread.get("id", "")) or self.thread_id
         return bool(thread.get("id"))
 
     def prompt(self, text: str) -> list[dict[str, Any]]:
         params = {"threadId": self.thread_id, "input": [{"type": "text", "text": text}]}
-        request = self._request("turn/start", params)
+        request = self.request("turn/start", params)
         self._start_id = int(request["id"])
         self.turn_id = ""
         return [request]
 
     def interrupt(self) -> list[dict[str, Any]]:
         params = {"threadId": self.thread_id, "turnId": self.turn_id}
-        return [self._request("turn/interrupt", params)]
+        return [self.request("turn/interrupt", params)]
 
     def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
         method = message.get("method")

@@ -62,6 +62,10 @@ class FakeInstance:
     def interrupt(self) -> bool:
         return self._alive
 
+    def reset(self) -> bool:
+        """The fake has no reset of its own (its profile's commands, or a restart)."""
+        return False
+
     def partial(self) -> str | None:
         """The fake's answers are never in progress."""
         return None

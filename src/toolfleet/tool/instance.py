@@ -23,7 +23,7 @@ from toolfleet.errors import (
 from toolfleet.profiles import Profile
 from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
-from toolfleet.tool.interface import Answer, ToolSnapshot, percentile, rss_of
+from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
 from toolfleet.tool.output import clean_output
 from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
 from toolfleet.tool.terminal import (
@@ -253,6 +253,11 @@ class ToolInstance:
         how = "interrupted" if self._recover() else "restarted (it ignored the interrupt)"
         return PromptCancelled(f"{why}; the tool was {how}")
 
+    def reset(self) -> bool:
+        """A pty tool has no reset of its own: False (its profile's reset commands, or a
+        restart, do it)."""
+        return False
+
     def interrupt(self) -> bool:
         """Send the profile's interrupt; True if the tool came back to its prompt."""
         with self._lock:
@@ -291,18 +296,4 @@ class ToolInstance:
     # ---- health ----------------------------------------------------------------
     def snapshot(self) -> ToolSnapshot:
         """The instance's health now (safe to call from any thread)."""
-        alive = self.alive()
-        latencies = list(self._latencies)
-        return ToolSnapshot(
-            pid=self.pid if alive else None,
-            generation=self.generation,
-            state=("busy" if self._busy else "ready") if alive else "down",
-            prompts_served=self.prompts_served,
-            last_latency_ms=latencies[-1] if latencies else None,
-            p50_latency_ms=percentile(latencies, 0.5),
-            p95_latency_ms=percentile(latencies, 0.95),
-            rss_bytes=rss_of(self.pid) if alive else None,
-            started_at=self.started_at,
-            uptime=max(0.0, time.time() - self.started_at),
-            last_error=self.last_error,
-        )
+        return snapshot_of(self, busy=self._busy, latencies=self._latencies, alive=self.alive())

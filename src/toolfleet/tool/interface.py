@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from toolfleet.models import Usage
 from toolfleet.profiles import Profile
 
-__all__ = ["Answer", "Instance", "ToolSnapshot", "percentile", "rss_of"]
+__all__ = ["Answer", "Instance", "ToolSnapshot", "percentile", "rss_of", "snapshot_of"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,34 @@ def rss_of(pid: int | None) -> int | None:
         return None
 
 
+def snapshot_of(
+    instance: Instance, *, busy: bool, latencies: Iterable[float], alive: bool
+) -> ToolSnapshot:
+    """``instance``'s health now, from what every kind of instance keeps."""
+    recent = list(latencies)
+    pid = instance.pid
+    return ToolSnapshot(
+        pid=pid if alive else None,
+        generation=instance.generation,
+        state=("busy" if busy else "ready") if alive else "down",
+        prompts_served=instance.prompts_served,
+        last_latency_ms=recent[-1] if recent else None,
+        p50_latency_ms=percentile(recent, 0.5),
+        p95_latency_ms=percentile(recent, 0.95),
+        rss_bytes=rss_of(pid) if alive else None,
+        started_at=instance.started_at,
+        uptime=max(0.0, time.time() - instance.started_at),
+        last_error=instance.last_error,
+    )
+
+
 class Instance(Protocol):
     """What the supervisor needs of a tool instance (ToolInstance or FakeInstance)."""
 
     profile: Profile
     generation: int
+    prompts_served: int
+    started_at: float
     last_error: str | None
 
     @property
@@ -78,5 +103,6 @@ class Instance(Protocol):
     def ask(self, text: str, timeout: float | None = None) -> Answer: ...
     def abort(self, mode: str, why: str) -> bool: ...
     def partial(self) -> str | None: ...
+    def reset(self) -> bool: ...
     def close(self, grace: float | None = None) -> None: ...
     def snapshot(self) -> ToolSnapshot: ...

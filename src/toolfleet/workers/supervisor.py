@@ -233,9 +233,8 @@ class Supervisor:
     def _reset(self) -> None:
         """Clear the instance's state: the profile's reset commands, else a restart."""
         self._set("restarting")
-        in_process = getattr(self.instance, "reset", None)  # an agent's protocol can
         try:
-            if in_process is not None and in_process():
+            if self.instance.reset():  # an agent's protocol: a new conversation in place
                 pass
             elif self.profile.reset and self.instance.alive():
                 for command in self.profile.reset:
