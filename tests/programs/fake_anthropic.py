@@ -26,16 +26,20 @@ Run: ``python fake_anthropic.py [--port N]`` prints the port; in tests,
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+try:  # a module of tests.programs, or a script run from its folder
+    from .fakeserver import JsonHandler, run, serve_in_thread
+except ImportError:
+    from fakeserver import JsonHandler, run, serve_in_thread  # type: ignore[no-redef]
 
 __all__ = ["HEADER", "FakeAnthropic", "claude_env", "serve"]
 
@@ -142,12 +146,8 @@ def _tool(name: str, tool_id: str, path: Path, content: str | None = None) -> di
     return {"type": "tool_use", "id": tool_id, "name": name, "input": arguments}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: FakeAnthropic
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_HEAD(self) -> None:
         self.send_response(200)
@@ -155,10 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         if not self.path.split("?", 1)[0].endswith("/messages"):
-            self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
+            self.send_json(404, {"type": "error", "error": {"type": "not_found_error"}})
             return
         blocks, stop = self.server.answer(body)
         usage = {
@@ -176,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": usage,
         }
         if not body.get("stream"):
-            self._json(200, message)
+            self.send_json(200, message)
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -217,36 +216,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
         self.wfile.flush()
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
 
 def serve(port: int = 0) -> tuple[FakeAnthropic, threading.Thread]:
     """Start the server on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
-    server = FakeAnthropic(port)
-    thread = threading.Thread(target=server.serve_forever, name="fake-anthropic", daemon=True)
-    thread.start()
-    return server, thread
+    return serve_in_thread(FakeAnthropic(port), "fake-anthropic")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args(argv)
-    server = FakeAnthropic(args.port)
-    print(server.port, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return run(FakeAnthropic, __doc__ or "", argv)
 
 
 if __name__ == "__main__":

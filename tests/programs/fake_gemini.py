@@ -20,15 +20,19 @@ Run: ``python fake_gemini.py [--port N]``; in tests ``server, thread = serve(0)`
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+try:  # a module of tests.programs, or a script run from its folder
+    from .fakeserver import JsonHandler, run, serve_in_thread
+except ImportError:
+    from fakeserver import JsonHandler, run, serve_in_thread  # type: ignore[no-redef]
 
 __all__ = ["FakeGemini", "gemini_env", "serve"]
 
@@ -101,19 +105,14 @@ class FakeGemini(ThreadingHTTPServer):
         return [{"text": f"Reply #{number}: I have seen {len(asked)} user messages."}]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: FakeGemini
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
-        self._send(404, "application/json", b"{}")
+        self.send_body(404, "application/json", b"{}")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         parts = self.server.answer(body)
         chunk = {
             "candidates": [
@@ -127,39 +126,18 @@ class _Handler(BaseHTTPRequestHandler):
             "modelVersion": "gemini-2.5-flash",
         }
         if "stream" in self.path:
-            self._send(200, "text/event-stream", f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+            self.send_body(200, "text/event-stream", f"data: {json.dumps(chunk)}\r\n\r\n".encode())
         else:
-            self._send(200, "application/json", json.dumps(chunk).encode())
-
-    def _send(self, status: int, kind: str, data: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self.send_body(200, "application/json", json.dumps(chunk).encode())
 
 
 def serve(port: int = 0) -> tuple[FakeGemini, threading.Thread]:
     """Start the server on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
-    server = FakeGemini(port)
-    thread = threading.Thread(target=server.serve_forever, name="fake-gemini", daemon=True)
-    thread.start()
-    return server, thread
+    return serve_in_thread(FakeGemini(port), "fake-gemini")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args(argv)
-    server = FakeGemini(args.port)
-    print(server.port, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return run(FakeGemini, __doc__ or "", argv)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+try:  # a module of tests.programs, or a script run from its folder
+    from .fakeserver import serve_in_thread
+except ImportError:
+    from fakeserver import serve_in_thread  # type: ignore[no-redef]
+
 FILES_PREFIX = "I have *added these files to the chat*"
 # aider's fences (aider/coders/base_coder.py all_fences), opening -> closing
 FENCES = {
@@ -389,10 +394,7 @@ def completion(model: str, reply: str, usage: dict[str, int]) -> dict[str, Any]:
 
 def serve(port: int = 0, chunk_delay: float = 0.0) -> tuple[FakeOpenAI, threading.Thread]:
     """Start the server on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
-    server = FakeOpenAI(port, chunk_delay)
-    thread = threading.Thread(target=server.serve_forever, name="fake-openai", daemon=True)
-    thread.start()
-    return server, thread
+    return serve_in_thread(FakeOpenAI(port, chunk_delay), "fake-openai")
 
 
 def aider_env(port: int, directory: Path, edit_format: str = "whole") -> dict[str, str]:

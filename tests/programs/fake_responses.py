@@ -20,7 +20,6 @@ Run: ``python fake_responses.py [--port N]``; in tests ``server, thread = serve(
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shlex
@@ -28,9 +27,14 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+try:  # a module of tests.programs, or a script run from its folder
+    from .fakeserver import JsonHandler, run, serve_in_thread
+except ImportError:
+    from fakeserver import JsonHandler, run, serve_in_thread  # type: ignore[no-redef]
 
 __all__ = ["FakeResponses", "codex_env", "serve"]
 
@@ -123,21 +127,16 @@ def _message(text: str) -> dict[str, Any]:
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: FakeResponses
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
-        self._send(200, "application/json", b'{"object": "list", "data": []}')
+        self.send_body(200, "application/json", b'{"object": "list", "data": []}')
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         if not self.path.split("?", 1)[0].endswith("/responses"):
-            self._send(404, "application/json", b'{"error": {"message": "no route"}}')
+            self.send_body(404, "application/json", b'{"error": {"message": "no route"}}')
             return
         item = self.server.answer(body)
         rid = f"resp_{uuid.uuid4().hex[:8]}"
@@ -170,37 +169,16 @@ class _Handler(BaseHTTPRequestHandler):
             f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n".encode()
             for kind, payload in events
         )
-        self._send(200, "text/event-stream", data)
-
-    def _send(self, status: int, kind: str, data: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body(200, "text/event-stream", data)
 
 
 def serve(port: int = 0) -> tuple[FakeResponses, threading.Thread]:
     """Start the server on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
-    server = FakeResponses(port)
-    thread = threading.Thread(target=server.serve_forever, name="fake-responses", daemon=True)
-    thread.start()
-    return server, thread
+    return serve_in_thread(FakeResponses(port), "fake-responses")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args(argv)
-    server = FakeResponses(args.port)
-    print(server.port, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return run(FakeResponses, __doc__ or "", argv)
 
 
 if __name__ == "__main__":
