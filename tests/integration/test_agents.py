@@ -32,6 +32,7 @@ from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool.factory import make_instance
 from toolfleet.tool.interface import Instance
 
+from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..programs import fake_anthropic, fake_gemini, fake_responses
 from .conftest import _fresh_settings
@@ -130,26 +131,6 @@ def started(agent: Agent, server: Any, tmp_path: Path) -> Iterator[Instance]:
     shutil.rmtree(instance.instance_dir, ignore_errors=True)  # type: ignore[attr-defined]
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_repo(root: Path, count: int) -> list[str]:
-    root.mkdir()
-    git(root, "init", "--quiet", "-b", "main")
-    git(root, "config", "user.email", "dev@example.com")
-    git(root, "config", "user.name", "dev")
-    (root / "src").mkdir()
-    names = [f"src/m{i}.py" for i in range(count)]
-    for i, name in enumerate(names):
-        (root / name).write_text(f"VALUE = {i}\n", encoding="utf-8")
-    git(root, "add", ".")
-    git(root, "commit", "--quiet", "-m", "start")
-    return names
-
-
 def test_one_process_answers_many_prompts_remembers_them_and_resets_in_place(
     agent: Agent, started: Instance
 ) -> None:
@@ -233,7 +214,7 @@ def worker_env(agent: Agent, server: Any) -> dict[str, str]:
 def test_a_rollout_through_agent_workers_edits_worktrees_and_is_applied(
     agent: Agent, workers: Workers, server: Any, repo: Path
 ) -> None:
-    names = make_repo(repo, 4)
+    names = make_repo(repo, {f"src/m{i}.py": f"VALUE = {i}\n" for i in range(4)})
     profile = f"{agent.name}-wt"
     workers.wait_ready(workers.start(profile, 2, **worker_env(agent, server)), timeout=180)
     step = 'Add a "# DOC_ID: {stem}" header line to {path}'
@@ -261,7 +242,7 @@ def test_a_rollout_through_agent_workers_edits_worktrees_and_is_applied(
 def test_a_killed_agent_is_restarted_and_its_session_is_lost(
     agent: Agent, workers: Workers, server: Any, repo: Path
 ) -> None:
-    make_repo(repo, 1)
+    make_repo(repo, {f"src/m{i}.py": f"VALUE = {i}\n" for i in range(1)})
     profile = f"{agent.name}-wt"
     (name,) = workers.start(profile, 1, **worker_env(agent, server))
     workers.wait_ready([name], timeout=180)

@@ -23,6 +23,7 @@ import pytest
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
 
+from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..programs import fake_openai
 from .conftest import _fresh_settings
@@ -42,26 +43,6 @@ STEPS = [
     "Is {path} done?",  # a plain question: the step the test holds for one file
     "/drop {path}",
 ]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_repo(root: Path) -> list[str]:
-    root.mkdir()
-    git(root, "init", "--quiet", "-b", "main")
-    git(root, "config", "user.email", "dev@example.com")
-    git(root, "config", "user.name", "dev")
-    (root / "src").mkdir()
-    names = [f"src/m{i:02d}.py" for i in range(FILES)]
-    for i, name in enumerate(names):
-        (root / name).write_text(f'"""Module {i}."""\n\nVALUE = {i}\n', encoding="utf-8")
-    git(root, "add", ".")
-    git(root, "commit", "--quiet", "-m", "start")
-    return names
 
 
 @pytest.fixture
@@ -102,7 +83,9 @@ def edited_in(worktrees: Path, name: str) -> list[Path]:
 def test_rollout_on_real_aider_with_a_worker_killed_mid_item(
     workers: Workers, server: fake_openai.FakeOpenAI, repo: Path, tmp_path: Path
 ) -> None:
-    names = make_repo(repo)
+    names = make_repo(
+        repo, {f"src/m{i:02d}.py": f'"""Module {i}."""\n\nVALUE = {i}\n' for i in range(FILES)}
+    )
     start = git(repo, "rev-parse", "HEAD").strip()
     worktrees = tmp_path / "instances"
     worktrees.mkdir()

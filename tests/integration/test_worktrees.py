@@ -14,32 +14,11 @@ import pytest
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
 
+from ..gitrepo import git, make_repo
 from .conftest import _fresh_settings
 from .procs import Workers, env_for
 
 HEADER = "sed -i '1i # DOC_ID: {stem}' {path}"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_repo(path: Path, count: int) -> list[str]:
-    path.mkdir()
-    git(path, "init", "--quiet", "-b", "main")
-    git(path, "config", "user.email", "dev@example.com")
-    git(path, "config", "user.name", "dev")
-    names = []
-    for i in range(count):
-        name = f"src/m{i}.py"
-        (path / "src").mkdir(exist_ok=True)
-        (path / name).write_text(f"x = {i}\n", encoding="utf-8")
-        names.append(name)
-    git(path, "add", ".")
-    git(path, "commit", "--quiet", "-m", "start")
-    return names
 
 
 def toolfleet(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,7 +52,7 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path, repo: Path) -> Setting
 def test_each_instance_edits_its_own_worktree_and_changes_are_applied_on_review(
     workers: Workers, repo: Path
 ) -> None:
-    names = make_repo(repo, 6)
+    names = make_repo(repo, {f"src/m{i}.py": f"x = {i}\n" for i in range(6)})
     start = git(repo, "rev-parse", "HEAD")
     workers.wait_ready(workers.start("bash-wt", 2))
     args = ["map", "-p", "bash-wt", "--json", "-s", HEADER, "-s", "pwd; head -1 {path}"]
@@ -107,7 +86,7 @@ def test_each_instance_edits_its_own_worktree_and_changes_are_applied_on_review(
 
 
 def test_map_apply_conflicts_and_a_dirty_target(workers: Workers, repo: Path) -> None:
-    names = make_repo(repo, 3)
+    names = make_repo(repo, {f"src/m{i}.py": f"x = {i}\n" for i in range(3)})
     workers.wait_ready(workers.start("bash-wt"))
     # --apply merges as items complete
     done = toolfleet(

@@ -12,13 +12,9 @@ from toolfleet.errors import ConfigError
 from toolfleet.profiles import BUILTIN_PROFILES
 from toolfleet.workers.workspace import Worktree
 
+from ..gitrepo import git
+
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="no git")
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
 
 
 @pytest.fixture
