@@ -25,16 +25,12 @@ from pathlib import Path
 
 import redis
 from harness import BENCH, Procs, with_redis
+from health import total_calls
 
 from toolfleet import Fleet, PromptCancelled, Settings
 from toolfleet.profiles import BUILTIN_PROFILES
 
 LONG = "import time\nfor i in range(100):\n    print(i)\n    time.sleep(0.05)"
-
-
-def total_calls(client: redis.Redis) -> int:
-    info = client.info("commandstats")
-    return sum(int(v["calls"]) for k, v in info.items() if k != "cmdstat_info")
 
 
 def running(fleet: Fleet, prompt_id: str) -> None:
