@@ -9,35 +9,71 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolfleet.keys import HEALTH_PREFIX, RedisLike, health_key
+from toolfleet.keys import WORKERS, RedisLike, health_key
 from toolfleet.models import InstanceHealth
 
 __all__ = [
+    "CLOCK_SLACK",
+    "forget_health",
     "read_health",
     "readable",
+    "registered",
     "write_health",
 ]
 
+#: seconds a registry entry outlives its record's expiry before a reader removes it:
+#: entries carry the writer's clock, so hosts whose clocks differ by less never lose a
+#: live worker (the record's own TTL, kept by Redis, says whether it is alive)
+CLOCK_SLACK = 60.0
+
 
 def write_health(client: RedisLike, record: InstanceHealth, ttl: float) -> None:
-    """Store ``record``, expiring after ``ttl`` seconds without a refresh (one command)."""
-    client.set(health_key(record.worker), record.model_dump_json(), px=max(1, int(ttl * 1000)))
+    """Store ``record``, expiring after ``ttl`` seconds without a refresh, and register
+    its worker (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(health_key(record.worker), record.model_dump_json(), px=max(1, int(ttl * 1000)))
+    pipe.zadd(WORKERS, {record.worker: time.time() + ttl})
+    pipe.execute()
+
+
+def forget_health(client: RedisLike, worker: str) -> None:
+    """Delete ``worker``'s record and its registry entry (a worker stopping cleanly)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(health_key(worker))
+    pipe.zrem(WORKERS, worker)
+    pipe.execute()
+
+
+def registered(client: RedisLike) -> list[str]:
+    """Workers in the registry whose record may still live, after removing the entries
+    of workers that stopped writing (dead) more than :data:`CLOCK_SLACK` ago."""
+    cutoff = time.time() - CLOCK_SLACK
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(WORKERS, "-inf", f"({cutoff}")
+    pipe.zrangebyscore(WORKERS, cutoff, "+inf")
+    _, workers = pipe.execute()
+    return sorted(w.decode() if isinstance(w, bytes) else str(w) for w in workers)
 
 
 def read_health(client: RedisLike, profile: str | None = None) -> list[InstanceHealth]:
-    """Every live health record (of ``profile`` if given), sorted by worker name."""
-    keys = sorted(client.scan_iter(match=HEALTH_PREFIX + "*", count=1000))
+    """Every live health record (of ``profile`` if given), sorted by worker name.
+
+    Two round trips whatever the size of the backend: the registry, then one MGET of
+    its workers' records. A registered worker whose record expired is skipped (and its
+    entry removed later); a record whose entry is missing reappears with its next beat.
+    """
+    workers = registered(client)
     records = []
-    for raw in client.mget(keys) if keys else []:
+    for raw in client.mget([health_key(w) for w in workers]) if workers else []:
         if raw is None:
-            continue  # expired between SCAN and MGET
+            continue  # expired: the worker stopped beating
         try:
             record = InstanceHealth.model_validate(json.loads(raw))
         except (ValueError, ValidationError):
             continue
         if profile is None or record.profile == profile:
             records.append(record)
-    return sorted(records, key=lambda r: r.worker)
+    return records
 
 
 def _ms(value: float | None) -> str | None:

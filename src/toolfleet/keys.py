@@ -17,6 +17,7 @@ __all__ = [
     "STREAM_END",
     "STREAM_PREFIX",
     "SWEEP_LOCK",
+    "WORKERS",
     "RedisLike",
     "change_key",
     "claim_key",
@@ -30,6 +31,9 @@ __all__ = [
 
 #: a worker's health record (JSON, TTL 3 heartbeat intervals)
 HEALTH_PREFIX = "toolfleet:health:"
+#: the registry of workers: a sorted set, worker -> when its health record expires
+#: (Unix time); health records are found through it, never by scanning the backend
+WORKERS = "toolfleet:workers"
 #: the session holding a worker (TTL: the session's)
 LEASE_PREFIX = "toolfleet:lease:"
 #: a session's worker and profile, for other processes to send into it
@@ -109,6 +113,8 @@ class RedisLike(Protocol):
     def hgetall(self, name: str) -> Any: ...
     def zrange(self, name: str, start: int, end: int, *, withscores: bool = False) -> Any: ...
     def zadd(self, name: str, mapping: dict[str, float]) -> Any: ...
+    def zrem(self, name: str, *values: str) -> Any: ...
+    def pipeline(self, transaction: bool = True) -> Any: ...
     def xadd(
         self,
         name: str,

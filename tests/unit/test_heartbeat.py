@@ -21,6 +21,7 @@ class DictRedis:
 
     def __init__(self):
         self.data: dict[str, tuple[str, float]] = {}
+        self.zsets: dict[str, dict[str, float]] = {}
         #: (time.monotonic(), the state written) of each write, in order
         self.writes: list[tuple[float, str]] = []
 
@@ -32,12 +33,46 @@ class DictRedis:
     def delete(self, name):
         self.data.pop(name, None)
 
-    def scan_iter(self, match=None, count=None):
-        now = time.monotonic()
-        return [k for k, (_, exp) in self.data.items() if exp > now]
-
     def mget(self, keys):
-        return [self.data[k][0] if k in self.data else None for k in keys]
+        return [self.get(k) for k in keys]
+
+    def get(self, name):
+        value, exp = self.data.get(name, (None, 0.0))
+        return value if exp > time.monotonic() else None
+
+    def zadd(self, name, mapping):
+        self.zsets.setdefault(name, {}).update(mapping)
+
+    def zrem(self, name, *members):
+        for member in members:
+            self.zsets.get(name, {}).pop(member, None)
+
+    def zremrangebyscore(self, name, low, high):
+        assert low == "-inf" and high.startswith("(")
+        zset = self.zsets.get(name, {})
+        for member in [m for m, score in zset.items() if score < float(high[1:])]:
+            del zset[member]
+
+    def zrangebyscore(self, name, low, high):
+        assert high == "+inf"
+        return sorted(m for m, score in self.zsets.get(name, {}).items() if score >= low)
+
+    def pipeline(self, transaction=True):
+        return _Pipeline(self)
+
+
+class _Pipeline:
+    """Commands queued on a :class:`DictRedis`, run by ``execute``."""
+
+    def __init__(self, client):
+        self.client = client
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+    def execute(self):
+        return [getattr(self.client, n)(*a, **k) for n, a, k in self.calls]
 
 
 def test_heartbeat_publishes_and_stops():

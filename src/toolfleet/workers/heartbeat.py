@@ -7,8 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from toolfleet.health import write_health
-from toolfleet.keys import RedisLike, health_key
+from toolfleet.health import forget_health, write_health
+from toolfleet.keys import RedisLike
 from toolfleet.models import InstanceHealth
 
 __all__ = ["Heartbeat"]
@@ -75,7 +75,7 @@ class Heartbeat:
             if final is not None:
                 write_health(self.client, final, ttl=3 * self.interval)
             else:
-                self.client.delete(health_key(self.record().worker))
+                forget_health(self.client, self.record().worker)
         except Exception as exc:
             log.warning("final heartbeat write failed: %s", exc)
 
