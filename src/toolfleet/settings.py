@@ -18,10 +18,11 @@ URL_FIELDS = frozenset({"broker_url", "result_backend"})
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced, safe to print or log."""
+    """``url`` with any password replaced, safe to print or log (each part of a
+    ``sentinel://a;sentinel://b`` list)."""
     from kombu.utils.url import maybe_sanitize_url
 
-    return str(maybe_sanitize_url(url))
+    return ";".join(str(maybe_sanitize_url(part)) for part in url.split(";"))
 
 
 class Settings(BaseSettings):
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     broker_url: str = Field(DEFAULT_BROKER_URL, description="Redis URL of the task queue.")
     result_backend: str = Field(
         "", description="Redis URL of results and health records (default: broker_url)."
+    )
+    sentinel_master: str = Field(
+        "",
+        description="Name of the Redis master the sentinels of sentinel:// URLs watch.",
     )
     heartbeat_interval: float = Field(
         2.0,
@@ -65,12 +70,36 @@ class Settings(BaseSettings):
     def _default_backend(self) -> Settings:
         if not self.result_backend:
             object.__setattr__(self, "result_backend", self.broker_url)
+        sentinel = [u for u in (self.broker_url, self.result_backend) if u.startswith("sentinel:")]
+        for url in sentinel:
+            if any(not part.strip().startswith("sentinel://") for part in url.split(";")):
+                raise ValueError(
+                    f"{redact_url(url)}: every part of a sentinel URL is sentinel://host:port"
+                )
+        if sentinel and not self.sentinel_master:
+            raise ValueError(
+                "sentinel:// URLs need the name of the master the sentinels watch: "
+                "set TOOLFLEET_SENTINEL_MASTER"
+            )
         return self
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read the settings from the environment (and nothing else)."""
-        return cls()
+        """Read the settings from the environment (and nothing else); ConfigError names
+        the variable that is wrong."""
+        from pydantic import ValidationError
+
+        from toolfleet.errors import ConfigError
+
+        try:
+            return cls()
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                where = "".join(f"TOOLFLEET_{str(part).upper()}" for part in err["loc"][:1])
+                message = str(err["msg"]).removeprefix("Value error, ")
+                problems.append(f"{where}: {message}" if where else message)
+            raise ConfigError("; ".join(problems)) from None
 
     @property
     def health_ttl(self) -> float:

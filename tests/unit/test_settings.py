@@ -7,6 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from toolfleet.errors import ConfigError
 from toolfleet.settings import DEFAULT_BROKER_URL, Settings
 
 
@@ -36,8 +37,10 @@ def test_each_field_is_one_variable_read_when_asked(monkeypatch):
 
 def test_bad_values_are_clear_errors(monkeypatch):
     monkeypatch.setenv("TOOLFLEET_HEARTBEAT_INTERVAL", "-1")
-    with pytest.raises(ValidationError, match="heartbeat_interval"):
+    with pytest.raises(ConfigError, match=r"^TOOLFLEET_HEARTBEAT_INTERVAL: .*greater than"):
         Settings.from_env()
+    with pytest.raises(ValidationError, match="heartbeat_interval"):
+        Settings(heartbeat_interval=-1)
 
 
 def test_redacted_hides_passwords():
@@ -66,3 +69,37 @@ def test_passwords_never_show_in_repr_str_or_celerys_inspect_conf():
     table = jsonify(app.conf.table(with_defaults=False), unknown_type_filter=saferepr)
     assert "toolfleet_settings" in table
     assert secret not in json.dumps(table)
+
+
+def test_sentinel_urls_need_a_master_and_sentinel_parts(monkeypatch):
+    urls = "sentinel://:s3cret@10.0.0.1:26379/2;sentinel://:s3cret@10.0.0.2"
+    monkeypatch.setenv("TOOLFLEET_BROKER_URL", urls)
+    with pytest.raises(ConfigError, match="set TOOLFLEET_SENTINEL_MASTER"):
+        Settings.from_env()
+    monkeypatch.setenv("TOOLFLEET_SENTINEL_MASTER", "main")
+    settings = Settings.from_env()
+    assert settings.result_backend == urls
+    assert "s3cret" not in repr(settings) and "s3cret" not in settings.redacted(urls)
+    assert settings.redacted(urls).count("**") == 2  # every sentinel's password masked
+    monkeypatch.setenv("TOOLFLEET_BROKER_URL", "sentinel://10.0.0.1;redis://10.0.0.2")
+    with pytest.raises(ConfigError, match="every part of a sentinel URL"):
+        Settings.from_env()
+
+
+def test_sentinel_settings_reach_celery_kombu_and_our_clients():
+    from toolfleet.broker.app import celery_config
+    from toolfleet.broker.transport import FleetConnection, SentinelTransport, Transport
+    from toolfleet.redisconn import redis_client, sentinel_hosts
+
+    url = "sentinel://10.0.0.1:26380/3;sentinel://10.0.0.2"
+    config = celery_config(Settings(broker_url=url, sentinel_master="main"))
+    assert config["broker_transport_options"]["master_name"] == "main"
+    assert config["result_backend_transport_options"]["master_name"] == "main"
+    plain = celery_config(Settings(broker_url="redis://localhost/0"))
+    assert "master_name" not in plain["broker_transport_options"]
+    assert FleetConnection(url).get_transport_cls() is SentinelTransport
+    assert FleetConnection("redis://localhost").get_transport_cls() is Transport
+    assert sentinel_hosts(url) == [("10.0.0.1", 26380), ("10.0.0.2", 26379)]
+    client = redis_client(url, "main")  # nothing connects until a command
+    assert client.connection_pool.service_name == "main"
+    assert client.connection_pool.connection_kwargs["db"] == 3

@@ -45,7 +45,7 @@ def direct_queue(worker: str) -> Queue:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for the fleet: JSON only, late acks, prefetch 1, events on."""
-    transport = {
+    transport: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
         # restore a lost worker's unacked prompts promptly rather than after minutes
         "unacked_restore_interval": 1,
@@ -54,17 +54,28 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # for kombu's default 5 minutes
         "unacked_mutex_expire": 15,
     }
+    backend: dict[str, Any] = {"retry_policy": {"timeout": 5.0}}
+    if settings.sentinel_master:  # Celery's and kombu's option for sentinel:// URLs
+        transport["master_name"] = backend["master_name"] = settings.sentinel_master
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "result_backend_transport_options": backend,
         # a result that cannot be stored (Redis restarting) is retried until it can be:
         # the prompt ran, so its answer must not be lost (nor the prompt run again)
         "result_backend_always_retry": True,
         "result_backend_max_retries": 1000,
         "result_backend_max_sleep_between_retries_ms": 2000,
         "broker_connection_retry_on_startup": True,
+        # a publish rides out a Redis restart or a Sentinel failover (about 16 s of
+        # retries) instead of failing after Celery's default 0.6 s
+        "task_publish_retry_policy": {
+            "max_retries": 18,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 1,
+        },
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",

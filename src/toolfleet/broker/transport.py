@@ -18,14 +18,22 @@ from celery.app.amqp import AMQP
 from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["Channel", "FleetAMQP", "FleetConnection", "Transport"]
+__all__ = [
+    "Channel",
+    "FleetAMQP",
+    "FleetConnection",
+    "SentinelChannel",
+    "SentinelTransport",
+    "Transport",
+]
 
 
-class Channel(kombu_redis.Channel):
-    """A Redis channel that reuses one client for its publishes and acks."""
+class _SharedClient:
+    """Reuse one client for a channel's publishes and acks."""
 
     _shared: Any = None
     _shared_pool: Any = None
+    pool: Any  # kombu's Channel has it
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -34,8 +42,16 @@ class Channel(kombu_redis.Channel):
             return
         pool = self.pool
         if self._shared is None or self._shared_pool is not pool:
-            self._shared, self._shared_pool = self._create_client(), pool  # type: ignore[no-untyped-call]
+            self._shared, self._shared_pool = self._create_client(), pool  # type: ignore[attr-defined]
         yield self._shared
+
+
+class Channel(_SharedClient, kombu_redis.Channel):
+    """A Redis channel that reuses one client for its publishes and acks."""
+
+
+class SentinelChannel(_SharedClient, kombu_redis.SentinelChannel):
+    """A Redis Sentinel channel that reuses one client for its publishes and acks."""
 
 
 class Transport(kombu_redis.Transport):
@@ -44,12 +60,23 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Redis Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 class FleetConnection(Connection):
-    """A kombu connection that uses :class:`Transport` for ``redis://`` and ``rediss://``."""
+    """A kombu connection that uses :class:`Transport` for ``redis://`` and ``rediss://``,
+    :class:`SentinelTransport` for ``sentinel://``."""
 
     def get_transport_cls(self) -> type:
         cls: type = super().get_transport_cls()  # type: ignore[no-untyped-call]
-        return Transport if cls is kombu_redis.Transport else cls
+        ours: dict[type, type] = {
+            kombu_redis.Transport: Transport,
+            kombu_redis.SentinelTransport: SentinelTransport,
+        }
+        return ours.get(cls, cls)
 
 
 class FleetAMQP(AMQP):  # type: ignore[misc]

@@ -276,7 +276,10 @@ def main() -> None:
     except ToolfleetError as exc:
         error(exc)
     except Exception as exc:
-        mapped = unavailable(exc, Settings.from_env())
+        try:
+            mapped = unavailable(exc, Settings.from_env())
+        except ToolfleetError:
+            mapped = None
         if mapped is None:
             raise
         error(mapped)

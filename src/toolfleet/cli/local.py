@@ -20,6 +20,7 @@ import redis
 from toolfleet.errors import ConfigError, NoWorkers
 from toolfleet.health import read_health
 from toolfleet.parentdeath import die_with_parent
+from toolfleet.redisconn import is_sentinel, redis_client
 from toolfleet.settings import Settings
 
 __all__ = [
@@ -60,9 +61,10 @@ def redis_server_binary() -> str:
     )
 
 
-def redis_reachable(url: str, timeout: float = 1.0) -> bool:
-    """True when a Redis server answers PING at ``url``."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+def redis_reachable(url: str, timeout: float = 1.0, master: str = "") -> bool:
+    """True when a Redis server answers PING at ``url`` (through its sentinels, the
+    master named ``master``)."""
+    client = redis_client(url, master, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
@@ -221,9 +223,13 @@ class LocalFleet:
     def ensure_redis(self) -> None:
         """Use the configured Redis, or start an embedded one where it is expected."""
         url = self.settings.broker_url
-        if redis_reachable(url):
+        if redis_reachable(url, master=self.settings.sentinel_master):
             return
-        if not _is_local(url) or (self.embedded_port is None and urlparse(url).port is None):
+        if (
+            is_sentinel(url)
+            or not _is_local(url)
+            or (self.embedded_port is None and urlparse(url).port is None)
+        ):
             raise ConfigError(f"Redis at {self.settings.redacted(url)} is not reachable")
         port = self.embedded_port or urlparse(url).port
         self.redis = EmbeddedRedis(port, password=urlparse(url).password).start()
@@ -260,7 +266,7 @@ class LocalFleet:
 
     def wait_ready(self, timeout: float) -> None:
         want = sum(self.profiles.values())
-        client = redis.Redis.from_url(self.settings.result_backend)
+        client = redis_client(self.settings.result_backend, self.settings.sentinel_master)
         end = time.monotonic() + timeout
         try:
             while True:

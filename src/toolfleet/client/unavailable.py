@@ -39,6 +39,14 @@ def unavailable(exc: BaseException, settings: Settings) -> RedisUnavailable | No
     root = _root(exc)
     if not isinstance(root, redis.RedisError | OperationalError):
         return None
+    from redis.sentinel import MasterNotFoundError
+
+    if isinstance(root, MasterNotFoundError):  # its text lists every client's repr
+        master = settings.sentinel_master
+        return RedisUnavailable(
+            f"cannot use Redis at {_where(settings)}: no sentinel answered with a master "
+            f"named {master!r} (are the sentinels up, and is TOOLFLEET_SENTINEL_MASTER right?)"
+        )
     detail = " ".join(str(root).split()) or type(root).__name__
     if isinstance(root, redis.AuthenticationError) or "AUTH" in detail.upper():
         return RedisUnavailable(f"Redis at {_where(settings)} refused the credentials: {detail}")
@@ -62,15 +70,18 @@ def redis_errors(settings: Settings) -> Iterator[None]:
 def ensure_reachable(settings: Settings, timeout: float = 3.0) -> None:
     """PING the broker and the result backend once, failing fast with RedisUnavailable
     (Celery would retry for seconds and then print a traceback)."""
-    import redis
+    from toolfleet.redisconn import redis_client
 
     urls = dict.fromkeys([settings.broker_url, settings.result_backend])
     with redis_errors(settings):
         for url in urls:
-            if not url.startswith(("redis://", "rediss://", "unix://")):
+            if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
                 continue  # another kind of broker: Celery reports on its own
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout, socket_timeout=timeout
+            client = redis_client(
+                url,
+                settings.sentinel_master,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
             )
             try:
                 client.ping()

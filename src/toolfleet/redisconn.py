@@ -1,0 +1,57 @@
+"""Redis clients toolfleet opens itself, for ``redis://``, ``rediss://``, ``unix://`` and
+``sentinel://`` URLs alike."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import redis
+from redis.sentinel import Sentinel
+
+from toolfleet.errors import ConfigError
+
+__all__ = ["SENTINEL_SCHEME", "is_sentinel", "redis_client", "sentinel_hosts"]
+
+SENTINEL_SCHEME = "sentinel://"
+
+
+def is_sentinel(url: str) -> bool:
+    """True for a ``sentinel://host:port[;sentinel://host:port...]`` URL."""
+    return url.startswith(SENTINEL_SCHEME)
+
+
+def sentinel_hosts(url: str) -> list[tuple[str, int]]:
+    """The sentinels a ``sentinel://`` URL names, in order (port 26379 by default)."""
+    hosts = []
+    for part in url.split(";"):
+        parsed = urlparse(part.strip())
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ConfigError(
+                f"not a sentinel URL: {part.strip()!r} (expected sentinel://host:port, "
+                "several joined by ';')"
+            )
+        hosts.append((parsed.hostname, parsed.port or 26379))
+    return hosts
+
+
+def redis_client(url: str, master: str = "", **options: Any) -> redis.Redis:
+    """A client of the Redis at ``url``; for a ``sentinel://`` URL, of the master the
+    sentinels name ``master`` (it follows a failover). ``options`` are redis-py's
+    (e.g. ``socket_timeout``)."""
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, **options)
+    if not master:
+        raise ConfigError(
+            "a sentinel:// URL needs the master's name: set TOOLFLEET_SENTINEL_MASTER"
+        )
+    first = urlparse(url.split(";")[0])
+    db = int(first.path.strip("/") or 0)
+    auth = {
+        key: unquote(value)
+        for key, value in (("username", first.username), ("password", first.password))
+        if value
+    }
+    sentinels = Sentinel(sentinel_hosts(url), **options)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinels.master_for(master, db=db, **auth)  # type: ignore[no-untyped-call]
+    return client
