@@ -41,7 +41,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 
-TOOLFLEET_SERVICES = [*WORKERS, "flower", "producer"]
+TOOLFLEET_SERVICES = [*WORKERS, "flower", "exporter", "producer"]
 
 # `${NAME...}` or `$NAME` as Compose interpolates it (`$$` is a literal dollar)
 _REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")

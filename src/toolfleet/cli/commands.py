@@ -14,6 +14,7 @@ from rich.live import Live
 
 from toolfleet.cli.changes import changes
 from toolfleet.cli.common import connect, console, error, fail
+from toolfleet.cli.exporter_command import exporter
 from toolfleet.cli.live import follow_stream, tail
 from toolfleet.cli.local_commands import demo, up, worker
 from toolfleet.cli.map import map_command
@@ -265,7 +266,7 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
         click.echo(f"{prompt_id}: {what}")
 
 
-for command in (up, worker, demo, map_command, changes, tail):
+for command in (up, worker, demo, map_command, changes, tail, exporter):
     cli.add_command(command)
 
 
