@@ -63,7 +63,7 @@ WORKDIR /opt/toolfleet
 COPY pyproject.toml README.md ./
 COPY src ./src
 # hadolint ignore=DL3013
-RUN pip install ".[worker,flower]" && toolfleet --version
+RUN pip install ".[worker,flower,exporter]" && toolfleet --version
 
 # An unprivileged user. Its HOME is writable: tools (aider) keep their ~/.* files there,
 # and every container (so every instance) has its own.

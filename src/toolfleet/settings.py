@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     )
     result_expires: int = Field(86400, gt=0, description="Seconds a result is kept.")
     session_ttl: float = Field(30.0, gt=0, description="Seconds a session lease lives unrenewed.")
+    task_events: bool = Field(
+        True,
+        description="Send Celery task events (Flower's task list and the exporter's "
+        "prompt durations need them); false saves a few Redis writes per prompt.",
+    )
     stream_interval: float = Field(
         0.1,
         ge=0,
