@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from toolfleet.broker.app import shared_queue
+from toolfleet.broker.internals import priority_lists
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import redis_errors
 from toolfleet.errors import ConfigError, RedisUnavailable
@@ -86,20 +87,17 @@ class FleetReader:
         )
         with redis_errors(self.fleet.settings):
             channel = self._broker_channel()
-            # kombu keeps the priority levels of a queue Q in lists Q, Q\x06\x163, ...
-            # (names broker.internals.self_check verifies when the app is configured)
-            steps = channel.priority_steps
+            steps = len(channel.priority_steps)
             with channel.conn_or_acquire() as client:
                 pipe = client.pipeline(transaction=False)
                 for queue in queues:
-                    for step in steps:
-                        pipe.llen(channel._q_for_pri(queue, step))
+                    for name in priority_lists(channel, queue):
+                        pipe.llen(name)
                 pipe.hlen(channel.unacked_key)
                 pipe.zrange(channel.unacked_index_key, 0, 0, withscores=True)
                 replies = pipe.execute()
         lengths = {
-            queue: sum(replies[i * len(steps) : (i + 1) * len(steps)])
-            for i, queue in enumerate(queues)
+            queue: sum(replies[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)
         }
         unacked, oldest = replies[-2], replies[-1]
         return FleetSnapshot(

@@ -34,6 +34,7 @@ __all__ = [
     "Whereabouts",
     "consumer_qos",
     "delivery_times",
+    "priority_lists",
     "qos_client",
     "redis_qos",
     "restore",
@@ -141,6 +142,13 @@ return 'nowhere'
 """
 
 
+def priority_lists(channel: Any, queue: str) -> list[str]:
+    """The Redis lists holding ``queue``'s messages, one per priority step (kombu keeps
+    the levels of a queue Q in lists Q, Q\\x06\\x163, ...); ``channel`` a kombu Redis
+    channel."""
+    return [channel._q_for_pri(queue, step) for step in channel.priority_steps]
+
+
 def whereabouts(channel: Any, prompt_id: str, queue: str) -> Whereabouts:
     """Where the broker holds the message of ``prompt_id`` sent to ``queue`` (one command).
 
@@ -148,8 +156,7 @@ def whereabouts(channel: Any, prompt_id: str, queue: str) -> Whereabouts:
     and for the queue's lists (one per priority step). Costs one pass over the queue's
     messages inside Redis: call it for overdue prompts, not on every wait.
     """
-    steps = channel.priority_steps
-    keys = [channel.unacked_key, *(channel._q_for_pri(queue, step) for step in steps)]
+    keys = [channel.unacked_key, *priority_lists(channel, queue)]
     with channel.conn_or_acquire() as client:
         found = client.eval(_WHERE, len(keys), *keys, prompt_id)
     place = found.decode() if isinstance(found, bytes) else str(found)
