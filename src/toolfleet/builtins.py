@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from toolfleet.profile import Profile
 
-__all__ = ["AIDER_USAGE", "BUILTIN_PROFILES", "PYTHON_HELPER"]
+__all__ = ["AIDER_USAGE", "BUILTIN_PROFILES", "FAST_CHUNK", "PYTHON_HELPER"]
 
 # Defined inside the python tool at start-up: runs a whole (multi-line) prompt the way
 # the REPL runs one statement, echoing the value of a trailing expression. A traceback
@@ -42,9 +42,14 @@ AIDER_USAGE = (
 )
 
 
+#: prompts per message in a map for the REPLs, which answer in about a millisecond
+FAST_CHUNK = 16
+
+
 def _builtin() -> dict[str, Profile]:
     python = Profile(
         name="python",
+        chunk=FAST_CHUNK,
         description="CPython REPL (python3 -i)",
         argv=["python3", "-q", "-i"],
         env={"PYTHON_BASIC_REPL": "1", "PYTHONUNBUFFERED": "1"},
@@ -60,6 +65,7 @@ def _builtin() -> dict[str, Profile]:
     )
     bash = Profile(
         name="bash",
+        chunk=FAST_CHUNK,
         description="GNU bash without line editing",
         argv=["bash", "--noediting", "--noprofile", "--norc", "-i"],
         setup=["PS1='' PS2='' PROMPT_COMMAND=''; set +o history +m"],
@@ -73,6 +79,7 @@ def _builtin() -> dict[str, Profile]:
     )
     sqlite3 = Profile(
         name="sqlite3",
+        chunk=FAST_CHUNK,
         description="SQLite shell on an in-memory database",
         argv=["sqlite3", "-interactive", ":memory:"],
         setup=[".prompt '{marker}' '{continuation}'"],
@@ -83,6 +90,7 @@ def _builtin() -> dict[str, Profile]:
     )
     node = Profile(
         name="node",
+        chunk=FAST_CHUNK,
         description="Node.js REPL",
         argv=["node", "--interactive"],
         env={"NODE_NO_READLINE": "1", "NODE_DISABLE_COLORS": "1", "FORCE_COLOR": "0"},
@@ -97,6 +105,7 @@ def _builtin() -> dict[str, Profile]:
     )
     echo = Profile(
         name="echo",
+        chunk=FAST_CHUNK,
         description="Scripted test tool: echoes lines; ':help' lists its commands",
         argv=["{python}", "{toolfleet}/tool/echo_tool.py"],
         setup=[":prompt {marker}"],

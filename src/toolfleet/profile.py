@@ -74,6 +74,13 @@ class Profile(BaseModel):
     max_prompt_bytes: int = Field(DEFAULT_MAX_PROMPT_BYTES, gt=0)
     max_output_bytes: int = Field(1024 * 1024, gt=0)
     max_prompts: int | None = Field(None, gt=0)
+    chunk: int = Field(
+        1,
+        ge=1,
+        description="Prompts per message in a map (Fleet.map, toolfleet map) unless the "
+        "run says otherwise: several for fast tools, where the queue costs more than "
+        "the prompt; 1 for slow ones (each prompt on whichever instance is free).",
+    )
     max_age: float | None = Field(None, gt=0)
     max_rss: int | None = Field(None, gt=0)
     on_worker_lost: Literal["rerun", "fail"] = Field(

@@ -487,3 +487,58 @@ def test_without_a_budget_usage_is_summed_and_nothing_stops():
     assert run.usage is not None and run.usage.cost == 2.0 and run.usage.sent == 400
     assert outcomes["k0"].to_record()["usage"] == {"sent": 100, "received": 10, "cost": 0.5}
     assert "usage" not in outcomes["free"].to_record()
+
+
+class ChunkingFleet(FakeFleet):
+    """A FakeFleet that also takes chunks; records each message's prompts and profile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[str, list[str]]] = []
+
+    def submit(self, text: str, profile: str = "python", *, timeout: float | None = None):
+        self.messages.append((profile, [text]))
+        return super().submit(text, profile, timeout=timeout)
+
+    def submit_many(self, texts, profile: str = "python", *, timeout: float | None = None):
+        self.messages.append((profile, list(texts)))
+        handles = [FakeFleet.submit(self, text, profile, timeout=timeout) for text in texts]
+        chunk = FakeChunk(f"chunk{len(self.messages)}", handles)
+        for handle in handles:
+            handle.chunk = chunk
+        return handles
+
+
+class FakeChunk:
+    """The message of a chunk's FakeHandles: ready when all of them are."""
+
+    def __init__(self, id: str, handles) -> None:
+        self.id = id
+        self.handles = handles
+
+    def ready(self) -> bool:
+        return all(h.ready() for h in self.handles)
+
+
+def test_chunks_group_plain_prompts_of_one_profile_and_in_flight_counts_messages():
+    from toolfleet.client.chunks import chunk_error
+
+    items = [MapItem(f"a{i}", f"ok:a{i}") for i in range(10)]
+    items += [MapItem("b0", "ok:b0", profile="python"), MapItem("a10", "ok:a10")]
+    fleet = ChunkingFleet()
+    run = run_map(fleet, items, profile="bash", chunk=4, in_flight=2, poll=0.001)
+    outcomes = {o.key: o for o in run}
+    assert all(o.ok for o in outcomes.values()) and len(outcomes) == 12
+    assert [(p, len(texts)) for p, texts in fleet.messages] == [
+        ("bash", 4),
+        ("bash", 4),
+        ("bash", 2),  # the python item ends the run of bash prompts
+        ("python", 1),
+        ("bash", 1),
+    ]
+    # 2 messages in flight: up to 8 prompts outstanding, never more
+    assert fleet.max_outstanding == 8
+    # a chunk's failed prompt comes back as its own typed error
+    assert type(chunk_error({"error": "ToolCrashed", "message": "m"})).__name__ == "ToolCrashed"
+    odd = chunk_error({"error": "NoSuchError", "message": "m", "retryable": True})
+    assert type(odd).__name__ == "ToolfleetError" and odd.retryable

@@ -2,6 +2,7 @@
 and every use of kombu's private internals."""
 
 from toolfleet.broker.app import (
+    CHUNK_TASK,
     PRODUCER_CONFIG,
     PROMPT_TASK,
     app,
@@ -12,6 +13,7 @@ from toolfleet.broker.app import (
 )
 
 __all__ = [
+    "CHUNK_TASK",
     "PRODUCER_CONFIG",
     "PROMPT_TASK",
     "app",

@@ -17,6 +17,7 @@ from toolfleet.broker.internals import self_check
 from toolfleet.settings import Settings
 
 __all__ = [
+    "CHUNK_TASK",
     "PRODUCER_CONFIG",
     "PROMPT_TASK",
     "add_worker_steps",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 PROMPT_TASK = "toolfleet.prompt"
+#: several prompts in one message, run in order on one instance (``Fleet.submit_many``)
+CHUNK_TASK = "toolfleet.prompts"
 
 
 def shared_queue(profile: str) -> str:

@@ -119,7 +119,14 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
     type=click.IntRange(min=1),
     default=8,
     show_default=True,
-    help="Prompts outstanding at most.",
+    help="Messages outstanding at most (each carries --chunk prompts).",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Prompts per message, run in order on one instance (default: the profile's: "
+    "16 for the REPLs, 1 for aider and the agents).",
 )
 @click.option(
     "--retries",
@@ -173,6 +180,7 @@ def map_command(
     steps: tuple[str, ...],
     jsonl: TextIO | None,
     in_flight: int,
+    chunk: int | None,
     retries: int,
     journal: Path | None,
     timeout: float | None,
@@ -202,7 +210,7 @@ def map_command(
     A progress bar shows done, failed, rate and ETA; a summary follows. With --journal
     each outcome is appended as it arrives, and running the same command again runs
     only the items not recorded ok. Ctrl-C stops: nothing new is sent, the prompts
-    already sent (at most --in-flight) are waited for and recorded; a second Ctrl-C
+    already sent (at most --in-flight messages) are waited for and recorded; a second Ctrl-C
     quits at once.
 
     Exit status: 0 when every item is ok, 1 when one failed, 130 when interrupted.
@@ -225,6 +233,7 @@ def map_command(
                 timeout=timeout,
                 result_timeout=result_timeout,
                 budget=budget,
+                chunk=chunk,
             )
         except ToolfleetError as exc:
             fail(f"{type(exc).__name__}: {exc.message}")

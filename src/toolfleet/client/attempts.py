@@ -11,9 +11,18 @@ from toolfleet.client.items import TOOL_ERROR, MapItem, MapOutcome
 from toolfleet.client.protocols import Handle
 from toolfleet.errors import ConfigError, ToolfleetError
 from toolfleet.models import PromptResult
-from toolfleet.profiles import load_profiles
+from toolfleet.profiles import Profile, load_profiles
 
-__all__ = ["NoHandle", "Slot", "error_type", "profile_deadline", "retryable", "settle_outcome"]
+__all__ = [
+    "NoHandle",
+    "Slot",
+    "error_type",
+    "local_profile",
+    "profile_chunk",
+    "profile_deadline",
+    "retryable",
+    "settle_outcome",
+]
 
 
 @dataclass
@@ -79,12 +88,23 @@ def settle_outcome(
     return MapOutcome(key, False, None, kind, message, attempts, None, duration_ms, steps)
 
 
-def profile_deadline(fleet: object, profile: str) -> float:
-    """The prompt deadline of ``profile`` as this machine knows it (60 s if unknown)."""
+def local_profile(fleet: object, profile: str) -> Profile | None:
+    """``profile`` as this machine knows it (built-in or TOOLFLEET_PROFILES), if it does."""
     settings = getattr(fleet, "settings", None)
     try:
         profiles = load_profiles(getattr(settings, "profiles", None))
     except ConfigError:
         profiles = load_profiles(None)
-    known = profiles.get(profile)
+    return profiles.get(profile)
+
+
+def profile_deadline(fleet: object, profile: str) -> float:
+    """The prompt deadline of ``profile`` as this machine knows it (60 s if unknown)."""
+    known = local_profile(fleet, profile)
     return 60.0 if known is None else float(known.prompt_timeout)
+
+
+def profile_chunk(fleet: object, profile: str) -> int:
+    """Prompts per message for ``profile`` in a map (its ``chunk``; 1 if unknown)."""
+    known = local_profile(fleet, profile)
+    return 1 if known is None else known.chunk

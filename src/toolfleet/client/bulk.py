@@ -13,6 +13,7 @@ from typing import Any, cast
 from toolfleet.client.attempts import (
     NoHandle,
     Slot,
+    profile_chunk,
     profile_deadline,
     retryable,
     settle_outcome,
@@ -54,9 +55,12 @@ class MapRun:
         result_timeout: float | None = None,
         poll: float = 0.005,
         budget: float | None = None,
+        chunk: int | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
+        if chunk is not None and chunk < 1:
+            raise ValueError("chunk must be at least 1")
         if retries < 0:
             raise ValueError("retries must be at least 0")
         if budget is not None and budget <= 0:
@@ -75,6 +79,8 @@ class MapRun:
         self.fleet = fleet
         self.profile = profile
         self.in_flight = in_flight
+        #: prompts per message (None: each profile's ``chunk``); items with steps go alone
+        self.chunk = chunk if hasattr(fleet, "submit_many") else 1
         self.retries = retries
         self.timeout = timeout
         self.result_timeout = result_timeout
@@ -111,6 +117,9 @@ class MapRun:
             (it, 0, None) for it in given if it.key not in done
         )
         self._outstanding: dict[str, Slot] = {}
+        #: messages in flight (a prompt's id, or a chunk's): how many of their items are
+        self._messages: dict[str, int] = {}
+        self._chunks: dict[str, int] = {}
         self._ready: deque[MapOutcome] = deque()
         self._recorded: set[str] = set()
         self._stop_requested = False
@@ -212,6 +221,18 @@ class MapRun:
         for slot in self._outstanding.values():
             self.abandoned.append(slot.item.key)
         self._outstanding.clear()
+        self._messages.clear()
+
+    def _track(self, slot: Slot) -> None:
+        self._outstanding[slot.handle.id] = slot
+        message = _message(slot.handle)
+        self._messages[message] = self._messages.get(message, 0) + 1
+
+    def _untrack(self, pid: str) -> None:
+        message = _message(self._outstanding.pop(pid).handle)
+        self._messages[message] -= 1
+        if not self._messages[message]:
+            del self._messages[message]
 
     def _finish(self) -> None:
         if self.finished is None:
@@ -231,13 +252,70 @@ class MapRun:
         return 2 * prompt + 30.0
 
     def _fill(self) -> None:
-        while self._pending and len(self._outstanding) < self.in_flight:
-            item, attempts, first = self._pending.popleft()
+        while self._pending and len(self._messages) < self.in_flight:
+            batch = self._take()
             try:
-                self._submit(item, attempts, first)
+                if len(batch) == 1:
+                    self._submit(*batch[0])
+                else:
+                    self._submit_chunk(batch)
             except BaseException:
-                self._pending.appendleft((item, attempts, first))
+                self._pending.extendleft(reversed(batch))
                 raise
+
+    def _chunk_for(self, profile: str) -> int:
+        if self.chunk is not None:
+            return self.chunk
+        if profile not in self._chunks:
+            self._chunks[profile] = profile_chunk(self.fleet, profile)
+        return self._chunks[profile]
+
+    def _take(self) -> list[tuple[MapItem, int, float | None]]:
+        """The next message's items: one, or up to a chunk of plain prompts for the same
+        profile and deadline, in order."""
+        batch = [self._pending.popleft()]
+        item = batch[0][0]
+        profile = item.profile or self.profile
+        assert profile is not None
+        size = 1 if item.steps else self._chunk_for(profile)
+        while self._pending and len(batch) < size:
+            other = self._pending[0][0]
+            if other.steps or (other.profile or self.profile) != profile:
+                break
+            if other.timeout != item.timeout:
+                break
+            batch.append(self._pending.popleft())
+        return batch
+
+    def _submit_chunk(self, batch: list[tuple[MapItem, int, float | None]]) -> None:
+        """Send ``batch`` (plain prompts, one profile) as one message; a prompt refused
+        before sending (PromptRejected) is settled alone."""
+        item = batch[0][0]
+        profile = item.profile or self.profile
+        assert profile is not None
+        timeout = item.timeout if item.timeout is not None else self.timeout
+        now = time.monotonic()
+        validate = getattr(self.fleet, "validate", None)
+        sendable = []
+        for entry in batch:
+            try:
+                if validate is not None:
+                    validate(entry[0].text, profile)
+            except ToolfleetError as exc:
+                refused = Slot(entry[0], NoHandle(), entry[1] + 1, entry[2] or now, now, now)
+                self._settle(None, refused, error=exc)
+            else:
+                sendable.append(entry)
+        if not sendable:
+            return
+        texts = [entry[0].text for entry in sendable]
+        handles = cast(Any, self.fleet).submit_many(texts, profile, timeout=timeout)
+        # the chunk's prompts run one after another: the last waits for all before it
+        deadline = now + self._deadline_for(profile, item) * len(sendable)
+        for (it, attempts, first), handle in zip(sendable, handles, strict=True):
+            self._track(
+                Slot(it, handle, attempts + 1, now if first is None else first, now, deadline)
+            )
 
     def _submit(self, item: MapItem, attempts: int, first: float | None) -> None:
         profile = item.profile or self.profile
@@ -258,7 +336,7 @@ class MapRun:
             return
         # a multi-step item waits for its lease, then for each of its steps
         deadline = now + wait * (len(item.steps) + 1 if item.steps else 1)
-        self._outstanding[handle.id] = Slot(item, handle, attempts + 1, slot_first, now, deadline)
+        self._track(Slot(item, handle, attempts + 1, slot_first, now, deadline))
 
     def _start_steps(
         self, item: MapItem, profile: str, timeout: float | None, wait: float
@@ -298,7 +376,7 @@ class MapRun:
                 progressed = True
             elif now > slot.deadline:
                 if self.stopped:  # no retry now: it may yet run, unrecorded
-                    del self._outstanding[pid]
+                    self._untrack(pid)
                     self.abandoned.append(slot.item.key)
                 else:
                     revoke(slot.handle)  # if it is only late, do not run it twice
@@ -332,7 +410,7 @@ class MapRun:
         retry = error is not None and retryable(error) and slot.attempt <= self.retries
         if retry and not self.stopped:
             if pid is not None:
-                del self._outstanding[pid]
+                self._untrack(pid)
             self._pending.appendleft((slot.item, slot.attempt, slot.first_submit))
             self.retried += 1
             return
@@ -342,7 +420,7 @@ class MapRun:
             self.journal.write(outcome, sha=slot.item.digest)
         self._recorded.add(marker)
         if pid is not None:
-            del self._outstanding[pid]
+            self._untrack(pid)
         self._ready.append(outcome)
         self.usage = Usage.total([self.usage, outcome.usage])
         cost = self.usage.cost if self.usage is not None else 0.0
@@ -351,16 +429,27 @@ class MapRun:
             self._stop_requested = True  # the items sent finish; nothing new goes out
 
 
+def _message(handle: Handle) -> str:
+    """The id of the message carrying ``handle``'s prompt (its chunk's, if in one)."""
+    chunk = getattr(handle, "chunk", None)
+    return str(chunk.id) if chunk is not None else handle.id
+
+
 def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) -> MapRun:
     """Run every item over the fleet; iterate the result for outcomes as they complete.
 
     Options (keywords of :class:`MapRun`): ``profile``, ``in_flight`` (8), ``retries``
-    (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s), ``budget``.
+    (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s), ``budget``,
+    ``chunk`` (each profile's ``chunk``).
 
     - ``items``: :class:`MapItem` (unique keys), or plain strings keyed by their index.
       An item's own ``profile``/``timeout`` win over ``profile``/``timeout`` here;
       ``timeout`` is the prompt's deadline inside the tool (default: the profile's).
-    - At most ``in_flight`` prompts are outstanding at any time.
+    - At most ``in_flight`` messages are outstanding at any time; a message carries
+      ``chunk`` prompts (Fleet.submit_many) run in order on one instance: the REPLs'
+      profiles chunk by 16, aider and the agents not at all (``chunk`` 1). Outcomes,
+      retries and the journal stay per item: a prompt that fails in a chunk fails alone,
+      and each prompt of a chunk whose worker was lost is retried on its own count.
     - An item failing with a retryable error (``ToolCrashed``, ``ToolTimeout``, a lost
       worker, ``ResultTimeout``) is resubmitted up to ``retries`` times. An answer with
       ``ok`` false (e.g. a non-zero exit status) is the outcome ``ToolError``, not retried;

@@ -10,10 +10,18 @@ from typing import Any
 
 from celery import Celery
 
-from toolfleet.broker import PRODUCER_CONFIG, PROMPT_TASK, direct_queue, make_app, shared_queue
+from toolfleet.broker import (
+    CHUNK_TASK,
+    PRODUCER_CONFIG,
+    PROMPT_TASK,
+    direct_queue,
+    make_app,
+    shared_queue,
+)
 from toolfleet.client.bulk import MapRun, run_map
 from toolfleet.client.cancel import cancel_prompts
 from toolfleet.client.changes import ChangeBook
+from toolfleet.client.chunks import ChunkHandle, ChunkItemHandle
 from toolfleet.client.handle import PromptHandle
 from toolfleet.client.items import MapItem, expand_steps
 from toolfleet.client.sessions import Session, Strategy, attach, open_session
@@ -134,6 +142,28 @@ class Fleet:
         resend = None if worker or session else {"kwargs": kwargs, "queue": queue, **shown}
         return PromptHandle(self, result, profile, worker, resend)
 
+    def submit_many(
+        self, texts: Sequence[str], profile: str = "python", *, timeout: float | None = None
+    ) -> list[ChunkItemHandle]:
+        """Enqueue ``texts`` as ONE message (a chunk), run in order on one instance of
+        ``profile``; a handle per prompt (``get`` as a PromptHandle's; ``.chunk`` is the
+        message). Each prompt fails alone: a crash restarts the tool and the next runs.
+        Every text is checked first (PromptRejected: nothing is sent)."""
+        if not texts:
+            raise ValueError("submit_many needs at least one prompt")
+        checked = [self.validate(text, profile) for text in texts]
+        self.require_profile(profile)
+        kwargs: dict[str, Any] = {"texts": checked}
+        if timeout is not None:
+            kwargs["timeout"] = float(timeout)
+        first = task_reprs({"text": checked[0]})["argsrepr"]
+        shown = {"argsrepr": f"{len(checked)} prompts: {first}, ...", "kwargsrepr": "{}"}
+        with redis_errors(self.settings):
+            result = self.app.send_task(
+                CHUNK_TASK, kwargs=kwargs, queue=shared_queue(profile), **shown
+            )
+        return ChunkHandle(self, result, profile, len(checked)).items
+
     def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
         """Submit and wait: the result of one prompt."""
         return self.submit(text, profile).get(timeout=timeout)
@@ -176,6 +206,7 @@ class Fleet:
         result_timeout: float | None = None,
         steps: Sequence[str] | None = None,
         budget: float | None = None,
+        chunk: int | None = None,
     ) -> MapRun:
         """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
 
@@ -191,6 +222,8 @@ class Fleet:
         holds exclusively (a session): the outcome lists every step's result, the item
         fails at its first failing step, and a retry runs it whole on a reset instance.
         With ``budget``, nothing new is sent once the cost the tools report reaches it.
+        ``chunk`` prompts go in one message (default: the profile's ``chunk``, 16 for the
+        REPLs, 1 for aider and the agents); ``in_flight`` counts messages.
         """
         if profile is not None:
             self.require_profile(profile)
@@ -207,6 +240,7 @@ class Fleet:
             timeout=timeout,
             result_timeout=result_timeout,
             budget=budget,
+            chunk=chunk,
         )
 
     def handle(self, prompt_id: str, profile: str) -> PromptHandle:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from toolfleet.broker import PROMPT_TASK
+from toolfleet.broker import CHUNK_TASK, PROMPT_TASK
 from toolfleet.broker.internals import delivery_times, qos_client, restore, unacked_headers
 from toolfleet.health import read_health
 from toolfleet.keys import SWEEP_LOCK, RedisLike
@@ -75,7 +75,7 @@ class OrphanSweeper:
         restored = []
         for tag, headers in entries.items():
             prompt_id = str(headers.get("id"))
-            if headers.get("task") != PROMPT_TASK or prompt_id in held:
+            if headers.get("task") not in (PROMPT_TASK, CHUNK_TASK) or prompt_id in held:
                 continue
             if now - delivered.get(tag, now) < self.grace:
                 continue

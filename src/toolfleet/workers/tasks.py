@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from toolfleet.broker import PROMPT_TASK
+from toolfleet.broker import CHUNK_TASK, PROMPT_TASK
 from toolfleet.broker.internals import DIRECT_EXCHANGE
 from toolfleet.errors import NoWorkers, ToolError, ToolfleetError
 from toolfleet.models import PromptResult
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from toolfleet.workers.state import WorkerParts
     from toolfleet.workers.supervisor import Supervisor
 
-__all__ = ["PromptReply", "PromptTask", "prompt", "summary"]
+__all__ = ["ChunkReply", "PromptReply", "PromptTask", "prompt", "prompts", "summary"]
 
 
 def summary(result: PromptResult, width: int = 80) -> str:
@@ -50,6 +50,25 @@ class PromptReply:
         return self.text
 
 
+class ChunkReply:
+    """A chunk's answers as the task returns them: one entry per prompt, in order, each
+    ``{"result": PromptResult}`` or ``{"error": type, "message": ..., "retryable": ...}``;
+    shown by Celery's events and Flower as a count."""
+
+    __slots__ = ("data", "text")
+
+    def __init__(self, outcomes: list[dict[str, Any]]) -> None:
+        self.data = outcomes
+        ok = sum(1 for o in outcomes if o.get("result", {}).get("ok"))
+        self.text = f"{len(outcomes)} prompts: {ok} ok, {len(outcomes) - ok} failed"
+
+    def __json__(self) -> list[dict[str, Any]]:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 class PromptTask(Task):  # type: ignore[misc]
     """Base class giving tasks this worker's supervisor (and through it, the tool)."""
 
@@ -63,6 +82,22 @@ class PromptTask(Task):  # type: ignore[misc]
     @property
     def supervisor(self) -> Supervisor:
         return state.current()
+
+
+def _admit(task: PromptTask, longest: float) -> Any:
+    """The redelivery guard's decision for this message (None without a guard)."""
+    parts, sup = task.parts, task.parts.supervisor
+    if parts.guard is None:
+        return None
+    decision = parts.guard.admit(
+        task.request,
+        task.AsyncResult,
+        longest=longest + sup.profile.grace,
+        at_most_once=sup.profile.on_worker_lost == "fail",
+    )
+    if decision.error is not None:  # "raise": the first run's error, or WorkerLost
+        raise decision.error
+    return decision.value  # "return": the first run's answer, not a second run
 
 
 @shared_task(bind=True, base=PromptTask, name=PROMPT_TASK)  # type: ignore[untyped-decorator]
@@ -84,19 +119,39 @@ def prompt(
         if (self.request.delivery_info or {}).get("exchange") != DIRECT_EXCHANGE:
             raise Reject("instance leased or failed; back to the shared queue", requeue=True)
         raise NoWorkers(f"{sup.worker} is held by session {sup.session} or not serving")
-    if parts.guard is not None:
-        decision = parts.guard.admit(
-            self.request,
-            self.AsyncResult,
-            longest=(timeout or sup.profile.prompt_timeout) + sup.profile.grace,
-            at_most_once=sup.profile.on_worker_lost == "fail",
-        )
-        if decision.error is not None:  # "raise": the first run's error, or WorkerLost
-            raise decision.error
-        if decision.value is not None:  # "return": the first run's answer, not a second run
-            return decision.value
+    first = _admit(self, timeout or sup.profile.prompt_timeout)
+    if first is not None:
+        return first  # type: ignore[no-any-return]
     prompt_id = str(self.request.id)
     result = sup.run(text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq)
     if not result.ok:
         raise ToolError(summary(result), result.model_dump(mode="json"))
     return PromptReply(result)
+
+
+@shared_task(bind=True, base=PromptTask, name=CHUNK_TASK)  # type: ignore[untyped-decorator]
+def prompts(
+    self: PromptTask, texts: list[str], timeout: float | None = None
+) -> list[dict[str, Any]] | ChunkReply:
+    """Type each of ``texts`` into this worker's tool in order; one outcome per text.
+
+    A prompt that fails (its tool crashed, timed out, reported an error) fails alone:
+    the next runs on the instance as the supervisor has restarted it. Prompt ``i`` runs
+    as ``<chunk id>:<i>`` (its stream, the health record's ``prompt_id``).
+    """
+    sup = self.supervisor
+    if not sup.takes_shared_work:  # chunks come only through the shared queue
+        raise Reject("instance leased or failed; back to the shared queue", requeue=True)
+    first = _admit(self, len(texts) * (timeout or sup.profile.prompt_timeout))
+    if first is not None:
+        return first  # type: ignore[no-any-return]
+    outcomes: list[dict[str, Any]] = []
+    for i, text in enumerate(texts):
+        try:
+            result = sup.run(text, timeout=timeout, prompt_id=f"{self.request.id}:{i}")
+        except ToolfleetError as exc:
+            error = {"error": type(exc).__name__, "message": exc.message}
+            outcomes.append({**error, "retryable": exc.retryable})
+        else:
+            outcomes.append({"result": result.model_dump(mode="json")})
+    return ChunkReply(outcomes)
