@@ -14,6 +14,7 @@ from rich.live import Live
 
 from toolfleet.cli.changes import changes
 from toolfleet.cli.common import connect, console, error, fail
+from toolfleet.cli.drain import drain
 from toolfleet.cli.exporter_command import exporter
 from toolfleet.cli.live import follow_stream, tail
 from toolfleet.cli.local_commands import demo, up, worker
@@ -268,6 +269,7 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
 
 for command in (up, worker, demo, map_command, changes, tail, exporter):
     cli.add_command(command)
+cli.add_command(drain)
 
 
 def main() -> None:
