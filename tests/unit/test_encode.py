@@ -34,8 +34,8 @@ def test_long_python_prompt_is_typed_in_bounded_lines():
 
 def test_bash_prompt_is_an_eval_of_a_quoted_heredoc():
     typed = encode("bash", "echo '$HOME'\necho two", "abc")
-    assert typed.data.startswith("eval \"$(cat <<'TF_END_abc'\n")
-    assert "\necho '$HOME'\necho two\nTF_END_abc\n)\"\n" in typed.data
+    assert typed.data.startswith("IFS= read -r -d '' _tf_prompt <<'TF_END_abc'\n")
+    assert typed.data.endswith("\necho '$HOME'\necho two\nTF_END_abc\neval \"$_tf_prompt\"\n")
 
 
 def test_sqlite_refuses_incomplete_sql_before_typing():
