@@ -27,7 +27,8 @@ from toolfleet.models import InstanceHealth
 def scan_read(client: redis.Redis) -> int:
     """How health records were found before the registry: SCAN the backend, then MGET."""
     keys = sorted(client.scan_iter(match=HEALTH_PREFIX + "*", count=1000))
-    return len([raw for raw in client.mget(keys) if raw is not None]) if keys else 0
+    raws = [raw for raw in client.mget(keys) if raw is not None] if keys else []
+    return len([InstanceHealth.model_validate_json(raw) for raw in raws])
 
 
 def register(client: redis.Redis, workers: int) -> None:
