@@ -46,7 +46,8 @@ def start_worker(profile: str, node: str, loglevel: str) -> None:
         pool_cls="threads",
         concurrency=1,
         queues=[shared_queue(profile)],
-        task_events=True,
+        # None: the app's worker_send_task_events (TOOLFLEET_TASK_EVENTS) decides
+        task_events=None,
         without_gossip=True,
         without_mingle=True,
         loglevel=mlevel(loglevel),
