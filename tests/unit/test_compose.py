@@ -25,6 +25,8 @@ import yaml
 from toolfleet.profiles import BUILTIN_PROFILES, load_profiles
 from toolfleet.settings import Settings
 
+from ..flower_options import assert_flower_options
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = {
     "worker-python": ("python", 2),
@@ -289,15 +291,7 @@ def test_flower_has_basic_auth_and_a_real_command():
     names = [o.lstrip("-") for o in options(args[4:])]
     names += [k[len("FLOWER_") :].lower() for k in flower["environment"] if k.startswith("FLOWER_")]
     assert "port" in names and "basic_auth" in names
-    check = (
-        "import sys, flower.options\nfrom tornado.options import options\n"
-        "missing = [n for n in sys.argv[1:] if n not in options]\n"
-        "print(missing)\nsys.exit(1 if missing else 0)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", check, *names], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, f"not Flower options: {proc.stdout}{proc.stderr}"
+    assert_flower_options(names)
 
 
 def test_the_producer_is_an_opt_in_example():

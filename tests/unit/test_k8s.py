@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from toolfleet.cli.local import FLOWER_TASKS_COLUMNS
 from toolfleet.profiles import Profile, load_profiles
 from toolfleet.settings import Settings
 
+from ..flower_options import assert_flower_options
 from .test_compose import assert_real_toolfleet_command, options
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -588,18 +588,7 @@ def test_flower_has_basic_auth_from_a_secret_and_compose_s_options():
         k[len("FLOWER_") :].lower() for k in env if k.startswith("FLOWER_") and k not in secret
     ]
     assert named("Deployment", "flower")["spec"]["template"]["spec"]["enableServiceLinks"] is False
-    check = (
-        "import sys, flower.options\nfrom tornado.options import options\n"
-        "from flower.command import is_flower_envvar\n"
-        "missing = [n for n in sys.argv[1:] if n not in options]\n"
-        "missing += [n for n in ('FLOWER_USER', 'FLOWER_PASSWORD') if is_flower_envvar(n)]\n"
-        "missing += [] if is_flower_envvar('FLOWER_PORT') else ['FLOWER_PORT is no option']\n"
-        "print(missing)\nsys.exit(1 if missing else 0)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", check, *names], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, f"not Flower options: {proc.stdout}{proc.stderr}"
+    assert_flower_options(names, envvars=True)
 
 
 def test_the_exporter_serves_one_copy_of_the_metrics_where_prometheus_looks():
