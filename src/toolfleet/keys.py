@@ -13,6 +13,8 @@ __all__ = [
     "HEALTH_PREFIX",
     "LEASE_PREFIX",
     "RR_PREFIX",
+    "RUNS",
+    "RUN_PREFIX",
     "SESSION_PREFIX",
     "STREAM_END",
     "STREAM_PREFIX",
@@ -24,6 +26,7 @@ __all__ = [
     "health_key",
     "lease_key",
     "rr_key",
+    "run_key",
     "seq_key",
     "session_key",
     "stream_key",
@@ -54,6 +57,11 @@ STREAM_END = "end"
 CANCELLED = "toolfleet:cancelled"
 #: held by the one worker sweeping dead workers' prompts this interval
 SWEEP_LOCK = "toolfleet:orphan-sweep"
+#: a bulk run's progress (a hash: total, done, failed, retried, rate, ...; TTL), written
+#: by the producer running it, and the index of runs (a sorted set: run id -> when its
+#: hash expires, Unix time); see client/progress.py
+RUN_PREFIX = "toolfleet:run:"
+RUNS = "toolfleet:runs"
 
 
 def health_key(worker: str) -> str:
@@ -94,6 +102,11 @@ def change_key(change: str) -> str:
 def claim_key(prompt_id: str) -> str:
     """The claim of the worker running ``prompt_id``."""
     return CLAIM_PREFIX + prompt_id
+
+
+def run_key(run_id: str) -> str:
+    """The hash of bulk run ``run_id``'s progress."""
+    return RUN_PREFIX + run_id
 
 
 class RedisLike(Protocol):

@@ -20,6 +20,7 @@ from toolfleet.client.attempts import (
 )
 from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.client.journal import Journal
+from toolfleet.client.progress import RunProgress
 from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.results import ready_ids, revoke
 from toolfleet.client.stepped import SessionOpener, StepsHandle
@@ -124,6 +125,8 @@ class MapRun:
         self._recorded: set[str] = set()
         self._stop_requested = False
         self._deadlines: dict[str, float] = {}
+        #: progress in Redis for the dashboard (at most once a second)
+        self._progress = RunProgress.of(fleet, profile)
         if not self._pending:
             self._finish()
 
@@ -205,6 +208,8 @@ class MapRun:
         return len(self._outstanding)
 
     def _step(self) -> None:
+        if self._progress is not None:
+            self._progress.tick(self)
         if self._stop_requested and not self.stopped:
             self._stop_now()
         if not self.stopped:
@@ -237,6 +242,8 @@ class MapRun:
     def _finish(self) -> None:
         if self.finished is None:
             self.finished = time.monotonic()
+            if self._progress is not None:
+                self._progress.finish(self)
             if self.journal is not None and self._owns_journal:
                 self.journal.close()
 
@@ -422,6 +429,8 @@ class MapRun:
         if pid is not None:
             self._untrack(pid)
         self._ready.append(outcome)
+        if self._progress is not None:
+            self._progress.settled(outcome.ok, self)
         self.usage = Usage.total([self.usage, outcome.usage])
         cost = self.usage.cost if self.usage is not None else 0.0
         if self.budget is not None and cost >= self.budget and not self.budget_reached:
