@@ -20,6 +20,7 @@ from toolfleet.cli.live import follow_stream, tail
 from toolfleet.cli.local_commands import demo, up, worker
 from toolfleet.cli.map import map_command
 from toolfleet.cli.render import profiles_table, status_plain, status_table
+from toolfleet.cli.web_command import web
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.sessions import Strategy
 from toolfleet.client.unavailable import unavailable
@@ -267,7 +268,7 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
         click.echo(f"{prompt_id}: {what}")
 
 
-for command in (up, worker, demo, map_command, changes, tail, exporter):
+for command in (up, worker, demo, map_command, changes, tail, exporter, web):
     cli.add_command(command)
 cli.add_command(drain)
 
