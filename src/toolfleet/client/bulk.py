@@ -80,8 +80,12 @@ class MapRun:
         self.fleet = fleet
         self.profile = profile
         self.in_flight = in_flight
-        #: prompts per message (None: each profile's ``chunk``); items with steps go alone
+        #: prompts per message (None: each profile's ``chunk``); items with steps go alone,
+        #: and a run with a budget sends one prompt a message unless told otherwise, so
+        #: that it stops within a prompt of its budget
         self.chunk = chunk if hasattr(fleet, "submit_many") else 1
+        if self.chunk is None and budget is not None:
+            self.chunk = 1
         self.retries = retries
         self.timeout = timeout
         self.result_timeout = result_timeout
@@ -469,6 +473,7 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
     - ``budget`` (the tools' currency, e.g. USD): once the cost the items' tools report
       (their profile's ``usage_pattern``) reaches it, nothing new is sent; the items
       already sent finish, the others are listed in ``cancelled`` (``budget_reached``).
+      Unless ``chunk`` is given, a run with a budget sends a prompt a message.
     - ``journal`` (a path or :class:`Journal`): every outcome is appended as it arrives;
       items it records as ok are skipped (``MapRun.skipped``).
     - Stopping (:meth:`MapRun.stop`, or KeyboardInterrupt inside the iteration, then
