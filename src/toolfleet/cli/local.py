@@ -31,6 +31,7 @@ __all__ = [
     "free_port",
     "redis_reachable",
     "redis_server_binary",
+    "web_command",
     "worker_command",
 ]
 
@@ -113,6 +114,12 @@ def flower_command(port: int) -> list[str]:
         "--address=127.0.0.1",
         f"--tasks_columns={FLOWER_TASKS_COLUMNS}",
     ]
+
+
+def web_command(port: int) -> list[str]:
+    """The command line of ``toolfleet web`` for the fleet, on 127.0.0.1:``port``."""
+    argv = [sys.executable, "-m", "toolfleet", "web", "--port", str(port)]
+    return [*argv, "--address", "127.0.0.1"]
 
 
 def _sigterm_with_parent() -> None:
@@ -208,10 +215,15 @@ class LocalFleet:
         flower_port: int | None = None,
         log_dir: str | None = None,
         embedded_port: int | None = None,
+        web_port: int | None = None,
+        web_token: str | None = None,
     ) -> None:
         self.settings = settings
         self.profiles = dict(profiles)
         self.flower_port = flower_port
+        #: ``toolfleet web`` on this port, with this token (None: TOOLFLEET_WEB_TOKEN's)
+        self.web_port = web_port
+        self.web_token = web_token
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="toolfleet-logs-"))
         self.embedded_port = embedded_port
         self.redis: EmbeddedRedis | None = None
@@ -248,7 +260,8 @@ class LocalFleet:
         log.close()
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start Redis (if needed), every worker and Flower; wait until all are ready."""
+        """Start Redis (if needed), every worker, Flower and the dashboard; wait until
+        the workers are ready."""
         self.ensure_redis()
         for profile, count in self.profiles.items():
             if count == 1:
@@ -262,6 +275,9 @@ class LocalFleet:
             self._spawn(
                 "flower", flower_command(self.flower_port), FLOWER_UNAUTHENTICATED_API="true"
             )
+        if self.web_port is not None:
+            token = {"TOOLFLEET_WEB_TOKEN": self.web_token} if self.web_token else {}
+            self._spawn("web", web_command(self.web_port), **token)
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -53,7 +54,11 @@ def parse_profiles(specs: tuple[str, ...], workers: int) -> dict[str, int]:
 )
 @click.option("--flower", is_flag=True, help="Also start Flower.")
 @click.option("--flower-port", default=5555, show_default=True)
-def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> None:
+@click.option("--web", is_flag=True, help="Also start the dashboard (toolfleet web).")
+@click.option("--web-port", default=8088, show_default=True)
+def up(
+    specs: tuple[str, ...], workers: int, flower: bool, flower_port: int, web: bool, web_port: int
+) -> None:
     """Start a local fleet and keep it running until Ctrl-C.
 
     Uses the Redis at TOOLFLEET_BROKER_URL, or starts an embedded redis-server there
@@ -62,8 +67,14 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
     from toolfleet.cli.local import LocalFleet
 
     settings = Settings.from_env()
+    # the dashboard's token: TOOLFLEET_WEB_TOKEN's, else one made up for this run
+    web_token = os.environ.get("TOOLFLEET_WEB_TOKEN") or secrets.token_urlsafe(24)
     fleet = LocalFleet(
-        settings, parse_profiles(specs, workers), flower_port=flower_port if flower else None
+        settings,
+        parse_profiles(specs, workers),
+        flower_port=flower_port if flower else None,
+        web_port=web_port if web else None,
+        web_token=web_token,
     )
     # SIGTERM and SIGINT (also when started where it is ignored: a background job) set a
     # flag the loop below looks at. An exception raised from the handler could land in a
@@ -81,6 +92,11 @@ def up(specs: tuple[str, ...], workers: int, flower: bool, flower_port: int) -> 
             )
             if flower:
                 console.print(f"Flower: http://127.0.0.1:{flower_port}/")
+            if web and os.environ.get("TOOLFLEET_WEB_TOKEN"):
+                console.print(f"Dashboard: http://127.0.0.1:{web_port}/ (TOOLFLEET_WEB_TOKEN)")
+            elif web:  # only this terminal sees the token made up for this run
+                link = f"http://127.0.0.1:{web_port}/login?token={web_token}"
+                console.print(f"Dashboard: {link}", soft_wrap=True)
             with Fleet(settings) as producer:
                 console.print(status_table(producer.status()))
             console.print("Ctrl-C stops the fleet.")
