@@ -81,7 +81,10 @@ def test_a_base_that_is_no_commit_is_a_config_error(repo: Path) -> None:
         wt.remove()
 
 
-def test_a_merge_left_in_conflict_is_never_committed_and_reset_clears_it(repo: Path) -> None:
+@pytest.mark.parametrize("how", ["merge", "cherry-pick", "rebase"])
+def test_a_merge_left_in_conflict_is_never_committed_and_reset_clears_it(
+    repo: Path, how: str
+) -> None:
     git(repo, "checkout", "--quiet", "-b", "other")
     (repo / "a.py").write_text("A = 'other'\n")
     git(repo, "commit", "--quiet", "-am", "other")
@@ -90,7 +93,7 @@ def test_a_merge_left_in_conflict_is_never_committed_and_reset_clears_it(repo: P
     try:
         (wt.path / "a.py").write_text("A = 'mine'\n")
         git(wt.path, "commit", "--quiet", "-am", "the tool's own commit")
-        merged = subprocess.run(["git", "merge", "other"], cwd=wt.path, capture_output=True)
+        merged = subprocess.run(["git", how, "other"], cwd=wt.path, capture_output=True)
         assert merged.returncode != 0  # a conflict: the worktree is mid-merge
         assert "<<<<<<<" in (wt.path / "a.py").read_text()
         record = wt.commit("c1")

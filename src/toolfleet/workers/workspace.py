@@ -44,6 +44,7 @@ class Worktree:
         self.path = self.root / "worktree"
         self.repo = ""
         self.base = ""
+        self.git_dir: Path | None = None  # the worktree's own git directory
 
     def prepare(self) -> None:
         """Make the worktree at the base commit; ConfigError says why it cannot be."""
@@ -68,11 +69,20 @@ class Worktree:
         # the same name from starting again after a kill, and no `worktree prune` (which
         # would drop the worktrees of workers on other machines sharing the repository)
         git("worktree", "add", "--quiet", "--detach", str(self.path), self.base, cwd=self.repo)
+        git_dir = Path(git("rev-parse", "--git-dir", cwd=self.path).strip())
+        self.git_dir = git_dir if git_dir.is_absolute() else self.path / git_dir
 
     def _abort_unfinished(self) -> None:
-        """Abort a merge, rebase or cherry-pick the tool left half-done (conflicts)."""
-        for command in ("merge", "rebase", "cherry-pick"):
-            git(command, "--abort", cwd=self.path, check=False)
+        """Abort a merge, rebase or cherry-pick the tool left half-done (conflicts): the
+        state files git keeps for them say which (no git process when there is none)."""
+        signs = {
+            "merge": ("MERGE_HEAD",),
+            "rebase": ("rebase-merge", "rebase-apply"),
+            "cherry-pick": ("CHERRY_PICK_HEAD", "sequencer"),
+        }
+        for command, names in signs.items():
+            if self.git_dir is None or any((self.git_dir / n).exists() for n in names):
+                git(command, "--abort", cwd=self.path, check=False)
 
     def reset(self) -> None:
         """Back to the base commit: no change, no untracked file, no merge in progress."""
