@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from toolfleet.keys import RedisLike, lease_key, seq_key, session_key
+from toolfleet.models import InstanceHealth
 
 __all__ = [
     "acquire",
@@ -14,6 +15,7 @@ __all__ = [
     "read_session",
     "release",
     "renew",
+    "unleased",
     "write_session",
 ]
 
@@ -73,6 +75,21 @@ def holder(client: RedisLike, worker: str) -> str | None:
     """The session holding ``worker``, if any."""
     raw = client.get(lease_key(worker))
     return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def unleased(client: RedisLike, records: list[InstanceHealth]) -> list[InstanceHealth]:
+    """``records`` with the session of every worker whose lease key is free cleared: a
+    health record names the session for up to a heartbeat's debounce after it ended,
+    the lease key is the truth (one MGET)."""
+    leased = [r for r in records if r.session is not None]
+    if not leased:
+        return records
+    free = {
+        r.worker
+        for r, held in zip(leased, client.mget([lease_key(r.worker) for r in leased]), strict=True)
+        if held is None
+    }
+    return [r.model_copy(update={"session": None}) if r.worker in free else r for r in records]
 
 
 def write_session(client: RedisLike, session: str, info: dict[str, Any], ttl: float) -> None:

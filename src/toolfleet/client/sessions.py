@@ -187,8 +187,9 @@ def open_session(
     session_id = uuid.uuid4().hex[:16]
     end = time.monotonic() + wait
     refusals: list[str] = []
+    pause = 0.005  # between looks, doubling to 0.1 s: an instance resetting is soon free
     while True:
-        records = fleet.status(profile)
+        records = leases.unleased(client, fleet.status(profile))
         if worker is not None:
             records = [r for r in records if r.worker == worker]
         turn = int(client.incr(rr_key(profile))) - 1 if strategy == "round-robin" else 0
@@ -226,7 +227,8 @@ def open_session(
             )
         if strategy == "round-robin":
             client.decr(rr_key(profile))  # this turn was not used
-        time.sleep(0.1)
+        time.sleep(pause)
+        pause = min(0.1, pause * 2)
 
 
 def attach(fleet: FleetLike, session_id: str) -> Session:

@@ -42,6 +42,7 @@ class Heartbeat:
         self.writes = 0
         self._written_state: object = None
         self._wake = threading.Event()
+        self._urgent = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,8 +52,11 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="toolfleet-heartbeat", daemon=True)
         self._thread.start()
 
-    def notify(self) -> None:
-        """A state changed: write soon (from any thread)."""
+    def notify(self, urgent: bool = False) -> None:
+        """A state changed: write soon (from any thread); ``urgent``: without waiting for
+        the debounce (an instance back from a restart or a reset, which producers
+        waiting for a session are looking for)."""
+        self._urgent = self._urgent or urgent
         self._wake.set()
 
     def beat(self) -> None:
@@ -84,7 +88,9 @@ class Heartbeat:
         while not self._stop.is_set():
             woken = self._wake.wait(max(0.0, due - time.monotonic()))
             if woken:
-                self._stop.wait(self.debounce)
+                if not self._urgent:
+                    self._stop.wait(self.debounce)
+                self._urgent = False
                 self._wake.clear()
             if self._stop.is_set():
                 break

@@ -148,7 +148,7 @@ class HeartbeatStep(_ConsumerStep):
             # carries it, and the orphan sweep waits longer than an interval
             state=lambda: (sup.public_state, sup.session),
         )
-        sup.subscribe(lambda *_: beat.notify())
+        sup.subscribe(lambda old, new: beat.notify(urgent=old == "restarting"))
         beat.start()
 
     def end(self) -> None:

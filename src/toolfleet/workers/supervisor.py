@@ -40,6 +40,8 @@ class Supervisor:
         self._lock = threading.RLock()
         self.policy = RestartPolicy(self.profile)
         self._stop = threading.Event()
+        #: wakes the watcher before its next tick (a session ended: reset now)
+        self._kick = threading.Event()
         self._watcher: threading.Thread | None = None
         #: the session holding the instance, and the generation it was leased at
         self.session: str | None = None
@@ -105,6 +107,7 @@ class Supervisor:
     def stop(self) -> None:
         """Exit the tool gracefully and stop watching it."""
         self._stop.set()
+        self._kick.set()
         with self._lock:
             self._set("stopping")
             self.instance.close()
@@ -178,10 +181,17 @@ class Supervisor:
 
     def _watch(self) -> None:
         """The watcher thread: it must outlive any error, or nothing restarts the tool."""
-        ticks = 0
-        while not self._stop.wait(0.2):
-            ticks += 1
-            for step in [*(self.periodic if ticks % 5 == 0 else []), self._tend]:
+        periodic_due = time.monotonic() + 1.0
+        while not self._stop.is_set():
+            self._kick.wait(0.2)
+            self._kick.clear()
+            if self._stop.is_set():
+                break
+            steps: list[Callable[[], object]] = [self._tend]
+            if time.monotonic() >= periodic_due:  # about once a second
+                steps = [*self.periodic, self._tend]
+                periodic_due = time.monotonic() + 1.0
+            for step in steps:
                 try:
                     step()
                 except Exception as exc:
@@ -225,10 +235,12 @@ class Supervisor:
             self._lock.release()
 
     def end_session(self) -> None:
-        """Unpin; the instance is reset (by the watcher) before it serves anyone else."""
+        """Unpin; the instance is reset (by the watcher, woken now) before it serves
+        anyone else."""
         self.session = None
         self.session_generation = None
         self.reset_pending = True
+        self._kick.set()
 
     def _reset(self) -> None:
         """Clear the instance's state: the profile's reset commands, else a restart."""
