@@ -3,7 +3,10 @@ prompt's end is read, and how a bulk run reports its progress."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,7 +20,8 @@ from toolfleet.keys import RUNS, run_key
 from toolfleet.models import Changes, InstanceHealth, Usage
 from toolfleet.settings import Settings
 from toolfleet.web.access import Access, Scrubber, access_for, is_loopback
-from toolfleet.web.output import OutputBuffer, ending_of
+from toolfleet.web.feed import StateFeed
+from toolfleet.web.output import OutputBuffer, OutputHub, ending_of
 from toolfleet.web.view import change_row, instance_row, run_row, session_rows
 
 TOKEN = "web-token-0123456789abcdef"
@@ -227,6 +231,16 @@ def test_endings_from_celery_results() -> None:
     assert ending_of({"status": "REVOKED", "result": None})["status"] == "PromptCancelled"
 
 
+def test_the_output_hub_follows_at_most_its_most() -> None:
+    hub = OutputHub(None, str, Scrubber([]), most=2)
+    first, second = hub.watch("p1"), hub.watch("p2")
+    assert first is not None and second is not None
+    assert hub.watch("p3") is None  # refused: 2 followed
+    assert hub.watch("p1") is first and first.viewers == 2
+    hub.leave(first)
+    assert first.viewers == 1
+
+
 def test_an_output_buffer_keeps_at_most_its_cap() -> None:
     buffer = OutputBuffer("p", cap=10)
     buffer.add("12345")
@@ -321,3 +335,45 @@ def test_a_progress_write_that_fails_does_not_stop_the_run(
 
 def test_a_fleet_without_an_app_reports_nothing() -> None:
     assert RunProgress.of(object(), "echo") is None
+
+
+# ---- one read for every viewer ----------------------------------------------------------
+
+
+def test_the_feed_reads_every_interval_while_viewed_and_idles_otherwise() -> None:
+    reads: list[float] = []
+
+    def read() -> dict[str, Any]:
+        reads.append(time.monotonic())
+        return {"reads": len(reads) // 3}  # changes every third read
+
+    async def until(predicate: Any) -> None:
+        end = time.monotonic() + 10
+        while not predicate():
+            assert time.monotonic() < end, "not within 10 s"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            feed = StateFeed(read, lambda s, e: {**(s or {}), "e": e}, str, pool, 0.02, 3600)
+            task = asyncio.create_task(feed.run())
+            await until(lambda: len(reads) == 1)
+            await asyncio.sleep(0.3)  # 15 intervals: nobody views, nothing is read
+            assert len(reads) == 1 and feed.version == 1
+            waiter = feed.subscribe()  # a viewer: read at once, then every interval
+            await until(lambda: len(reads) >= 8)
+            # a state equal to the last one is not sent again
+            assert json.loads(feed.payload)["seq"] == feed.version
+            assert feed.version < len(reads)
+            assert waiter.is_set()
+            feed.unsubscribe(waiter)
+            await asyncio.sleep(0.1)
+            idle = len(reads)
+            await asyncio.sleep(0.3)
+            assert len(reads) == idle  # idle again
+            await feed.fresh()  # a request for the state: read now
+            assert len(reads) == idle + 1
+            feed.stop()
+            await task
+
+    asyncio.run(scenario())

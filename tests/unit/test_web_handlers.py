@@ -239,6 +239,7 @@ class WebTest(AsyncHTTPTestCase):
 
     def test_a_prompts_output_stream_then_how_it_ended(self) -> None:
         buffer = self.dashboard.output.watch(PROMPT)
+        assert buffer is not None
         self.dashboard.output.leave(buffer)
         buffer.add("line 0\n")
         buffer.add("line 1\n")

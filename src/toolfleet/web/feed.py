@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class StateFeed:
-    """Calls ``read`` (in ``executor``) every ``interval`` seconds, or at once when
-    poked (after an action), and hands the newest state to every viewer.
+    """Calls ``read`` (in ``executor``) every ``interval`` seconds while someone views
+    the page (every ``idle`` seconds while nobody does), or at once when poked (a new
+    viewer, an action), and hands the newest state to every viewer.
 
     ``finish`` turns what ``read`` returned (None after an error) and the error's
     one-line description into the page's JSON. A state equal to the last one is not
@@ -32,12 +34,14 @@ class StateFeed:
         describe: Callable[[BaseException], str],
         executor: Executor,
         interval: float,
+        idle: float = 5.0,
     ) -> None:
         self.read = read
         self.finish = finish
         self.describe = describe
         self.executor = executor
         self.interval = interval
+        self.idle = max(idle, interval)
         self.version = 0
         self.payload = ""
         self._body = ""
@@ -45,6 +49,9 @@ class StateFeed:
         self._waiters: set[asyncio.Event] = set()
         self._poke = asyncio.Event()
         self._stopped = asyncio.Event()
+        #: set after each read (then replaced), for :meth:`fresh`
+        self._cycle = asyncio.Event()
+        self._read_at = -math.inf
 
     async def run(self) -> None:
         """Read until :meth:`stop`."""
@@ -59,7 +66,10 @@ class StateFeed:
                 state, error = None, self.describe(exc)
                 log.warning("cannot read the fleet: %s", error)
             self.publish(state, error)
-            left = self.interval - (loop.time() - began)
+            self._cycle.set()
+            self._cycle = asyncio.Event()
+            every = self.interval if self._waiters else self.idle
+            left = every - (loop.time() - began)
             if left > 0 and not self._poke.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._poke.wait(), left)
@@ -67,6 +77,16 @@ class StateFeed:
     def poke(self) -> None:
         """Read again now (something changed the fleet)."""
         self._poke.set()
+
+    async def fresh(self) -> None:
+        """Return once the state is at most ``interval`` seconds old (reading it now if
+        nobody views the page), or after a few seconds of trying."""
+        if time.monotonic() - self._read_at <= self.interval or self._stopped.is_set():
+            return
+        cycle = self._cycle
+        self.poke()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cycle.wait(), self.interval + 5.0)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -82,6 +102,7 @@ class StateFeed:
         """Make ``state`` (None: keep the last one, with ``error``) the newest, if new."""
         if state is not None:
             self._last = state
+            self._read_at = time.monotonic()
         page = self.finish(self._last, error)
         body = json.dumps(page, sort_keys=True)
         if body == self._body:
@@ -96,6 +117,8 @@ class StateFeed:
         """An event set at each new state (clear it after reading :attr:`payload`)."""
         waiter = asyncio.Event()
         self._waiters.add(waiter)
+        if time.monotonic() - self._read_at > self.interval:
+            self.poke()  # the feed idled: read now
         return waiter
 
     def unsubscribe(self, waiter: asyncio.Event) -> None:

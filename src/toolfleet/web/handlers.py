@@ -241,7 +241,8 @@ class IndexHandler(BaseHandler):
 class StateHandler(BaseHandler):
     """``/api/state``: the newest state (the JSON the event stream sends)."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.dashboard.feed.fresh()
         self.set_header("Content-Type", "application/json")
         self.finish(self.dashboard.feed.payload or "{}")
 
@@ -318,15 +319,17 @@ class OutputHandler(_Stream):
         if not valid_prompt_id(prompt_id):
             raise refused(400, "no prompt id")
         hub = self.dashboard.output
-        await self.begin()
+        buffer = hub.watch(prompt_id)
+        if buffer is None:
+            raise refused(503, f"{hub.most} prompts' output is followed already")
         try:
             sent = int(self.request.headers.get("Last-Event-ID", "-1")) + 1
         except ValueError:
             sent = 0
-        buffer = hub.watch(prompt_id)
         waiter = asyncio.Event()
         buffer.waiters.add(waiter)
         try:
+            await self.begin()
             while not self.closed.is_set():
                 with hub.lock:
                     chunks, ending = buffer.chunks[sent:], buffer.ending

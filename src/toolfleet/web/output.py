@@ -80,7 +80,7 @@ class OutputHub:
     blocking XREAD over all of them (``block_ms``), and every ``check_every`` seconds one
     MGET of their results, to end those that finished (also those with no stream: a
     prompt answered within 100 ms). A buffer nobody watches for ``linger`` seconds is
-    dropped; each keeps at most ``cap`` characters."""
+    dropped; each keeps at most ``cap`` characters, and at most ``most`` are followed."""
 
     def __init__(
         self,
@@ -92,6 +92,7 @@ class OutputHub:
         check_every: float = 0.25,
         cap: int = 1 << 20,
         linger: float = 30.0,
+        most: int = 256,
     ) -> None:
         self.client: Any = client
         self.result_key = result_key
@@ -100,6 +101,7 @@ class OutputHub:
         self.check_every = check_every
         self.cap = cap
         self.linger = linger
+        self.most = most
         self.buffers: dict[str, OutputBuffer] = {}
         self.lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,11 +120,14 @@ class OutputHub:
 
     # -- the event loop's side
 
-    def watch(self, prompt_id: str) -> OutputBuffer:
-        """The buffer of ``prompt_id`` with one more viewer (followed from now on)."""
+    def watch(self, prompt_id: str) -> OutputBuffer | None:
+        """The buffer of ``prompt_id`` with one more viewer (followed from now on), or
+        None when ``most`` prompts are followed already."""
         with self.lock:
             buffer = self.buffers.get(prompt_id)
             if buffer is None:
+                if len(self.buffers) >= self.most:
+                    return None
                 buffer = self.buffers[prompt_id] = OutputBuffer(prompt_id, self.cap)
             buffer.viewers += 1
         self._wake.set()
