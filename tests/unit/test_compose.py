@@ -43,7 +43,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 
-TOOLFLEET_SERVICES = [*WORKERS, "flower", "exporter", "producer"]
+TOOLFLEET_SERVICES = [*WORKERS, "flower", "exporter", "web", "producer"]
 
 # `${NAME...}` or `$NAME` as Compose interpolates it (`$$` is a literal dollar)
 _REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
@@ -344,7 +344,7 @@ def test_the_interpolation_helper_follows_compose():
 
 def test_the_compose_file_refuses_to_start_without_secrets():
     text = COMPOSE.read_text(encoding="utf-8")
-    for name in ("REDIS_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD"):
+    for name in ("REDIS_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "WEB_TOKEN"):
         assert re.search(rf"\$\{{{name}:\?", text), f"{name} is not required"
 
 
@@ -403,10 +403,10 @@ def test_env_example_entries_are_commented_and_safe():
         assert not _ENV_LINE.match(comment), f"{name} has no comment above it"
         assert not re.search(r"sk-[A-Za-z0-9]{20,}", value), f"{name} looks like a real key"
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text(encoding="utf-8")))
-    assert required == {"REDIS_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD"}
+    assert required == {"REDIS_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "WEB_TOKEN"}
     active = active_example_env()
     assert required <= active.keys(), "cp .env.example .env must give a working config"
-    for name in ("REDIS_PASSWORD", "FLOWER_PASSWORD"):
+    for name in ("REDIS_PASSWORD", "FLOWER_PASSWORD", "WEB_TOKEN"):
         assert "change-me" in active[name], f"{name} placeholder must be obviously fake"
     # the password is part of the broker URL
     assert re.fullmatch(r"[A-Za-z0-9._~-]+", active["REDIS_PASSWORD"])

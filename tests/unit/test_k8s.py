@@ -295,7 +295,7 @@ def test_the_kustomization_renders_and_every_rendered_object_validates(tmp_path,
     kinds = [object_id(o) for o in rendered]
     assert ("StatefulSet/redis" in kinds) == (redis_choice == "redis")
     secrets = {o["metadata"]["name"] for o in rendered if o["kind"] == "Secret"}
-    assert len(secrets) == 3 and all(
+    assert len(secrets) == 4 and all(
         re.fullmatch(r"toolfleet-\w+-[a-z0-9]{10}", s) for s in secrets
     )
     # the generated names (with their hash) are what every reference names, KEDA's too
@@ -336,7 +336,13 @@ def test_toolfleet_commands_in_the_manifests_are_real(where, args):
 
 def test_every_toolfleet_command_is_found():
     found = {" ".join(args[:2]) for _, args in toolfleet_commands()}
-    assert found == {"toolfleet worker", "toolfleet check", "toolfleet drain", "toolfleet exporter"}
+    assert found == {
+        "toolfleet worker",
+        "toolfleet check",
+        "toolfleet drain",
+        "toolfleet exporter",
+        "toolfleet web",
+    }
 
 
 def test_a_worker_deployment_per_profile_with_its_probes_and_drain():
@@ -418,7 +424,7 @@ def toolfleet_containers() -> list[tuple[str, dict[str, Any]]]:
 
 def test_every_toolfleet_pod_gets_every_setting():
     settings = {f"TOOLFLEET_{name.upper()}" for name in Settings.model_fields}
-    assert len(toolfleet_containers()) == 5  # three workers, Flower, the exporter
+    assert len(toolfleet_containers()) == 6  # three workers, Flower, the exporter, web
     for where, container in toolfleet_containers():
         given = {k for k in container_env(container) if k.startswith("TOOLFLEET_")}
         assert given == settings, f"{where}: {given ^ settings}"
