@@ -22,7 +22,7 @@ from toolfleet.settings import Settings
 from toolfleet.web.access import Access, Scrubber, access_for, is_loopback
 from toolfleet.web.feed import StateFeed
 from toolfleet.web.output import OutputBuffer, OutputHub, ending_of
-from toolfleet.web.view import change_row, instance_row, run_row, session_rows
+from toolfleet.web.view import change_row, instance_row, natural, run_row, session_rows
 
 TOKEN = "web-token-0123456789abcdef"
 NOW = 1_800_000_000.0
@@ -147,6 +147,11 @@ def test_an_instance_row_has_what_the_page_shows_and_no_heartbeat_time() -> None
     assert "updated_at" not in row
     assert instance_row(record.model_copy(update={"updated_at": NOW + 2})) == row
     json.dumps(row)
+
+
+def test_workers_are_listed_in_natural_order() -> None:
+    names = ["echo10@h", "echo2@h", "bash1@h", "echo1@h", "echo1@g"]
+    assert sorted(names, key=natural) == ["bash1@h", "echo1@g", "echo1@h", "echo2@h", "echo10@h"]
 
 
 def test_sessions_come_from_the_records_holding_them() -> None:

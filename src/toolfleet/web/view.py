@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -13,7 +14,7 @@ from toolfleet.health import CLOCK_SLACK
 from toolfleet.keys import CHANGES_INDEX, RUNS, WORKERS, RedisLike, change_key, health_key, run_key
 from toolfleet.models import Changes, InstanceHealth
 
-__all__ = ["FleetView", "change_row", "instance_row", "run_row", "session_rows"]
+__all__ = ["FleetView", "change_row", "instance_row", "natural", "run_row", "session_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ _FILES_SHOWN = 20
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def natural(name: str) -> tuple[Any, ...]:
+    """A sort key putting ``echo2`` before ``echo10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def instance_row(record: InstanceHealth) -> dict[str, Any]:
@@ -154,7 +160,7 @@ class FleetView:
         replies = list(pipe.execute()) if workers or runs or wanted else []
         raw_health = replies.pop(0) if workers else []
         raw_changes = replies.pop() if wanted else []
-        records = self._records(raw_health)
+        records = sorted(self._records(raw_health), key=lambda r: natural(r.worker))
         self._store_changes(wanted, raw_changes)
         self.reads += 1
         with self._lock:
