@@ -250,7 +250,7 @@ def test_sessions_map_runs_and_changes_in_progress(env: Env, page: Any) -> None:
             page.locator(f'#changes tr[data-change="{change.id}"] button.diff-button').click()
             eventually(lambda: "+# DOC_ID: m0" in page.inner_text("#changes"), 10, "the diff")
             shot = os.environ.get("TOOLFLEET_WEB_SCREENSHOT") or str(env.tmp / "web.png")
-            page.screenshot(path=shot)
+            page.screenshot(path=shot, full_page=True)
         finally:
             go.touch()
             runner.join(60)
