@@ -37,6 +37,7 @@ from typing import Any
 from harness import BENCH, Procs, stats, timed, with_redis
 
 from toolfleet import Fleet
+from toolfleet.client.applier import Applier
 from toolfleet.client.bulk import run_map
 from toolfleet.client.items import expand_steps
 from toolfleet.profiles import BUILTIN_PROFILES
@@ -160,12 +161,15 @@ def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
                     procs.toolfleet_worker(f"{agent}-wt", f"{agent}-wt{i}")
                 fleet.wait_ready(WORKERS, profile=f"{agent}-wt", timeout=300)
                 started = time.perf_counter()
-                applied = 0
                 items = expand_steps([STEP], names)
-                for outcome in run_map(fleet, items, profile=f"{agent}-wt", in_flight=WORKERS):
-                    assert outcome.ok, (outcome.key, outcome.error)
-                    assert outcome.changes is not None and outcome.changes.commit
-                    applied += len(fleet.changes.apply([outcome.changes.id], repo=repo).applied)
+                # as `toolfleet map --apply` runs it: the default in-flight count, each
+                # change merged as its item completes, in a thread beside the run
+                with Applier(fleet.changes, repo=repo) as applier:
+                    for outcome in run_map(fleet, items, profile=f"{agent}-wt", in_flight=8):
+                        assert outcome.ok, (outcome.key, outcome.error)
+                        assert outcome.changes is not None and outcome.changes.commit
+                        applier.add(outcome.changes.id)
+                applied = len(applier.result.applied)
                 elapsed = time.perf_counter() - started
                 assert applied == files and headers_ok(repo, names) == files
                 result["rollout"] = {

@@ -10,8 +10,8 @@ import click
 from rich.table import Table
 
 from toolfleet.cli.common import connect, console, error, fail
+from toolfleet.client.applier import Applier
 from toolfleet.client.changes import ApplyResult
-from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapOutcome
 from toolfleet.errors import ToolfleetError
 from toolfleet.gitops import git, is_url
@@ -133,18 +133,12 @@ def worktree_root(profile: str | None) -> Path | None:
         raise click.UsageError(f"profile {profile!r} works in worktrees of {repo}: {exc}") from None
 
 
-def apply_as_done(fleet: Fleet, outcome: MapOutcome, result: ApplyResult) -> None:
-    """--apply: merge an ok item's change into the checked-out branch as it completes."""
+def apply_as_done(outcome: MapOutcome, applier: Applier) -> None:
+    """--apply: merge an ok item's change into the checked-out branch as it completes
+    (in the applier's thread: the map goes on meanwhile)."""
     changes = outcome.changes
-    if not outcome.ok or changes is None or changes.commit is None:
-        return
-    try:
-        done = fleet.changes.apply([changes.id])
-    except ToolfleetError as exc:
-        result.conflicts[changes.id] = [f"{type(exc).__name__}: {exc.message}"]
-        return
-    result.applied += done.applied
-    result.conflicts.update(done.conflicts)
+    if outcome.ok and changes is not None and changes.commit is not None:
+        applier.add(changes.id)
 
 
 def refuse_dirty() -> None:

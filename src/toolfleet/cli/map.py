@@ -15,6 +15,7 @@ from rich.console import Console
 from toolfleet.cli.changes import apply_as_done, refuse_dirty, worktree_root
 from toolfleet.cli.common import fail
 from toolfleet.cli.map_report import drive, failures_table, spent, summary_line, summary_table
+from toolfleet.client.applier import Applier
 from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapItem, MapOutcome, expand_steps, expand_template, read_jsonl
@@ -254,17 +255,21 @@ def map_command(
         if run.skipped:
             err.print(f"{len(run.skipped)} of {run.total} items already ok in {journal}")
 
-        applied = ApplyResult()
+        applier = None
         if apply:
             refuse_dirty()
+            applier = Applier(fleet.changes)
 
         def emit(outcome: MapOutcome) -> None:
-            if apply:
-                apply_as_done(fleet, outcome, applied)
+            if applier is not None:
+                apply_as_done(outcome, applier)
             if as_json:
                 click.echo(json.dumps(outcome.to_record(), ensure_ascii=False))
 
-        outcomes, quit_now = drive(run, err, emit)
+        try:
+            outcomes, quit_now = drive(run, err, emit)
+        finally:
+            applied = applier.close() if applier is not None else ApplyResult()
 
     if as_json:
         err.print(summary_line(outcomes, run), highlight=False)

@@ -43,13 +43,15 @@ class ChangeBook:
     def wait(self, change: str, timeout: float = 10.0) -> Changes | None:
         """The record of ``change`` once its worker has written it (None after ``timeout``)."""
         end = time.monotonic() + timeout
+        pause = 0.005  # the worker commits in tens of milliseconds: look soon, then less
         while True:
             try:
                 return self.get(change)
             except UnknownChange:
                 if time.monotonic() >= end:
                     return None
-                time.sleep(0.05)
+                time.sleep(pause)
+                pause = min(0.05, pause * 1.5)
 
     def records(self, pending: bool = False) -> list[Changes]:
         """Every live change record, oldest first (only the pending ones with ``pending``)."""

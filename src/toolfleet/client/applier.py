@@ -1,0 +1,73 @@
+"""Applies items' changes as they complete, in a thread of its own, so a map goes on."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from types import TracebackType
+
+from toolfleet.client.changes import ApplyResult, ChangeBook
+from toolfleet.errors import ToolfleetError
+
+__all__ = ["Applier"]
+
+
+class Applier:
+    """Merges changes into a checkout one at a time, in the order given, while the caller
+    goes on (a map keeps its instances busy instead of waiting for each merge).
+
+    :meth:`close` waits for the merges asked for and returns what they did; a change
+    that could not be applied (a conflict, or an error such as DirtyTarget) is listed
+    in ``conflicts`` with the reason.
+    """
+
+    def __init__(
+        self,
+        book: ChangeBook,
+        repo: str | os.PathLike[str] = ".",
+        onto: str | None = None,
+    ) -> None:
+        self.book = book
+        self.repo = repo
+        self.onto = onto
+        self.result = ApplyResult()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="toolfleet-apply", daemon=True)
+        self._thread.start()
+
+    def add(self, change: str) -> None:
+        """Apply ``change`` after those added before it."""
+        self._queue.put(change)
+
+    def close(self) -> ApplyResult:
+        """Wait for every change added; what was applied and what conflicted."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        return self.result
+
+    def _run(self) -> None:
+        while (change := self._queue.get()) is not None:
+            try:
+                done = self.book.apply([change], repo=self.repo, onto=self.onto)
+            except ToolfleetError as exc:
+                self.result.conflicts[change] = [f"{type(exc).__name__}: {exc.message}"]
+                continue
+            except Exception as exc:  # never lost: reported with the change
+                self.result.conflicts[change] = [f"{type(exc).__name__}: {exc}"]
+                continue
+            self.result.applied += done.applied
+            self.result.empty += done.empty
+            self.result.conflicts.update(done.conflicts)
+
+    def __enter__(self) -> Applier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
