@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +21,12 @@ from toolfleet.keys import RUNS, run_key
 from toolfleet.models import Changes, InstanceHealth, Usage
 from toolfleet.settings import Settings
 from toolfleet.web.access import Access, Scrubber, access_for, is_loopback
+from toolfleet.web.actions import checkout_of
 from toolfleet.web.feed import StateFeed
 from toolfleet.web.output import OutputBuffer, OutputHub, ending_of
 from toolfleet.web.view import change_row, instance_row, natural, run_row, session_rows
+
+from ..gitrepo import make_repo
 
 TOKEN = "web-token-0123456789abcdef"
 NOW = 1_800_000_000.0
@@ -382,3 +386,27 @@ def test_the_feed_reads_every_interval_while_viewed_and_idles_otherwise() -> Non
             await task
 
     asyncio.run(scenario())
+
+
+# ---- where apply merges -------------------------------------------------------------
+
+
+def test_apply_goes_into_the_repo_given_or_the_checkout_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.py": "x = 1\n"})
+    (repo / "sub").mkdir()
+    assert checkout_of(repo / "sub") == (repo, "")  # the checkout's top
+    monkeypatch.chdir(repo / "sub")
+    assert checkout_of(None) == (repo, "")
+    elsewhere = tmp_path / "plain"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    top, why = checkout_of(None)
+    assert top is None
+    assert why == "no git checkout to apply into: start toolfleet web in one, or with --repo PATH"
+    top, why = checkout_of(elsewhere)
+    assert top is None
+    assert why.startswith(f"--repo {elsewhere} is no git checkout (git rev-parse ")
+    assert "not a git repository" in why
