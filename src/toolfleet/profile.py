@@ -58,6 +58,11 @@ class Profile(BaseModel):
         description="A regex finding the tool's usage report in an answer, with named "
         "groups among sent, received (token counts, '2.5k' allowed) and cost.",
     )
+    price_per_million: tuple[float, float] | None = Field(
+        None,
+        description="Money per million tokens sent and received, e.g. [1.25, 10.0]: the "
+        "cost of answers whose tool reports tokens but no cost (Gemini CLI, Codex).",
+    )
     strip_output: list[str] = Field(
         default_factory=list,
         description="Regexes removed once each from a raw response, in order (screen furniture).",
@@ -115,6 +120,13 @@ class Profile(BaseModel):
     restart_backoff: float = Field(0.5, ge=0)
     crash_loop_restarts: int = Field(5, gt=0)
     crash_loop_window: float = Field(60.0, gt=0)
+
+    @field_validator("price_per_million")
+    @classmethod
+    def _prices(cls, prices: tuple[float, float] | None) -> tuple[float, float] | None:
+        if prices is not None and min(prices) < 0:
+            raise ValueError("price_per_million: prices are 0 or more")
+        return prices
 
     @field_validator("usage_pattern")
     @classmethod

@@ -39,6 +39,8 @@ from .conftest import _fresh_settings
 from .procs import Workers, env_for
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the worktree profiles' price_per_million (tokens sent, received)
+PRICES = (2.0, 8.0)
 AGENTS = ROOT / ".agents" / "node_modules" / ".bin"
 
 
@@ -201,7 +203,7 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path, repo: Path, agent: Age
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(
         f'[profiles.{agent.name}-wt]\nextends = "{agent.name}"\nworkspace = "worktree"\n'
-        f'repo = "{repo}"\n',
+        f'repo = "{repo}"\nprice_per_million = [{PRICES[0]}, {PRICES[1]}]\n',
         encoding="utf-8",
     )
     return _fresh_settings(redis_server, profiles=profiles)
@@ -250,6 +252,10 @@ def test_a_killed_agent_is_restarted_and_its_session_is_lost(
         first = session.send("hello").get(timeout=60)
         assert first.output.startswith("Reply #") and first.usage is not None
         assert first.tool_calls == []
+        # money: the protocol's own figure (Claude Code), else the profile's token prices
+        usage = first.usage
+        tokens = (usage.sent * PRICES[0] + usage.received * PRICES[1]) / 1_000_000
+        assert usage.cost > 0 and (agent.priced or usage.cost == pytest.approx(tokens))
         os.kill(first.pid, signal.SIGKILL)
         eventually(
             lambda: any(

@@ -62,3 +62,17 @@ def test_usage_sums() -> None:
         sent=1, received=2, cost=0.3
     )
     assert Usage.total([None, None]) is None
+
+
+def test_token_prices_cost_what_a_tool_did_not_price() -> None:
+    from toolfleet.tool.usage import priced
+
+    tokens = Usage(sent=2_000_000, received=500_000)
+    assert priced(tokens, (1.25, 10.0)) == Usage(sent=2_000_000, received=500_000, cost=7.5)
+    reported = Usage(sent=10, received=10, cost=0.02)  # the tool's own figure wins
+    assert priced(reported, (1.25, 10.0)) is reported
+    assert priced(tokens, None) is tokens and priced(None, (1.0, 1.0)) is None
+    with pytest.raises(ValueError, match="0 or more"):
+        BUILTIN_PROFILES["codex"].model_validate(
+            {**BUILTIN_PROFILES["codex"].model_dump(), "price_per_million": [-1, 2]}
+        )

@@ -6,7 +6,7 @@ import re
 
 from toolfleet.models import Usage
 
-__all__ = ["parse_usage"]
+__all__ = ["parse_usage", "priced"]
 
 
 def _count(text: str | None) -> int:
@@ -31,3 +31,12 @@ def parse_usage(pattern: re.Pattern[str] | None, output: str) -> Usage | None:
         for m in pattern.finditer(output)
     ]
     return Usage.total(found)
+
+
+def priced(usage: Usage | None, prices: tuple[float, float] | None) -> Usage | None:
+    """``usage`` with its cost from ``prices`` (per million tokens sent, received) when
+    the tool reported tokens but no cost."""
+    if usage is None or prices is None or usage.cost > 0:
+        return usage
+    cost = (usage.sent * prices[0] + usage.received * prices[1]) / 1_000_000
+    return usage.model_copy(update={"cost": round(cost, 10)})

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
 from toolfleet.models import InstanceHealth, PromptResult, State, Usage
 from toolfleet.tool.interface import Instance
-from toolfleet.tool.usage import parse_usage
+from toolfleet.tool.usage import parse_usage, priced
 from toolfleet.workers.record import health_record
 from toolfleet.workers.restarts import RestartPolicy, recycle_reason
 from toolfleet.workers.stream import Streamer
@@ -320,6 +320,7 @@ class Supervisor:
                 streamer.end(answer.output)
             self.served += 1
             usage = answer.usage or parse_usage(self._usage, answer.output)
+            usage = priced(usage, self.profile.price_per_million)
             self.usage_total = Usage.total([self.usage_total, usage])
             pid, generation = self.instance.pid or 0, self.instance.generation
             if self._needs_recycle():
