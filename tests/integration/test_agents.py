@@ -267,3 +267,22 @@ def test_a_killed_agent_is_restarted_and_its_session_is_lost(
         )
         with pytest.raises(SessionLost):
             session.send("again").get(timeout=60)
+
+
+# Codex's fake model streams a text a line at a time (the others answer in one piece)
+@pytest.mark.parametrize("agent", [CODEX], ids=["codex"], indirect=True)
+def test_an_answer_streams_as_the_agent_writes_it(
+    agent: Agent, workers: Workers, server: Any, repo: Path
+) -> None:
+    if not agent.binary.is_file():
+        pytest.skip(f"{agent.name} is not installed: run scripts/agents-install")
+    make_repo(repo, {"src/m0.py": "VALUE = 0\n"})
+    (name,) = workers.start(f"{agent.name}-wt", 1, **worker_env(agent, server))
+    workers.wait_ready([name], timeout=180)
+    handle = workers.fleet.submit("count to 8", f"{agent.name}-wt")
+    chunks = [(chunk, handle.ready()) for chunk in handle.stream(timeout=60)]
+    result = handle.get(timeout=30)
+    expected = "\n".join(f"line {i}" for i in range(8))
+    assert result.output == expected
+    assert "".join(text for text, _ in chunks) == expected  # in order, nothing lost/doubled
+    assert len([text for text, stored in chunks if not stored]) >= 3, chunks  # live

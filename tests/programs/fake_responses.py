@@ -12,6 +12,7 @@ What it answers:
   ``# DOC_ID: <stem>`` on top of the file (in the agent's working directory); given
   the command's output, a short text.
 - Any text containing ``slow``: the reply comes after 30 s (to cancel it).
+- ``count to N``: the text ``line 0`` ... ``line N-1``, a line every 0.2 s (streamed).
 - Anything else: ``Reply #N: I have seen K user messages.`` (K: the user's own texts in
   the conversation, Codex's environment context left out).
 
@@ -93,6 +94,11 @@ class FakeResponses(ThreadingHTTPServer):
             return _message(f"Added the DOC_ID header to {_target(request) or 'the file'}.")
         if "slow" in request:
             time.sleep(30)
+        counted = _COUNT.search(request)
+        if counted:
+            record.update(kind="count")
+            lines = [f"line {i}" for i in range(int(counted[1]))]
+            return {**_message("\n".join(lines)), "_pace": 0.2}
         if "DOC_ID" in request:
             path = _target(request)
             if path is None or not (cwd / path).is_file():
@@ -111,6 +117,9 @@ class FakeResponses(ThreadingHTTPServer):
             }
         record.update(kind="text")
         return _message(f"Reply #{number}: I have seen {len(asked)} user messages.")
+
+
+_COUNT = re.compile(r"count to (\d+)")
 
 
 def _target(request: str) -> str | None:
@@ -139,6 +148,7 @@ class _Handler(JsonHandler):
             self.send_body(404, "application/json", b'{"error": {"message": "no route"}}')
             return
         item = self.server.answer(body)
+        pace = float(item.pop("_pace", 0.0))  # seconds between the text's lines
         rid = f"resp_{uuid.uuid4().hex[:8]}"
         started = {**item, "status": "in_progress"}
         if item["type"] == "message":
@@ -157,7 +167,8 @@ class _Handler(JsonHandler):
         if item["type"] == "message":
             delta = {"item_id": item["id"], "output_index": 0, "content_index": 0}
             text = item["content"][0]["text"]
-            events.append(("response.output_text.delta", {**delta, "delta": text}))
+            pieces = text.splitlines(keepends=True) if pace else [text]
+            events += [("response.output_text.delta", {**delta, "delta": p}) for p in pieces]
         events += [
             ("response.output_item.done", {"output_index": 0, "item": item}),
             (
@@ -165,11 +176,24 @@ class _Handler(JsonHandler):
                 {"response": {"id": rid, "status": "completed", "output": [item], "usage": usage}},
             ),
         ]
-        data = b"".join(
+        data = [
             f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n".encode()
             for kind, payload in events
-        )
-        self.send_body(200, "text/event-stream", data)
+        ]
+        if not pace:
+            self.send_body(200, "text/event-stream", b"".join(data))
+            return
+        # streamed as a model streams: each delta when its time comes
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for kind, chunk in zip((k for k, _ in events), data, strict=True):
+            self.wfile.write(chunk)
+            self.wfile.flush()
+            if kind == "response.output_text.delta":
+                time.sleep(pace)
 
 
 def serve(port: int = 0) -> tuple[FakeResponses, threading.Thread]:
