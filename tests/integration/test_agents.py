@@ -269,8 +269,9 @@ def test_a_killed_agent_is_restarted_and_its_session_is_lost(
             session.send("again").get(timeout=60)
 
 
-# Codex's fake model streams a text a line at a time (the others answer in one piece)
-@pytest.mark.parametrize("agent", [CODEX], ids=["codex"], indirect=True)
+# the fake models of Codex and Gemini CLI stream a text a line at a time (Claude Code's
+# stream-json gives whole messages only, without --include-partial-messages)
+@pytest.mark.parametrize("agent", [GEMINI, CODEX], ids=["gemini", "codex"], indirect=True)
 def test_an_answer_streams_as_the_agent_writes_it(
     agent: Agent, workers: Workers, server: Any, repo: Path
 ) -> None:

@@ -12,6 +12,7 @@ What it answers:
   absolute with the workspace directory Gemini CLI states in its context; given the
   call's result, a short text.
 - Any text containing ``slow``: the reply comes after 30 s (to cancel it).
+- ``count to N``: the text ``line 0`` ... ``line N-1``, a line every 0.2 s (streamed).
 - Anything else: ``Reply #N: I have seen K user messages.`` (K: the user's own texts in
   the conversation, so that a test sees the history kept between prompts).
 
@@ -90,6 +91,14 @@ class FakeGemini(ThreadingHTTPServer):
         request = record["request"]
         if "slow" in request:
             time.sleep(30)
+        counted = re.search(r"count to (\d+)", request)
+        if counted:  # do_POST streams these parts one chunk at a time
+            record.update(kind="count")
+            lines = [f"line {i}" for i in range(int(counted[1]))]
+            return [
+                {"text": line + ("\n" if i < len(lines) - 1 else "")}
+                for i, line in enumerate(lines)
+            ]
         if "DOC_ID" in request:
             files = [p for p in _PATH.findall(request) if (cwd / p).is_file()]
             if not files:
@@ -114,6 +123,9 @@ class _Handler(JsonHandler):
     def do_POST(self) -> None:
         body = self.read_json()
         parts = self.server.answer(body)
+        if "stream" in self.path and len(parts) > 1 and all("text" in p for p in parts):
+            self._stream(body, parts)
+            return
         chunk = {
             "candidates": [
                 {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
@@ -129,6 +141,33 @@ class _Handler(JsonHandler):
             self.send_body(200, "text/event-stream", f"data: {json.dumps(chunk)}\r\n\r\n".encode())
         else:
             self.send_body(200, "application/json", json.dumps(chunk).encode())
+
+    def _stream(self, body: dict[str, Any], parts: list[dict[str, Any]]) -> None:
+        """Each part its own SSE chunk, 0.2 s apart, as a model streams its text."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            candidate: dict[str, Any] = {
+                "content": {"role": "model", "parts": [part]},
+                "index": 0,
+            }
+            chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
+            if last:
+                candidate["finishReason"] = "STOP"
+                prompt = len(json.dumps(body.get("contents", []))) // 4
+                chunk["usageMetadata"] = {
+                    "promptTokenCount": prompt,
+                    "candidatesTokenCount": 12,
+                    "totalTokenCount": prompt + 12,
+                }
+            self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+            self.wfile.flush()
+            if not last:
+                time.sleep(0.2)
 
 
 def serve(port: int = 0) -> tuple[FakeGemini, threading.Thread]:
