@@ -165,6 +165,7 @@ def _builtin() -> dict[str, Profile]:
             "--output-format",
             "stream-json",
             "--verbose",
+            "--include-partial-messages",
             # edits files without asking (bypassPermissions refuses to run as root)
             "--permission-mode",
             "acceptEdits",

@@ -17,6 +17,7 @@ What it answers:
   Claude Code states in its system prompt. A file that already has the header gets
   "No changes are needed."
 - Any text containing ``slow``: the reply comes after 30 s (to cancel it).
+- ``count to N``: the text ``line 0`` ... ``line N-1``, a line every 0.2 s (streamed).
 - Anything else: ``Reply #N: I have seen K user messages.``, K counting the user's text
   messages in the conversation (so that a test sees the history kept between prompts).
 
@@ -119,6 +120,11 @@ class FakeAnthropic(ThreadingHTTPServer):
             return [_text(f"Added the DOC_ID header to {path}.")], "end_turn"
         if "slow" in request:
             time.sleep(30)
+        counted = re.search(r"count to (\d+)", request)
+        if counted:  # streamed by do_POST a line a delta, 0.2 s apart
+            record.update(kind="count")
+            text = "\n".join(f"line {i}" for i in range(int(counted[1])))
+            return [{**_text(text), "_pace": 0.2}], "end_turn"
         if "DOC_ID" in request:
             found = [p for p in _PATH.findall(request) if (cwd / p).is_file()]
             if not found:
@@ -160,6 +166,7 @@ class _Handler(JsonHandler):
             self.send_json(404, {"type": "error", "error": {"type": "not_found_error"}})
             return
         blocks, stop = self.server.answer(body)
+        paces = [float(block.pop("_pace", 0.0)) for block in blocks]
         usage = {
             "input_tokens": len(json.dumps(body.get("messages", []))) // 4,
             "output_tokens": 12,
@@ -189,21 +196,26 @@ class _Handler(JsonHandler):
             "usage": {**usage, "output_tokens": 1},
         }
         self._event("message_start", {"type": "message_start", "message": start})
-        for index, block in enumerate(blocks):
+        for index, (block, pace) in enumerate(zip(blocks, paces, strict=True)):
             if block["type"] == "text":
                 opened = {"type": "text", "text": ""}
-                delta = {"type": "text_delta", "text": block["text"]}
+                pieces = block["text"].splitlines(keepends=True) if pace else [block["text"]]
+                deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
             else:
                 opened = {**block, "input": {}}
-                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+                partial = json.dumps(block["input"])
+                deltas = [{"type": "input_json_delta", "partial_json": partial}]
             self._event(
                 "content_block_start",
                 {"type": "content_block_start", "index": index, "content_block": opened},
             )
-            self._event(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": index, "delta": delta},
-            )
+            for number, delta in enumerate(deltas):
+                if number:
+                    time.sleep(pace)
+                self._event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
             self._event("content_block_stop", {"type": "content_block_stop", "index": index})
         end = {"stop_reason": stop, "stop_sequence": None}
         self._event(

@@ -18,6 +18,9 @@ class Turn:
 
     def __init__(self) -> None:
         self.text: list[str] = []
+        #: text of the message the agent is writing now, as it streams (a protocol that
+        #: then sends the whole message clears it and adds the message to ``text``)
+        self.live: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         self.done = False
         self.ok = True
@@ -26,7 +29,7 @@ class Turn:
 
     @property
     def so_far(self) -> str:
-        return "".join(self.text)
+        return "".join(self.text) + "".join(self.live)
 
 
 class AgentProtocol(ABC):

@@ -22,7 +22,9 @@ _SETTLE = 0.5
 
 
 class ClaudeStreamJson(AgentProtocol):
-    """``claude -p --input-format stream-json --output-format stream-json --verbose``."""
+    """``claude -p --input-format stream-json --output-format stream-json --verbose
+    --include-partial-messages``: the text of a message streams as ``stream_event``
+    deltas, then comes whole as an ``assistant`` message."""
 
     def __init__(self) -> None:
         self._cost_so_far = 0.0  # total_cost_usd is the process's running total
@@ -54,7 +56,13 @@ class ClaudeStreamJson(AgentProtocol):
 
     def feed(self, message: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
         kind = message.get("type")
-        if kind == "assistant":
+        if kind == "stream_event":  # --include-partial-messages: text as it is written
+            event = message.get("event") or {}
+            delta = event.get("delta") or {}
+            if event.get("type") == "content_block_delta" and delta.get("type") == "text_delta":
+                turn.live.append(str(delta.get("text", "")))
+        elif kind == "assistant":
+            turn.live.clear()  # the whole message: its text replaces the streamed pieces
             for block in _blocks(message):
                 if block.get("type") == "text":
                     turn.text.append(str(block.get("text", "")))
