@@ -33,14 +33,19 @@ import sys
 import threading
 import time
 import uuid
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 try:  # a module of tests.programs, or a script run from its folder
-    from .fakeserver import JsonHandler, run, serve_in_thread
+    from .fakeserver import FakeServer, JsonHandler, counted_lines, run, serve_in_thread
 except ImportError:
-    from fakeserver import JsonHandler, run, serve_in_thread  # type: ignore[no-redef]
+    from fakeserver import (  # type: ignore[no-redef]
+        FakeServer,
+        JsonHandler,
+        counted_lines,
+        run,
+        serve_in_thread,
+    )
 
 __all__ = ["HEADER", "FakeAnthropic", "claude_env", "serve"]
 
@@ -77,17 +82,9 @@ def _user_text(message: dict[str, Any]) -> str:
     return "\n".join(t for t in _texts(message) if not t.startswith("<system-reminder>"))
 
 
-class FakeAnthropic(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeAnthropic(FakeServer):
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        super().__init__((host, port), _Handler)
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+        super().__init__(port, _Handler, host)
 
     def answer(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """The reply's content blocks and its stop reason."""
@@ -100,10 +97,8 @@ class FakeAnthropic(ThreadingHTTPServer):
         asked = [m for m in messages if m.get("role") == "user" and _user_text(m)]
         last = messages[-1] if messages else {}
         request = _user_text(asked[-1]) if asked else ""
-        with self.lock:
-            number = len(self.requests) + 1
-            record: dict[str, Any] = {"n": number, "request": request[:200], "cwd": str(cwd)}
-            self.requests.append(record)
+        record = self.record(request=request[:200], cwd=str(cwd))
+        number = record["n"]
         results = _tool_results(last)
         if results:  # the agent ran the tool we asked for: go on with the edit
             tool_id = str(results[0].get("tool_use_id", ""))
@@ -120,11 +115,10 @@ class FakeAnthropic(ThreadingHTTPServer):
             return [_text(f"Added the DOC_ID header to {path}.")], "end_turn"
         if "slow" in request:
             time.sleep(30)
-        counted = re.search(r"count to (\d+)", request)
-        if counted:  # streamed by do_POST a line a delta, 0.2 s apart
+        lines = counted_lines(request)
+        if lines is not None:  # streamed by do_POST a line a delta, 0.2 s apart
             record.update(kind="count")
-            text = "\n".join(f"line {i}" for i in range(int(counted[1])))
-            return [{**_text(text), "_pace": 0.2}], "end_turn"
+            return [{**_text("".join(lines)), "_pace": 0.2}], "end_turn"
         if "DOC_ID" in request:
             found = [p for p in _PATH.findall(request) if (cwd / p).is_file()]
             if not found:
@@ -184,11 +178,7 @@ class _Handler(JsonHandler):
         if not body.get("stream"):
             self.send_json(200, message)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
+        self.start_stream()
         start = {
             **message,
             "content": [],
@@ -222,7 +212,6 @@ class _Handler(JsonHandler):
             "message_delta", {"type": "message_delta", "delta": end, "usage": {"output_tokens": 12}}
         )
         self._event("message_stop", {"type": "message_stop"})
-        self.close_connection = True
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         self.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())

@@ -26,14 +26,19 @@ import re
 import sys
 import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 try:  # a module of tests.programs, or a script run from its folder
-    from .fakeserver import JsonHandler, run, serve_in_thread
+    from .fakeserver import FakeServer, JsonHandler, counted_lines, run, serve_in_thread
 except ImportError:
-    from fakeserver import JsonHandler, run, serve_in_thread  # type: ignore[no-redef]
+    from fakeserver import (  # type: ignore[no-redef]
+        FakeServer,
+        JsonHandler,
+        counted_lines,
+        run,
+        serve_in_thread,
+    )
 
 __all__ = ["FakeGemini", "gemini_env", "serve"]
 
@@ -55,17 +60,9 @@ def _texts(content: dict[str, Any]) -> list[str]:
     return [str(p["text"]) for p in content.get("parts", []) if "text" in p]
 
 
-class FakeGemini(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeGemini(FakeServer):
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        super().__init__((host, port), _Handler)
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+        super().__init__(port, _Handler, host)
 
     def answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The reply's parts."""
@@ -76,10 +73,8 @@ class FakeGemini(ThreadingHTTPServer):
         # the user's own texts (the first user content also carries the CLI's context)
         asked = [_texts(c)[-1] for c in contents if c.get("role") == "user" and _texts(c)]
         last = contents[-1] if contents else {}
-        with self.lock:
-            number = len(self.requests) + 1
-            record: dict[str, Any] = {"n": number, "request": (asked or [""])[-1][:200]}
-            self.requests.append(record)
+        record = self.record(request=(asked or [""])[-1][:200])
+        number = record["n"]
         responses = [
             p["functionResponse"] for p in last.get("parts", []) if "functionResponse" in p
         ]
@@ -91,14 +86,10 @@ class FakeGemini(ThreadingHTTPServer):
         request = record["request"]
         if "slow" in request:
             time.sleep(30)
-        counted = re.search(r"count to (\d+)", request)
-        if counted:  # do_POST streams these parts one chunk at a time
+        lines = counted_lines(request)
+        if lines is not None:  # do_POST streams these parts one chunk at a time
             record.update(kind="count")
-            lines = [f"line {i}" for i in range(int(counted[1]))]
-            return [
-                {"text": line + ("\n" if i < len(lines) - 1 else "")}
-                for i, line in enumerate(lines)
-            ]
+            return [{"text": line} for line in lines]
         if "DOC_ID" in request:
             files = [p for p in _PATH.findall(request) if (cwd / p).is_file()]
             if not files:
@@ -144,11 +135,7 @@ class _Handler(JsonHandler):
 
     def _stream(self, body: dict[str, Any], parts: list[dict[str, Any]]) -> None:
         """Each part its own SSE chunk, 0.2 s apart, as a model streams its text."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self.start_stream()
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             candidate: dict[str, Any] = {

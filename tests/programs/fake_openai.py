@@ -46,14 +46,14 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 try:  # a module of tests.programs, or a script run from its folder
-    from .fakeserver import serve_in_thread
+    from .fakeserver import FakeServer, serve_in_thread
 except ImportError:
-    from fakeserver import serve_in_thread  # type: ignore[no-redef]
+    from fakeserver import FakeServer, serve_in_thread  # type: ignore[no-redef]
 
 FILES_PREFIX = "I have *added these files to the chat*"
 # aider's fences (aider/coders/base_coder.py all_fences), opening -> closing
@@ -202,14 +202,10 @@ class Hold:
         self._released.wait(300)
 
 
-class FakeOpenAI(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeOpenAI(FakeServer):
     def __init__(self, port: int, chunk_delay: float = 0.0, host: str = "127.0.0.1") -> None:
-        super().__init__((host, port), Handler)
+        super().__init__(port, Handler, host)
         self.chunk_delay = chunk_delay
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
         self.holds: list[Hold] = []
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -223,10 +219,6 @@ class FakeOpenAI(ThreadingHTTPServer):
         with self.lock:
             self.holds.append(held)
         return held
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
 
     def answer(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The reply's text for one chat request, and what was decided (for the log)."""

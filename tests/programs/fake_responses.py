@@ -28,14 +28,19 @@ import sys
 import threading
 import time
 import uuid
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 try:  # a module of tests.programs, or a script run from its folder
-    from .fakeserver import JsonHandler, run, serve_in_thread
+    from .fakeserver import FakeServer, JsonHandler, counted_lines, run, serve_in_thread
 except ImportError:
-    from fakeserver import JsonHandler, run, serve_in_thread  # type: ignore[no-redef]
+    from fakeserver import (  # type: ignore[no-redef]
+        FakeServer,
+        JsonHandler,
+        counted_lines,
+        run,
+        serve_in_thread,
+    )
 
 __all__ = ["FakeResponses", "codex_env", "serve"]
 
@@ -59,17 +64,9 @@ def _texts(item: dict[str, Any]) -> list[str]:
     return [str(c.get("text", "")) for c in content or [] if isinstance(c, dict)]
 
 
-class FakeResponses(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeResponses(FakeServer):
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        super().__init__((host, port), _Handler)
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+        super().__init__(port, _Handler, host)
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """The reply's one output item: a message, or a function call."""
@@ -85,20 +82,17 @@ class FakeResponses(ThreadingHTTPServer):
             if t and not t.lstrip().startswith("<")
         ]
         request = asked[-1] if asked else ""
-        with self.lock:
-            number = len(self.requests) + 1
-            record: dict[str, Any] = {"n": number, "request": request[:200]}
-            self.requests.append(record)
+        record = self.record(request=request[:200])
+        number = record["n"]
         if items and items[-1].get("type") == "function_call_output":
             record.update(kind="done")
             return _message(f"Added the DOC_ID header to {_target(request) or 'the file'}.")
         if "slow" in request:
             time.sleep(30)
-        counted = _COUNT.search(request)
-        if counted:
+        lines = counted_lines(request)
+        if lines is not None:
             record.update(kind="count")
-            lines = [f"line {i}" for i in range(int(counted[1]))]
-            return {**_message("\n".join(lines)), "_pace": 0.2}
+            return {**_message("".join(lines)), "_pace": 0.2}
         if "DOC_ID" in request:
             path = _target(request)
             if path is None or not (cwd / path).is_file():
@@ -117,9 +111,6 @@ class FakeResponses(ThreadingHTTPServer):
             }
         record.update(kind="text")
         return _message(f"Reply #{number}: I have seen {len(asked)} user messages.")
-
-
-_COUNT = re.compile(r"count to (\d+)")
 
 
 def _target(request: str) -> str | None:
@@ -184,11 +175,7 @@ class _Handler(JsonHandler):
             self.send_body(200, "text/event-stream", b"".join(data))
             return
         # streamed as a model streams: each delta when its time comes
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self.start_stream()
         for kind, chunk in zip((k for k, _ in events), data, strict=True):
             self.wfile.write(chunk)
             self.wfile.flush()

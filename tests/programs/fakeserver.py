@@ -1,17 +1,54 @@
-"""What the fake model servers share: a JSON handler, a thread to serve in, a main."""
+"""What the fake model servers share: a recording server, a JSON handler, a thread to
+serve in, a main."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
-__all__ = ["JsonHandler", "run", "serve_in_thread"]
+__all__ = ["FakeServer", "JsonHandler", "counted_lines", "run", "serve_in_thread"]
 
 S = TypeVar("S", bound=ThreadingHTTPServer)
+
+_COUNT = re.compile(r"count to (\d+)")
+
+
+def counted_lines(request: str) -> list[str] | None:
+    """For ``count to N``: the lines ``line 0`` ... ``line N-1`` of the answer every fake
+    streams a line every 0.2 s (each with its newline but the last); else None."""
+    found = _COUNT.search(request)
+    if found is None:
+        return None
+    return "\n".join(f"line {i}" for i in range(int(found[1]))).splitlines(keepends=True)
+
+
+class FakeServer(ThreadingHTTPServer):
+    """A model server on loopback that records each request it answers."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, port: int, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1"
+    ) -> None:
+        super().__init__((host, port), handler)
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """Append a record of a request, numbered from 1 (``n``), and return it."""
+        with self.lock:
+            record = {"n": len(self.requests) + 1, **fields}
+            self.requests.append(record)
+        return record
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -36,6 +73,15 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
         self.send_body(status, "application/json", json.dumps(payload).encode())
+
+    def start_stream(self) -> None:
+        """Headers of a server-sent event stream written as it comes, ended by closing."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
 
 
 def serve_in_thread(server: S, name: str) -> tuple[S, threading.Thread]:
