@@ -85,15 +85,12 @@ class AgentInstance:
             self.generation += 1
             self.prompts_served = 0
             profile = self.profile
-            env = {
-                k: v.replace("{instance_dir}", self.instance_dir) for k, v in profile.env.items()
-            }
             argv = [a.replace("{instance_dir}", self.instance_dir) for a in profile.argv]
             self._buffer.clear()
             self._messages.clear()
             self._eof = False
             self._wake.clear()
-            full_env = tool_env(env)
+            full_env = tool_env(profile.env, instance_dir=self.instance_dir)
             self.protocol.prepare(self.instance_dir, full_env)
             log_path = os.path.join(self.instance_dir, "agent.log")
             try:

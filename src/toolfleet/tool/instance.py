@@ -82,10 +82,8 @@ class ToolInstance:
             marker = profile.marker.replace("{nonce}", nonce)
             cont = profile.continuation.replace("{nonce}", nonce) if profile.continuation else None
             self._detector = make_detector(profile, marker, cont)
-            env = {
-                k: v.replace("{instance_dir}", self.instance_dir) for k, v in profile.env.items()
-            }
-            self._proc = spawn_tool(profile.argv, tool_env(env), self.cwd)
+            env = tool_env(profile.env, instance_dir=self.instance_dir)
+            self._proc = spawn_tool(profile.argv, env, self.cwd)
             self.started_at = time.time()
             deadline = time.monotonic() + profile.start_timeout
             try:

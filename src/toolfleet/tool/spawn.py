@@ -27,10 +27,17 @@ _DROP = ("PS1", "PS2", "PS4", "PROMPT_COMMAND", "PYTHONSTARTUP", "BASH_ENV", "EN
 _REAP = threading.RLock()
 
 
-def tool_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a tool: the worker's, made plain (no colours, pager, prompts)."""
+def tool_env(
+    extra: Mapping[str, str],
+    base: Mapping[str, str] | None = None,
+    instance_dir: str | None = None,
+) -> dict[str, str]:
+    """The environment of a tool: the worker's, made plain (no colours, pager, prompts),
+    then ``extra`` (a profile's ``env``, ``{instance_dir}`` filled in when given)."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _DROP}
     env.update(TERM="dumb", NO_COLOR="1", PAGER="cat", GIT_PAGER="cat", COLUMNS="500")
+    if instance_dir is not None:
+        extra = {k: v.replace("{instance_dir}", instance_dir) for k, v in extra.items()}
     env.update(extra)
     return env
 
