@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import redis
 from harness import BENCH, Procs, stats, with_redis
@@ -25,6 +26,22 @@ def total_calls(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in info.items() if k != "cmdstat_info")
 
 
+def commands_per_call(
+    client: redis.Redis, call: Callable[[], object], n: int, gap: float = 0.0
+) -> float:
+    """Redis commands per ``call()``, made ``n`` times ``gap`` s apart; the idle traffic
+    of as long a time (measured just before) is subtracted."""
+    start_idle = total_calls(client)
+    time.sleep(3)
+    idle_rate = (total_calls(client) - start_idle) / 3
+    start, t0 = total_calls(client), time.monotonic()
+    for _ in range(n):
+        call()
+        time.sleep(gap)
+    elapsed = time.monotonic() - t0
+    return (total_calls(client) - start - idle_rate * elapsed) / n
+
+
 def per_prompt(settings: Settings, heartbeat: float, text: str, n: int, gap: float = 0.0) -> float:
     """Redis commands per prompt for one worker whose heartbeat interval is ``heartbeat``."""
     worker_settings = Settings(broker_url=settings.broker_url, heartbeat_interval=heartbeat)
@@ -36,18 +53,9 @@ def per_prompt(settings: Settings, heartbeat: float, text: str, n: int, gap: flo
             assert time.monotonic() < deadline
         for _ in range(20):
             fleet.submit("warm", "echo").get(timeout=30)
-        # idle traffic over the same time is subtracted, so what remains is per prompt
-        start_idle = total_calls(client)
-        time.sleep(3)
-        idle_rate = (total_calls(client) - start_idle) / 3
-        start, t0 = total_calls(client), time.monotonic()
-        for _ in range(n):
-            fleet.submit(text, "echo").get(timeout=30)
-            time.sleep(gap)
-        elapsed = time.monotonic() - t0
-        used = total_calls(client) - start - idle_rate * elapsed
+        per = commands_per_call(client, lambda: fleet.submit(text, "echo").get(timeout=30), n, gap)
         client.close()
-        return used / n
+        return per
 
 
 def idle_per_worker_second(settings: Settings, kind: str, workers: int, seconds: float) -> float:

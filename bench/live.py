@@ -25,7 +25,7 @@ from pathlib import Path
 
 import redis
 from harness import BENCH, Procs, with_redis
-from health import total_calls
+from health import commands_per_call
 
 from toolfleet import Fleet, PromptCancelled, Settings
 from toolfleet.profiles import BUILTIN_PROFILES
@@ -66,16 +66,9 @@ def commands(settings: Settings, stream_interval: float, text: str, n: int) -> f
         procs.wait_toolfleet(fleet, 1)
         for _ in range(10):
             fleet.submit("0", "python").get(timeout=30)
-        start_idle = total_calls(client)
-        time.sleep(3)
-        idle_rate = (total_calls(client) - start_idle) / 3
-        start, t0 = total_calls(client), time.monotonic()
-        for _ in range(n):
-            fleet.submit(text, "python").get(timeout=60)
-        elapsed = time.monotonic() - t0
-        used = total_calls(client) - start - idle_rate * elapsed
+        per = commands_per_call(client, lambda: fleet.submit(text, "python").get(timeout=60), n)
         client.close()
-        return used / n
+        return per
 
 
 def main() -> None:
