@@ -85,10 +85,14 @@ def redis_qos(qos: Any) -> bool:
     return isinstance(qos, kombu_redis.QoS)
 
 
-def consumer_qos(worker: Any) -> Any:
-    """The QoS of a Celery worker's task consumer channel (None until it consumes)."""
-    consumer = getattr(getattr(worker, "consumer", None), "task_consumer", None)
-    return getattr(getattr(consumer, "channel", None), "qos", None)
+def consumer_qos(consumer: Any) -> Any:
+    """The QoS of a Celery consumer's task channel (None until it consumes, and while its
+    broker connection is being restored: the channel is closed then). The channel
+    changes at every reconnect: ask again each time."""
+    channel = getattr(getattr(consumer, "task_consumer", None), "channel", None)
+    if channel is None or getattr(channel, "connection", None) is None:
+        return None
+    return getattr(channel, "qos", None)
 
 
 @contextmanager

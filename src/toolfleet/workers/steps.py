@@ -9,6 +9,7 @@ from typing import Any
 from celery import bootsteps
 
 from toolfleet.broker import direct_queue, shared_queue
+from toolfleet.broker.internals import consumer_qos
 from toolfleet.errors import ConfigError
 from toolfleet.health import readable
 from toolfleet.models import InstanceHealth
@@ -168,8 +169,7 @@ class SweepStep(_ConsumerStep):
             return
         self.sweeper = OrphanSweeper(
             consumer.app.backend.client,
-            # the task consumer's channel changes at every reconnect
-            lambda: consumer.task_consumer.channel.qos if consumer.task_consumer else None,
+            lambda: consumer_qos(consumer),
             consumer.app.backend.get_key_for_task,
             me=consumer.hostname,
             interval=interval,

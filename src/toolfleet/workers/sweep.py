@@ -57,8 +57,8 @@ class OrphanSweeper:
             return []
         self._next = now + self.interval
         qos = self.qos()
-        if qos is None or getattr(qos.channel, "connection", None) is None:
-            return []  # not consuming yet, or the broker connection is being restored
+        if qos is None:
+            return []  # not consuming, or the broker connection is being restored
         with qos_client(qos) as broker:
             if not broker.set(SWEEP_LOCK, self.me, nx=True, px=int(self.interval * 1000)):
                 return []  # another worker sweeps this interval
