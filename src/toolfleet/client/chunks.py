@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from toolfleet import errors
-from toolfleet.client.unavailable import unavailable
-from toolfleet.errors import PromptCancelled, ResultTimeout, ToolfleetError
+from toolfleet.client.handle import raise_task_error
+from toolfleet.errors import RedisUnavailable, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult
 
 if TYPE_CHECKING:
@@ -67,16 +66,13 @@ class ChunkHandle:
             value = self.async_result.get(timeout=timeout, propagate=True)
         except CeleryTimeout:
             raise ResultTimeout(f"no result for chunk {self.id} within {timeout:g} s") from None
-        except TaskRevokedError:
-            self._error = PromptCancelled(f"chunk {self.id} was cancelled before it ran")
-        except ToolfleetError as exc:
-            self._error = exc
         except Exception as exc:
-            mapped = unavailable(exc, self.fleet.settings)
-            if mapped is not None:
-                raise mapped from exc
-            self._error = ToolfleetError(f"{type(exc).__name__}: {exc}")
-            self._error.__cause__ = exc
+            try:
+                raise_task_error(exc, self.fleet.settings, f"chunk {self.id}")
+            except RedisUnavailable:
+                raise  # Redis's trouble, not the chunk's: not kept
+            except ToolfleetError as error:
+                self._error = error
         else:
             if not isinstance(value, list) or len(value) != len(self.items):
                 self._error = ToolfleetError(f"chunk {self.id}: unexpected reply {value!r:.80}")

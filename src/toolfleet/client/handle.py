@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -26,10 +26,23 @@ def _text(value: bytes | str) -> str:
 
 if TYPE_CHECKING:
     from toolfleet.client.fleet import Fleet
+    from toolfleet.settings import Settings
 
-__all__ = ["PromptHandle"]
+__all__ = ["PromptHandle", "raise_task_error"]
 
 log = logging.getLogger(__name__)
+
+
+def raise_task_error(exc: Exception, settings: Settings, what: str) -> NoReturn:
+    """Raise the typed error for what a prompt's task raised (``what``: "prompt ID"):
+    revoked before it ran is PromptCancelled, Redis trouble RedisUnavailable, a toolfleet
+    error itself, anything else a ToolfleetError naming it."""
+    if isinstance(exc, TaskRevokedError):
+        raise PromptCancelled(f"{what} was cancelled before it ran") from None
+    if isinstance(exc, ToolfleetError):
+        raise exc
+    mapped = unavailable(exc, settings)
+    raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
 
 
 class PromptHandle:
@@ -86,13 +99,8 @@ class PromptHandle:
                 continue
             except ToolError as exc:  # the tool answered: its answer, ok false
                 return PromptResult.model_validate(exc.result)
-            except TaskRevokedError:  # revoked before it ran: cancelled
-                raise PromptCancelled(f"prompt {self.id} was cancelled before it ran") from None
-            except ToolfleetError:
-                raise
             except Exception as exc:
-                mapped = unavailable(exc, self.fleet.settings)
-                raise mapped or ToolfleetError(f"{type(exc).__name__}: {exc}") from exc
+                raise_task_error(exc, self.fleet.settings, f"prompt {self.id}")
             return PromptResult.model_validate(value)
 
     def stream(self, position: str = "0", timeout: float | None = None) -> Iterator[str]:
