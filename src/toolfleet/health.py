@@ -14,10 +14,13 @@ from toolfleet.models import InstanceHealth
 
 __all__ = [
     "CLOCK_SLACK",
+    "ask_registry",
     "forget_health",
+    "parse_health",
     "read_health",
     "readable",
     "registered",
+    "worker_names",
     "write_health",
 ]
 
@@ -44,15 +47,43 @@ def forget_health(client: RedisLike, worker: str) -> None:
     pipe.execute()
 
 
-def registered(client: RedisLike) -> list[str]:
-    """Workers in the registry whose record may still live, after removing the entries
-    of workers that stopped writing (dead) more than :data:`CLOCK_SLACK` ago."""
+def ask_registry(pipe: Any) -> None:
+    """Queue on ``pipe`` the registry's two commands: remove the entries of workers that
+    stopped writing (dead) more than :data:`CLOCK_SLACK` ago, then list the others (the
+    second reply, for :func:`worker_names`)."""
     cutoff = time.time() - CLOCK_SLACK
-    pipe = client.pipeline(transaction=False)
     pipe.zremrangebyscore(WORKERS, "-inf", f"({cutoff}")
     pipe.zrangebyscore(WORKERS, cutoff, "+inf")
+
+
+def worker_names(reply: list[Any]) -> list[str]:
+    """The registry's listing (see :func:`ask_registry`) as sorted names."""
+    return sorted(w.decode() if isinstance(w, bytes) else str(w) for w in reply)
+
+
+def registered(client: RedisLike) -> list[str]:
+    """Workers in the registry whose record may still live (the dead ones' entries
+    removed on the way)."""
+    pipe = client.pipeline(transaction=False)
+    ask_registry(pipe)
     _, workers = pipe.execute()
-    return sorted(w.decode() if isinstance(w, bytes) else str(w) for w in workers)
+    return worker_names(workers)
+
+
+def parse_health(raws: list[Any], profile: str | None = None) -> list[InstanceHealth]:
+    """The health records among ``raws`` (an MGET of health keys, in order): expired
+    (None) and unreadable ones skipped; only ``profile``'s if given."""
+    records = []
+    for raw in raws:
+        if raw is None:
+            continue  # expired: the worker stopped beating
+        try:
+            record = InstanceHealth.model_validate(json.loads(raw))
+        except (ValueError, ValidationError):
+            continue
+        if profile is None or record.profile == profile:
+            records.append(record)
+    return records
 
 
 def read_health(client: RedisLike, profile: str | None = None) -> list[InstanceHealth]:
@@ -63,17 +94,7 @@ def read_health(client: RedisLike, profile: str | None = None) -> list[InstanceH
     entry removed later); a record whose entry is missing reappears with its next beat.
     """
     workers = registered(client)
-    records = []
-    for raw in client.mget([health_key(w) for w in workers]) if workers else []:
-        if raw is None:
-            continue  # expired: the worker stopped beating
-        try:
-            record = InstanceHealth.model_validate(json.loads(raw))
-        except (ValueError, ValidationError):
-            continue
-        if profile is None or record.profile == profile:
-            records.append(record)
-    return records
+    return parse_health(client.mget([health_key(w) for w in workers]) if workers else [], profile)
 
 
 def _ms(value: float | None) -> str | None:

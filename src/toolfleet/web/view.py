@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolfleet.health import CLOCK_SLACK
-from toolfleet.keys import CHANGES_INDEX, RUNS, WORKERS, RedisLike, change_key, health_key, run_key
+from toolfleet.health import ask_registry, parse_health, worker_names
+from toolfleet.keys import CHANGES_INDEX, RUNS, RedisLike, change_key, health_key, run_key
 from toolfleet.models import Changes, InstanceHealth
 
 __all__ = ["FleetView", "change_row", "instance_row", "natural", "run_row", "session_rows"]
@@ -138,16 +138,13 @@ class FleetView:
 
     def read(self) -> dict[str, Any]:
         """Instances, sessions, runs and pending changes, as the page's JSON."""
-        now = time.time()
-        cutoff = now - CLOCK_SLACK
         pipe = self.client.pipeline(transaction=False)
-        pipe.zremrangebyscore(WORKERS, "-inf", f"({cutoff}")
-        pipe.zrangebyscore(WORKERS, cutoff, "+inf")
-        pipe.zremrangebyscore(RUNS, "-inf", f"({now}")
+        ask_registry(pipe)
+        pipe.zremrangebyscore(RUNS, "-inf", f"({time.time()}")
         pipe.zrange(RUNS, 0, -1)
         pipe.zrange(CHANGES_INDEX, -self.max_changes, -1)
         _, workers, _, runs, change_ids = pipe.execute()
-        workers = sorted(_text(w) for w in workers)
+        workers = worker_names(workers)
         runs = [_text(r) for r in runs]
         wanted = self._changes_to_read([_text(c) for c in change_ids])
         pipe = self.client.pipeline(transaction=False)
@@ -160,7 +157,7 @@ class FleetView:
         replies = list(pipe.execute()) if workers or runs or wanted else []
         raw_health = replies.pop(0) if workers else []
         raw_changes = replies.pop() if wanted else []
-        records = sorted(self._records(raw_health), key=lambda r: natural(r.worker))
+        records = sorted(parse_health(raw_health), key=lambda r: natural(r.worker))
         self._store_changes(wanted, raw_changes)
         self.reads += 1
         with self._lock:
@@ -174,18 +171,6 @@ class FleetView:
             ),
             "changes": [change_row(c) for c in sorted(pending, key=lambda c: c.created_at)],
         }
-
-    @staticmethod
-    def _records(raw_health: list[Any]) -> list[InstanceHealth]:
-        records = []
-        for raw in raw_health:
-            if raw is None:
-                continue  # expired: its worker stopped beating
-            try:
-                records.append(InstanceHealth.model_validate_json(raw))
-            except (ValueError, ValidationError):
-                continue
-        return records
 
     def _changes_to_read(self, ids: list[str]) -> list[str]:
         """The change records to read now: new ones, and pending ones due a refresh."""
