@@ -236,14 +236,11 @@ def profiles() -> None:
 def restart(worker: str) -> None:
     """Restart WORKER's tool (name@host) through Celery remote control."""
     with connect() as fleet:
-        replies = fleet.app.control.broadcast(
-            "tool_restart", reply=True, destination=[worker], timeout=30
-        )
-    if not replies:
+        answers = fleet.restart(worker)
+    if not answers:
         fail(f"no reply from {worker!r} (see toolfleet status for worker names)")
-    for reply in replies:
-        for node, answer in reply.items():
-            click.echo(f"{node}: {answer}")
+    for node, answer in answers.items():
+        click.echo(f"{node}: {answer}")
 
 
 @cli.command()

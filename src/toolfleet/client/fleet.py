@@ -285,6 +285,15 @@ class Fleet:
         """Cancel prompts by id (see :meth:`PromptHandle.cancel`): what became of each."""
         return cancel_prompts(self, list(prompt_ids))
 
+    def restart(self, worker: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Restart ``worker``'s tool (name@host) through Celery remote control, at once
+        even mid-prompt: each answering node's reply (none: no such worker answered)."""
+        with redis_errors(self.settings):
+            replies = self.app.control.broadcast(
+                "tool_restart", reply=True, destination=[worker], timeout=timeout
+            )
+        return {node: answer for reply in replies or [] for node, answer in reply.items()}
+
     def close(self) -> None:
         """Release connections: the broker's, and this thread's result backend."""
         self.release_thread()

@@ -62,15 +62,12 @@ class Actions:
     def restart(self, worker: str, timeout: float = 10.0) -> str:
         """Restart ``worker``'s tool (Celery remote control ``tool_restart``)."""
         with self._lock:
-            replies = self.fleet.app.control.broadcast(
-                "tool_restart", reply=True, destination=[worker], timeout=timeout, limit=1
-            )
-        for reply in replies or []:
-            for node, answer in reply.items():
-                if isinstance(answer, dict) and "error" in answer:
-                    raise ConfigError(f"{node}: {answer['error']}")
-                shown = answer.get("ok", answer) if isinstance(answer, dict) else answer
-                return f"{node}: {shown}"
+            answers = self.fleet.restart(worker, timeout)
+        for node, answer in answers.items():
+            if isinstance(answer, dict) and "error" in answer:
+                raise ConfigError(f"{node}: {answer['error']}")
+            shown = answer.get("ok", answer) if isinstance(answer, dict) else answer
+            return f"{node}: {shown}"
         raise ConfigError(f"no reply from {worker} within {timeout:g} s")
 
     def apply(self, changes: list[str]) -> ApplyResult:
