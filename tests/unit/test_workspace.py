@@ -129,3 +129,53 @@ def test_repo_takes_variables_from_the_environment(
         assert wt.source == str(repo) and wt.repo == str(repo)
     finally:
         wt.remove()
+
+
+def test_a_change_lists_renamed_binary_and_edited_files_with_counts_and_patch(
+    repo: Path,
+) -> None:
+    (repo / "old name.txt").write_text("kept\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "more")
+    wt = worktree(repo, workspace_ignore=[])
+    try:
+        git(wt.path, "mv", "old name.txt", "new name.txt")
+        (wt.path / "a.py").write_text("A = 2\nB = 3\n")
+        (wt.path / "blob.bin").write_bytes(b"\0\1\2")
+        record = wt.commit("c1")
+        assert record.state == "pending" and record.commit is not None
+        assert record.files == ["a.py", "blob.bin", "new name.txt"]
+        assert (record.insertions, record.deletions) == (2, 1)
+        assert "rename from old name.txt" in record.patch and "+B = 3" in record.patch
+        # the branch holds exactly that commit, on the base, and the patch is its diff
+        assert git(wt.path, "rev-parse", record.branch).strip() == record.commit
+        assert git(wt.path, "rev-parse", f"{record.commit}^").strip() == wt.base
+        assert git(wt.path, "diff", wt.base, record.commit) == record.patch
+    finally:
+        wt.remove()
+
+
+def test_the_tools_own_commits_count_and_a_reverted_change_is_empty(repo: Path) -> None:
+    wt = worktree(repo)
+    try:
+        (wt.path / "a.py").write_text("A = 5\n")
+        git(wt.path, "commit", "--quiet", "-am", "the tool's commit")
+        (wt.path / "b.py").write_text("B = 1\n")  # and more after it, not committed
+        record = wt.commit("c1")
+        assert record.files == ["a.py", "b.py"]
+        log = git(wt.path, "log", "--format=%s", record.branch).splitlines()
+        assert log[:2] == ["toolfleet change c1", "the tool's commit"]
+        wt.reset()
+        # committed on a branch of its own, then reverted: nothing changed since the base
+        git(wt.path, "checkout", "--quiet", "-b", "tool-branch")
+        (wt.path / "a.py").write_text("A = 6\n")
+        git(wt.path, "commit", "--quiet", "-am", "change")
+        git(wt.path, "revert", "--no-edit", "HEAD")
+        assert wt.commit("c2").state == "empty"
+        # nothing left at all: no commit, no branch
+        wt.reset()
+        empty = wt.commit("c3")
+        assert empty.state == "empty" and empty.commit is None
+        assert git(repo, "branch", "--list", "toolfleet/changes/c3").strip() == ""
+    finally:
+        wt.remove()
