@@ -48,18 +48,32 @@ class Applier:
         return self.result
 
     def _run(self) -> None:
-        while (change := self._queue.get()) is not None:
-            try:
-                done = self.book.apply([change], repo=self.repo, onto=self.onto)
-            except ToolfleetError as exc:
-                self.result.conflicts[change] = [f"{type(exc).__name__}: {exc.message}"]
-                continue
-            except Exception as exc:  # never lost: reported with the change
-                self.result.conflicts[change] = [f"{type(exc).__name__}: {exc}"]
-                continue
-            self.result.applied += done.applied
-            self.result.empty += done.empty
-            self.result.conflicts.update(done.conflicts)
+        ended = False
+        while not ended:
+            # what has come in since the last merge goes in one batch: the target is
+            # looked at (toplevel, branch, clean) once a batch, not once a change
+            batch = [self._queue.get()]
+            while batch[-1] is not None and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            ended = batch[-1] is None
+            changes = [c for c in batch if c is not None]
+            if changes:
+                self._apply(changes)
+
+    def _apply(self, changes: list[str]) -> None:
+        try:
+            done = self.book.apply(changes, repo=self.repo, onto=self.onto)
+        except Exception as exc:  # never lost: reported with the change
+            if len(changes) > 1:  # find which change it was: one at a time
+                for change in changes:
+                    self._apply([change])
+                return
+            why = exc.message if isinstance(exc, ToolfleetError) else str(exc)
+            self.result.conflicts[changes[0]] = [f"{type(exc).__name__}: {why}"]
+            return
+        self.result.applied += done.applied
+        self.result.empty += done.empty
+        self.result.conflicts.update(done.conflicts)
 
     def __enter__(self) -> Applier:
         return self
