@@ -122,3 +122,34 @@ def test_a_worktree_profile_without_a_git_repository_fails_the_worker_saying_why
         time.sleep(0.1)
     assert record is not None and record.state == "failed"
     assert record.last_error is not None and "is no git repository" in record.last_error
+
+
+def test_apply_from_a_subdirectory_onto_another_branch_leaves_the_checkout_alone(
+    workers: Workers, repo: Path
+) -> None:
+    names = make_repo(repo, {f"src/m{i}.py": f"x = {i}\n" for i in range(2)})
+    git(repo, "branch", "release")
+    workers.wait_ready(workers.start("bash-wt"))
+    made = toolfleet(workers.settings, repo, "map", "-p", "bash-wt", "--json", "-s", HEADER, *names)
+    ids = [json.loads(line)["changes"]["id"] for line in made.stdout.splitlines()]
+    (repo / names[0]).write_text("x = 'an edit of mine'\n", encoding="utf-8")  # dirty main
+    main_head = git(repo, "rev-parse", "main")
+    # another branch is merged in a worktree of its own: the dirty checkout is no matter
+    onto = toolfleet(workers.settings, repo / "src", "changes", "apply", "--onto", "release", *ids)
+    assert onto.returncode == 0, onto.stderr
+    assert onto.stdout.count("applied ") == 2
+    for n in names:
+        shown = git(repo, "show", f"release:{n}")
+        assert shown.splitlines()[0] == f"# DOC_ID: {Path(n).stem}"
+    assert git(repo, "rev-parse", "main") == main_head
+    assert (repo / names[0]).read_text() == "x = 'an edit of mine'\n"
+    # the branch checked out, from a subdirectory, dirty: refused, naming the checkout
+    here = toolfleet(workers.settings, repo / "src", "changes", "apply", ids[0])
+    assert here.returncode == 1 and "DirtyTarget" in here.stderr and "src" in here.stderr
+    # clean and detached: merged onto the detached HEAD, no branch moved
+    git(repo, "checkout", "--quiet", "--", ".")
+    git(repo, "checkout", "--quiet", "--detach")
+    detached = toolfleet(workers.settings, repo / "src", "changes", "apply", ids[0])
+    assert detached.returncode == 0, detached.stderr
+    assert (repo / names[0]).read_text().startswith("# DOC_ID:")
+    assert git(repo, "rev-parse", "main") == main_head

@@ -87,20 +87,25 @@ class ChangeBook:
         """Merge each change's branch into ``onto`` (default: the branch checked out in
         ``repo``). A conflicting change leaves the target as it was and is listed; a
         target with uncommitted changes is refused (DirtyTarget) before anything."""
-        top = Path(git("rev-parse", "--show-toplevel", cwd=repo).strip())
-        current = git("rev-parse", "--abbrev-ref", "HEAD", cwd=top).strip()
+        # one git process tells the branch checked out and whether the checkout is clean
+        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", cwd=repo)
+        lines = status.splitlines()
+        head = next((ln.split(" ", 2)[2] for ln in lines if ln.startswith("# branch.head ")), "")
+        current = "HEAD" if head in ("", "(detached)") else head
         target = onto or current
         records = [self.get(c) for c in changes]
+        checkout = Path(repo)
         if target == current:
-            if git("status", "--porcelain", "--untracked-files=no", cwd=top).strip():
-                raise DirtyTarget(f"{top} has uncommitted changes; commit or stash them first")
-            return self._merge_all(records, top)
+            if any(not line.startswith("#") for line in lines):
+                where = checkout.resolve()
+                raise DirtyTarget(f"{where} has uncommitted changes; commit or stash them first")
+            return self._merge_all(records, checkout)
         place = Path(tempfile.mkdtemp(prefix="toolfleet-apply-"))
         try:  # another branch: merged in a worktree of its own, the user's checkout untouched
-            git("worktree", "add", "--quiet", str(place / "wt"), target, cwd=top)
+            git("worktree", "add", "--quiet", str(place / "wt"), target, cwd=checkout)
             return self._merge_all(records, place / "wt")
         finally:
-            git("worktree", "remove", "--force", str(place / "wt"), cwd=top, check=False)
+            git("worktree", "remove", "--force", str(place / "wt"), cwd=checkout, check=False)
             shutil.rmtree(place, ignore_errors=True)
 
     def _merge_all(self, records: list[Changes], checkout: Path) -> ApplyResult:
