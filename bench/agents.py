@@ -15,6 +15,9 @@ private Redis and the agent's fake model server from tests/programs:
    each, through 3 workers of a worktree profile with every change applied as it
    completes, against the CLI's one-shot mode once per file, one after another
    (``claude -p``, ``gemini -p``, ``codex exec``); items/s and the ratio, target >= 3.
+5. the ceiling of this machine for that rollout: the same items on 3 instances driven
+   in this process (a thread each), a new conversation per item, in one checkout: no
+   queue, no worktree, no change record; items/s against the same one-shot baseline.
 
 Figures go to bench/out/agents.json.
 """
@@ -24,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,9 +45,10 @@ from toolfleet import Fleet
 from toolfleet.client.applier import Applier
 from toolfleet.client.bulk import run_map
 from toolfleet.client.items import expand_steps
-from toolfleet.profiles import BUILTIN_PROFILES
+from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool.agent import AgentInstance
 from toolfleet.tool.factory import make_instance
+from toolfleet.tool.interface import Instance
 
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
@@ -89,6 +95,46 @@ def headers_ok(root: Path, names: list[str]) -> int:
     return sum((root / n).read_text().startswith(f"# DOC_ID: {Path(n).stem}\n") for n in names)
 
 
+def ceiling(profile: Profile, root: Path, files: int) -> dict[str, float]:
+    """The rollout's items on WORKERS instances driven directly, a thread each, a new
+    conversation per item (a restart where the protocol has no reset): the agents' own
+    cost, what no orchestrator on this machine beats."""
+    names = make_repo(root, files)
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for name in names:
+        todo.put(name)
+    instances = [make_instance(profile, cwd=str(root)) for _ in range(WORKERS)]
+    for inst in instances:
+        inst.start()
+
+    def drive(inst: Instance) -> None:
+        while True:
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
+            if not inst.reset():
+                inst.close()
+                inst.start()
+            answer = inst.ask(STEP.format(stem=Path(name).stem, path=name))
+            assert answer.ok, answer.output
+
+    try:
+        started = time.perf_counter()
+        threads = [threading.Thread(target=drive, args=(inst,)) for inst in instances]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        for inst in instances:
+            inst.close()
+            shutil.rmtree(getattr(inst, "instance_dir", ""), ignore_errors=True)
+    assert headers_ok(root, names) == files, "the directly driven instances did not edit"
+    return {"files": files, "seconds": elapsed, "items_per_s": files / elapsed}
+
+
 def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
     serve, env_of = servers()[agent]
     server, thread = serve(0)
@@ -117,15 +163,18 @@ def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
         repo = base / "repo"
         names = make_repo(repo, files)
         profiles = base / "profiles.toml"
+        # the per-prompt worker's agent works where the directly driven one does (an
+        # agent in a git checkout does more a turn than one in a plain directory)
         profiles.write_text(
             f'[profiles.{agent}-wt]\nextends = "{agent}"\nworkspace = "worktree"\nrepo = "{repo}"\n'
+            f'[profiles.{agent}-rt]\nextends = "{agent}"\ncwd = "{base}"\n'
         )
         with with_redis() as settings:
             settings = settings.model_copy(update={"profiles": profiles})
             with Procs(settings) as procs, Fleet(settings) as fleet:
                 procs.extra_env = {**env, "TOOLFLEET_PROFILES": str(profiles)}
                 # 2: overhead per prompt, one worker, interleaved with the baselines
-                procs.toolfleet_worker(agent, f"{agent}-rt")
+                procs.toolfleet_worker(f"{agent}-rt", f"{agent}-rt")
                 procs.noop_worker("bench-noop")
                 procs.wait_toolfleet(fleet, 1, timeout=300)
                 noop_app = __import__("noop_app").app
@@ -137,7 +186,7 @@ def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
                 direct = make_instance(profile, cwd=str(base))
                 direct.start()
                 fns = {
-                    "toolfleet": lambda: fleet.submit("hello", agent).get(timeout=60),
+                    "toolfleet": lambda: fleet.submit("hello", f"{agent}-rt").get(timeout=60),
                     "celery_noop": lambda: noop_app.send_task("bench.noop", queue="bench.noop").get(
                         timeout=30
                     ),
@@ -212,6 +261,10 @@ def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
         result["one_shot"] = {"files": files, "seconds": elapsed, "items_per_s": files / elapsed}
         result["rollout_ratio"] = (
             result["rollout"]["items_per_s"] / result["one_shot"]["items_per_s"]
+        )
+        result["ceiling"] = ceiling(profile, base / "ceiling", files)
+        result["ceiling_ratio"] = (
+            result["ceiling"]["items_per_s"] / result["one_shot"]["items_per_s"]
         )
     finally:
         server.shutdown()

@@ -63,7 +63,8 @@ class Procs:
             name, worker_command(profile, name, "WARNING", count=count, log_dir=self.logs)
         )
 
-    def noop_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def noop_worker(self, name: str, events: bool = True) -> subprocess.Popen[bytes]:
+        """A bare Celery worker of ``noop_app`` (task events on, or as the settings say)."""
         return self.spawn(
             name,
             [
@@ -77,7 +78,7 @@ class Procs:
                 "--concurrency=1",
                 f"--hostname={name}@%h",
                 "--queues=bench.noop",
-                "--task-events",
+                *(["--task-events"] if events else []),
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel=WARNING",

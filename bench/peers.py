@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from celery import Celery
 from fleet_bench import OUT, exit_on_sigterm, noop_app, row, wait_pinged, write_json
 from harness import Procs, stats, timed, with_redis
 from run_all import table
 
 from toolfleet import Fleet, Settings
+from toolfleet.broker import celery_config
 from toolfleet.builtins import BUILTIN_PROFILES
 from toolfleet.tool import ToolInstance
 
@@ -341,8 +343,14 @@ def main() -> None:
         on, on_procs = stack.enter_context(toolfleet_side("on", True))
         on_procs.noop_worker("peers-noop")
         off: Side | None = None
+        off_app: Celery | None = None
         if events_setting:
-            off, _ = stack.enter_context(toolfleet_side("off", False))
+            off, off_procs = stack.enter_context(toolfleet_side("off", False))
+            # the bare no-op with events off too: what any Celery task costs, the floor
+            # of toolfleet's events-off round trip
+            off_procs.noop_worker("peers-noop-off", events=False)
+            off_app = Celery("bench-noop-off", set_as_current=False)
+            off_app.conf.update(celery_config(off.settings))
         sides = [s for s in (off, on) if s is not None]
         ray_peer = jupyter = None
         if not no_ray:
@@ -359,6 +367,8 @@ def main() -> None:
         for side in sides:
             side.fleet.wait_ready(INSTANCES, "python", timeout=120)
         wait_pinged(app, INSTANCES + 1)  # the no-op worker and the fleet's on its Redis
+        if off_app is not None:
+            wait_pinged(off_app, INSTANCES + 1)
         print(f"all peers up in {time.time() - started:.1f} s", flush=True)
 
         # (b) round trip of one prompt, interleaved in blocks
@@ -372,6 +382,10 @@ def main() -> None:
         for side in sides:
             samplers[f"toolfleet_events_{side.name}"] = lambda s=side: timed(s.ask)
         samplers["celery_noop"] = lambda: timed(via_noop)
+        if off_app is not None:
+            samplers["celery_noop_events_off"] = lambda: timed(
+                lambda: off_app.send_task("bench.noop", queue="bench.noop").get(timeout=30)
+            )
         samplers["pty_floor"] = lambda: timed(via_floor)
         if ray_peer is not None:
             samplers["ray_actor"] = lambda: timed(ray_peer.ask)
@@ -508,6 +522,22 @@ def make_rows(
         "Ray actor round trip p50",
         ray_rt,
         ("<= 1.5x Ray (events off)", lambda r: r <= 1.5),
+    )
+    noop_off = p50.get("celery_noop_events_off")
+    # the floor of any Celery task: no toolfleet round trip with events off can beat it
+    add(
+        "bare Celery no-op round trip p50, events off",
+        noop_off,
+        "ms",
+        "Ray actor round trip p50",
+        ray_rt,
+    )
+    add(
+        "round trip p50, toolfleet events off",
+        off,
+        "ms",
+        "bare Celery no-op p50, events off",
+        noop_off,
     )
     add("round trip p50, toolfleet events on", on, "ms", "Ray actor round trip p50", ray_rt)
     add(

@@ -1,5 +1,7 @@
 """The DOC_ID rollout (218 small files): toolfleet map on 1, 2 and 4 bash workers, vs a
-fresh ``bash -c`` per file (what one would script without toolfleet).
+fresh ``bash -c`` per file (what one would script without toolfleet), and the ceiling of
+this machine: the files' commands split over 1 or 2 bash processes run as plain scripts
+(no queue, no terminal, no framing: only each file's own ``sed``).
 
 Run: .venv/bin/python bench/rollout.py [--rounds 3]
 All in one run on one private Redis. Workers are added 1 -> 2 -> 4; in each phase the
@@ -113,6 +115,16 @@ def via_bash_c(items: list[MapItem], parallel: int) -> float:
     return time.perf_counter() - start
 
 
+def via_bash_scripts(items: list[MapItem], parallel: int) -> float:
+    """Seconds for the items' texts split over ``parallel`` bash processes, each running
+    its share as one script: the cost of the commands alone, what no runner beats."""
+    shares = ["\n".join(item.text for item in items[i::parallel]) + "\n" for i in range(parallel)]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["bash", "-c", share]) for share in shares]
+    assert all(proc.wait() == 0 for proc in procs)
+    return time.perf_counter() - start
+
+
 def summary(seconds: list[float]) -> dict[str, object]:
     rates = [FILES / s for s in seconds]
     return {
@@ -162,6 +174,10 @@ def main() -> None:
                         )
                     measure("bash_c_1", lambda items: via_bash_c(items, 1))
                     measure("bash_c_4", lambda items: via_bash_c(items, 4))
+                    for share in (1, 2):
+                        measure(
+                            f"scripts_{share}", lambda items, n=share: via_bash_scripts(items, n)
+                        )
     finally:
         trees.close()
 
@@ -172,7 +188,15 @@ def main() -> None:
         "toolfleet_cli_4": "toolfleet map command, 4 workers, incl. start-up",
         "bash_c_1": "bash -c per file, one at a time",
         "bash_c_4": "bash -c per file, 4 at a time",
+        "scripts_1": "ceiling: the commands as 1 bash script",
+        "scripts_2": "ceiling: the commands as 2 bash scripts at once",
     }
+    rate = {name: statistics.median(FILES / s for s in values) for name, values in seconds.items()}
+    ratios = {
+        f"{name}_over_bash_c_1": rate[name] / rate["bash_c_1"]
+        for name in ("toolfleet_1", "toolfleet_2", "toolfleet_4", "scripts_1", "scripts_2")
+    }
+    ratios["toolfleet_2_over_scripts_2"] = rate["toolfleet_2"] / rate["scripts_2"]
     result: dict[str, object] = {
         "files": FILES,
         "template": TEMPLATE,
@@ -183,6 +207,7 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "runs": {name: summary(values) for name, values in seconds.items()},
+        "ratios": ratios,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -194,6 +219,8 @@ def main() -> None:
             f"{label:50}{r['prompts_per_s']:10.1f}{r['min']:8.1f}{r['max']:8.1f}"
             f"{len(seconds[name]):6d}"
         )
+    for name, value in ratios.items():
+        print(f"{name:50}{value:10.2f}")
 
 
 if __name__ == "__main__":
