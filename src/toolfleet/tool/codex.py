@@ -23,8 +23,9 @@ __all__ = ["CodexAppServer", "codex_config"]
 
 def codex_config(env: dict[str, str]) -> str:
     """CODEX_HOME's config.toml for an unattended agent: no approvals, full access to its
-    worktree, no analytics; the model (``CODEX_MODEL``) and, with ``OPENAI_BASE_URL``, an
-    OpenAI-compatible endpoint (Responses API) keyed by ``OPENAI_API_KEY``."""
+    worktree, no analytics, no shell snapshot; the model (``CODEX_MODEL``) and, with
+    ``OPENAI_BASE_URL``, an OpenAI-compatible endpoint (Responses API) keyed by
+    ``OPENAI_API_KEY``."""
     lines = ['approval_policy = "never"', 'sandbox_mode = "danger-full-access"']
     if env.get("CODEX_MODEL"):
         lines.append(f"model = {json.dumps(env['CODEX_MODEL'])}")
@@ -39,6 +40,10 @@ def codex_config(env: dict[str, str]) -> str:
             'env_key = "OPENAI_API_KEY"',
             'wire_api = "responses"',
         ]
+    # a shell snapshot runs a login shell and five helpers at every new thread, that is
+    # at every session of a fleet (30 ms of CPU an item); without it each command runs
+    # in a login shell of its own: the same environment
+    lines += ["", "[features]", "shell_snapshot = false"]
     lines += ["", "[analytics]", "enabled = false", ""]
     return "\n".join(lines)
 
