@@ -49,7 +49,8 @@ def codex_config(env: dict[str, str]) -> str:
 
 
 class CodexAppServer(JsonRpcProtocol):
-    """``codex app-server``: one thread per process (a reset is a restart)."""
+    """``codex app-server``: one conversation (thread) at a time; a reset starts a new
+    one in the same process."""
 
     def __init__(self) -> None:
         super().__init__()
