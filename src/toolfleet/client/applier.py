@@ -50,8 +50,8 @@ class Applier:
     def _run(self) -> None:
         ended = False
         while not ended:
-            # what has come in since the last merge goes in one batch: the target is
-            # looked at (toplevel, branch, clean) once a batch, not once a change
+            # what has come in since the last merge goes in one batch: the target's
+            # branch and cleanliness are looked at once a batch, not once a change
             batch = [self._queue.get()]
             while batch[-1] is not None and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
