@@ -9,11 +9,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolfleet.keys import WORKERS, RedisLike, health_key
+from toolfleet.keys import WORKERS, RedisLike, free_key, health_key
 from toolfleet.models import InstanceHealth
 
 __all__ = [
     "CLOCK_SLACK",
+    "FREE_KEEP",
+    "FREE_TTL_MS",
     "ask_registry",
     "forget_health",
     "parse_health",
@@ -29,13 +31,25 @@ __all__ = [
 #: live worker (the record's own TTL, kept by Redis, says whether it is alive)
 CLOCK_SLACK = 60.0
 
+#: wake-ups kept on a profile's free list, and how long the list lives without a push
+FREE_KEEP = 16
+FREE_TTL_MS = 60_000
 
-def write_health(client: RedisLike, record: InstanceHealth, ttl: float) -> None:
+
+def write_health(
+    client: RedisLike, record: InstanceHealth, ttl: float, *, free: bool = False
+) -> None:
     """Store ``record``, expiring after ``ttl`` seconds without a refresh, and register
-    its worker (one round trip)."""
+    its worker (one round trip); ``free``: the instance just became free, so wake one
+    producer waiting for a session of its profile (the record is written first)."""
     pipe = client.pipeline(transaction=False)
     pipe.set(health_key(record.worker), record.model_dump_json(), px=max(1, int(ttl * 1000)))
     pipe.zadd(WORKERS, {record.worker: time.time() + ttl})
+    if free:
+        key = free_key(record.profile)
+        pipe.lpush(key, record.worker)
+        pipe.ltrim(key, 0, FREE_KEEP - 1)  # wake-ups nobody took: a few are enough
+        pipe.pexpire(key, FREE_TTL_MS)
     pipe.execute()
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "CHANGES_INDEX",
     "CHANGE_PREFIX",
     "CLAIM_PREFIX",
+    "FREE_PREFIX",
     "HEALTH_PREFIX",
     "LEASE_PREFIX",
     "RR_PREFIX",
@@ -23,6 +24,7 @@ __all__ = [
     "RedisLike",
     "change_key",
     "claim_key",
+    "free_key",
     "health_key",
     "lease_key",
     "rr_key",
@@ -43,6 +45,9 @@ LEASE_PREFIX = "toolfleet:lease:"
 SESSION_PREFIX = "toolfleet:session:"
 #: the round-robin turn of a profile, shared by all producers
 RR_PREFIX = "toolfleet:rr:"
+#: per profile, a list a worker pushes its name on when its instance becomes free (ready,
+#: no session): producers waiting for a session wake on it instead of polling
+FREE_PREFIX = "toolfleet:free:"
 #: which worker runs a prompt that may be redelivered (see workers/guard.py)
 CLAIM_PREFIX = "toolfleet:claim:"
 #: a change record (JSON) by its id, and the index of all of them (a sorted set by time)
@@ -92,6 +97,11 @@ def seq_key(session: str) -> str:
 def rr_key(profile: str) -> str:
     """The round-robin counter of ``profile``."""
     return RR_PREFIX + profile
+
+
+def free_key(profile: str) -> str:
+    """The list announcing that an instance of ``profile`` became free."""
+    return FREE_PREFIX + profile
 
 
 def change_key(change: str) -> str:

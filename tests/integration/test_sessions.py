@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
 import pytest
 
 from toolfleet import NoWorkers, SessionLost
+from toolfleet.client.sessions import Session
 
 from ..helpers import eventually
 from .procs import Workers, env_for
@@ -98,6 +100,37 @@ def test_all_leased_means_no_workers_after_the_wait(fleet: Workers) -> None:
         assert time.monotonic() - started < 10
     finally:
         for s in sessions:
+            s.close()
+
+
+def test_a_waiting_session_opens_on_the_workers_word_not_at_its_next_look(
+    fleet: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import toolfleet.client.sessions as sessions
+
+    sessions_held = [fleet.fleet.session("python") for _ in range(3)]
+    # looks 90 s apart: only the word of a worker whose instance became free opens the
+    # waiting session before its second look
+    monkeypatch.setattr(sessions, "FIRST_PAUSE", 90.0)
+    monkeypatch.setattr(sessions, "MAX_PAUSE", 90.0)
+    opened: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: opened.append(fleet.fleet.session("python", wait=120.0)), daemon=True
+    )
+    try:
+        waiter.start()
+        time.sleep(0.5)
+        assert not opened
+        released = sessions_held.pop(0)
+        released.close()
+        waiter.join(60.0)
+        assert opened, "the waiting session did not open within 60 s of a release"
+        new = opened[0]
+        assert isinstance(new, Session) and new.worker == released.worker
+        assert new.send("1 + 1").get(timeout=30).output == "2"
+        new.close()
+    finally:
+        for s in sessions_held:
             s.close()
 
 

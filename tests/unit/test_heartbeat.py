@@ -22,6 +22,7 @@ class DictRedis:
     def __init__(self):
         self.data: dict[str, tuple[str, float]] = {}
         self.zsets: dict[str, dict[str, float]] = {}
+        self.lists: dict[str, list[str]] = {}
         #: (time.monotonic(), the state written) of each write, in order
         self.writes: list[tuple[float, str]] = []
 
@@ -56,6 +57,15 @@ class DictRedis:
     def zrangebyscore(self, name, low, high):
         assert high == "+inf"
         return sorted(m for m, score in self.zsets.get(name, {}).items() if score >= low)
+
+    def lpush(self, name, *values):
+        self.lists.setdefault(name, [])[:0] = list(reversed(values))
+
+    def ltrim(self, name, start, end):
+        self.lists[name] = self.lists.get(name, [])[start : end + 1]
+
+    def pexpire(self, name, ms):
+        pass
 
     def pipeline(self, transaction=True):
         return _Pipeline(self)
@@ -149,3 +159,34 @@ def test_fast_prompts_cost_no_writes_but_a_long_one_shows_busy():
         beat.stop()
     assert written == ["ready", "busy", "ready", "busy", "ready"]  # none for the 200
     assert read_health(client) == []
+
+
+def test_a_word_goes_out_each_time_the_instance_becomes_free_for_a_session():
+    client = DictRedis()
+    sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"]), "w1@h", ["toolfleet.echo"])
+    now: list[tuple[str, str | None]] = [("starting", None)]
+    beat = Heartbeat(
+        client,
+        sup.health,
+        interval=60,
+        state=lambda: now[0],
+        free=lambda state: state == ("ready", None),
+    )
+    words = []
+    for state in [
+        ("starting", None),
+        ("ready", None),  # started: free
+        ("ready", None),  # an interval's write: still free, no word
+        ("busy", None),
+        ("ready", None),  # free again
+        ("ready", "s1"),  # leased
+        ("restarting", None),  # reset after the session
+        ("ready", None),  # free again
+    ]:
+        now[0] = state
+        beat.beat()
+        words.append(list(client.lists.get("toolfleet:free:echo", [])))
+    assert [len(w) for w in words] == [0, 1, 1, 1, 2, 2, 2, 3]
+    assert set(words[-1]) == {"w1@h"}
+    # the record is written in the same round trip, before the word
+    assert read_health(client, "w1@h") is not None

@@ -8,14 +8,25 @@ import time
 import uuid
 from typing import Any, Literal
 
+import redis
+
 import toolfleet.client.leases as leases
 from toolfleet.client.changes import ChangeBook
 from toolfleet.client.protocols import FleetLike, Handle
 from toolfleet.errors import BudgetSpent, NoWorkers, SessionLost, ToolfleetError
-from toolfleet.keys import rr_key, session_key
+from toolfleet.keys import free_key, rr_key, session_key
 from toolfleet.models import Changes, InstanceHealth, Usage
 
-__all__ = ["Session", "Strategy", "attach", "open_session", "place"]
+__all__ = [
+    "FIRST_PAUSE",
+    "MAX_PAUSE",
+    "Session",
+    "Strategy",
+    "attach",
+    "open_session",
+    "place",
+    "wait_for_free",
+]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +182,23 @@ class Session:
         return f"<Session {self.id} on {self.worker}>"
 
 
+#: the first and the longest wait between two looks for a free instance (a worker's
+#: word that one became free ends a wait at once)
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 0.25
+
+
+def wait_for_free(client: Any, profile: str, seconds: float) -> None:
+    """Block up to ``seconds`` for a word (see :func:`toolfleet.health.write_health`)
+    that an instance of ``profile`` became free; one word wakes one waiter."""
+    if seconds <= 0:
+        return
+    try:
+        client.blpop([free_key(profile)], timeout=seconds)
+    except redis.ResponseError:  # a Redis before 6 takes whole seconds only
+        time.sleep(seconds)
+
+
 def open_session(
     fleet: FleetLike,
     profile: str,
@@ -187,7 +215,7 @@ def open_session(
     session_id = uuid.uuid4().hex[:16]
     end = time.monotonic() + wait
     refusals: list[str] = []
-    pause = 0.005  # between looks, doubling to 0.1 s: an instance resetting is soon free
+    pause = FIRST_PAUSE  # doubling to MAX_PAUSE: an instance resetting is soon free
     while True:
         records = leases.unleased(client, fleet.status(profile))
         if worker is not None:
@@ -227,8 +255,10 @@ def open_session(
             )
         if strategy == "round-robin":
             client.decr(rr_key(profile))  # this turn was not used
-        time.sleep(pause)
-        pause = min(0.1, pause * 2)
+        # wait for a worker's word that an instance became free, or the pause: a look
+        # again right after an instance frees, not up to a pause later (and no polling)
+        wait_for_free(client, profile, min(pause, max(0.0, end - time.monotonic())))
+        pause = min(MAX_PAUSE, pause * 2)
 
 
 def attach(fleet: FleetLike, session_id: str) -> Session:

@@ -24,6 +24,9 @@ class Heartbeat:
     from what was last written: a prompt that goes busy and back to
     ready within that time costs no write. So Redis sees at most one write per state
     change and one per interval, and fast prompts add no Redis traffic at all.
+
+    ``free(state)`` says whether a state leaves the instance free for a session: the
+    write that first shows it free also wakes a producer waiting for one.
     """
 
     def __init__(
@@ -33,10 +36,12 @@ class Heartbeat:
         interval: float,
         debounce: float = 0.05,
         state: Callable[[], object] | None = None,
+        free: Callable[[object], bool] | None = None,
     ) -> None:
         self.client = client
         self.record = record
         self.state = state or (lambda: record().state)
+        self.free = free or (lambda _state: False)
         self.interval = interval
         self.debounce = debounce
         self.writes = 0
@@ -63,7 +68,9 @@ class Heartbeat:
         """Write the record now."""
         try:
             state = self.state()
-            write_health(self.client, self.record(), ttl=3 * self.interval)
+            was_free = self._written_state is not None and self.free(self._written_state)
+            became_free = self.free(state) and not was_free
+            write_health(self.client, self.record(), ttl=3 * self.interval, free=became_free)
             self._written_state = state
             self.writes += 1
         except Exception as exc:  # Redis down: keep beating, the next write may work

@@ -148,6 +148,7 @@ class HeartbeatStep(_ConsumerStep):
             # `holding` rides along but triggers no write: every interval's write
             # carries it, and the orphan sweep waits longer than an interval
             state=lambda: (sup.public_state, sup.session),
+            free=lambda state: state == ("ready", None),
         )
         sup.subscribe(lambda old, new: beat.notify(urgent=old == "restarting"))
         beat.start()
