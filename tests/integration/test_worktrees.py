@@ -131,7 +131,8 @@ def test_apply_from_a_subdirectory_onto_another_branch_leaves_the_checkout_alone
     git(repo, "branch", "release")
     workers.wait_ready(workers.start("bash-wt"))
     made = toolfleet(workers.settings, repo, "map", "-p", "bash-wt", "--json", "-s", HEADER, *names)
-    ids = [json.loads(line)["changes"]["id"] for line in made.stdout.splitlines()]
+    by_key = {r["key"]: r["changes"]["id"] for r in map(json.loads, made.stdout.splitlines())}
+    ids = [by_key[n] for n in names]  # the lines come in the order the items ended
     (repo / names[0]).write_text("x = 'an edit of mine'\n", encoding="utf-8")  # dirty main
     main_head = git(repo, "rev-parse", "main")
     # another branch is merged in a worktree of its own: the dirty checkout is no matter
