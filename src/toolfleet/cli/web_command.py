@@ -12,6 +12,7 @@ import click
 from toolfleet.cli.common import error, fail
 from toolfleet.errors import ToolfleetError
 from toolfleet.settings import Settings
+from toolfleet.web.access import TOKEN_ENV
 
 __all__ = ["INSTALL_HINT", "web", "web_url"]
 
@@ -36,7 +37,7 @@ def web_url(address: str, port: int, path: str = "/") -> str:
 )
 @click.option(
     "--token-env",
-    default="TOOLFLEET_WEB_TOKEN",
+    default=TOKEN_ENV,
     show_default=True,
     metavar="NAME",
     help="Environment variable holding the token (16 characters at least).",

@@ -66,6 +66,8 @@ class RunProgress:
         self.clock = clock
         self.wall = wall
         self.started = wall()
+        #: who runs the map (host and process), shown with it
+        self.producer = f"{socket.gethostname()}:{os.getpid()}"
         self.done = 0
         self.failed = 0
         self.writes = 0
@@ -122,7 +124,7 @@ class RunProgress:
             "started": round(self.started, 3),
             "updated": round(self.wall(), 3),
             "state": state,
-            "producer": f"{socket.gethostname()}:{os.getpid()}",
+            "producer": self.producer,
         }
 
     def publish(self, run: RunCounters) -> None:

@@ -17,7 +17,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from toolfleet._version import __version__
-from toolfleet.client.changes import ApplyResult, ChangeBook
+from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import unavailable
 from toolfleet.settings import Settings, redact_url
@@ -71,8 +71,7 @@ class Dashboard:
         self.view = FleetView(client)
         self.scrub = Scrubber.of(settings, access)
         checkout, why = checkout_of(repo)
-        book = ChangeBook(client, float(settings.result_expires))
-        self.actions = Actions(self.fleet, book, checkout, why)
+        self.actions = Actions(self.fleet, self.fleet.changes, checkout, why)
         self._reader = ThreadPoolExecutor(1, "toolfleet-web-read")
         self._doer = ThreadPoolExecutor(1, "toolfleet-web-act")
         self._asker = ThreadPoolExecutor(2, "toolfleet-web-ask")

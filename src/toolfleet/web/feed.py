@@ -128,7 +128,3 @@ class StateFeed:
     def latest(self) -> dict[str, Any] | None:
         """What the last successful read returned."""
         return self._last
-
-    @property
-    def viewers(self) -> int:
-        return len(self._waiters)

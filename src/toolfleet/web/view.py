@@ -125,7 +125,6 @@ class FleetView:
         self.client = client
         self.changes_refresh = changes_refresh
         self.max_changes = max_changes
-        self.reads = 0
         #: change id -> its record (None: expired, though still in the index)
         self._changes: dict[str, Changes | None] = {}
         self._fetched: dict[str, float] = {}
@@ -159,7 +158,6 @@ class FleetView:
         raw_changes = replies.pop() if wanted else []
         records = sorted(parse_health(raw_health), key=lambda r: natural(r.worker))
         self._store_changes(wanted, raw_changes)
-        self.reads += 1
         with self._lock:
             pending = [c for c in self._changes.values() if c and c.state == "pending"]
         return {
