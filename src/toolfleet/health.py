@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolfleet.keys import WORKERS, RedisLike, free_key, health_key
+from toolfleet.keys import WORKERS, RedisLike, free_key, health_key, text
 from toolfleet.models import InstanceHealth
 
 __all__ = [
@@ -72,7 +72,7 @@ def ask_registry(pipe: Any) -> None:
 
 def worker_names(reply: list[Any]) -> list[str]:
     """The registry's listing (see :func:`ask_registry`) as sorted names."""
-    return sorted(w.decode() if isinstance(w, bytes) else str(w) for w in reply)
+    return sorted(text(w) for w in reply)
 
 
 def registered(client: RedisLike) -> list[str]:

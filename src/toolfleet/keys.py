@@ -32,6 +32,7 @@ __all__ = [
     "seq_key",
     "session_key",
     "stream_key",
+    "text",
 ]
 
 #: a worker's health record (JSON, TTL 3 heartbeat intervals)
@@ -67,6 +68,11 @@ SWEEP_LOCK = "toolfleet:orphan-sweep"
 #: hash expires, Unix time); see client/progress.py
 RUN_PREFIX = "toolfleet:run:"
 RUNS = "toolfleet:runs"
+
+
+def text(value: Any, errors: str = "strict") -> str:
+    """A Redis reply's value as text (clients without ``decode_responses`` give bytes)."""
+    return value.decode(errors=errors) if isinstance(value, bytes) else str(value)
 
 
 def health_key(worker: str) -> str:

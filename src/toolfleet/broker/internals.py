@@ -27,6 +27,7 @@ from typing import Any, Literal
 from kombu.transport import redis as kombu_redis
 
 from toolfleet.errors import ConfigError
+from toolfleet.keys import text
 
 __all__ = [
     "DIRECT_EXCHANGE",
@@ -163,7 +164,7 @@ def whereabouts(channel: Any, prompt_id: str, queue: str) -> Whereabouts:
     keys = [channel.unacked_key, *priority_lists(channel, queue)]
     with channel.conn_or_acquire() as client:
         found = client.eval(_WHERE, len(keys), *keys, prompt_id)
-    place = found.decode() if isinstance(found, bytes) else str(found)
+    place = text(found)
     if place not in ("queued", "unacked", "nowhere"):
         raise ValueError(f"unexpected answer from the broker: {place!r}")
     return place  # type: ignore[return-value]

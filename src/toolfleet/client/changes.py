@@ -11,7 +11,7 @@ from pathlib import Path
 
 from toolfleet.errors import DirtyTarget, GitError, UnknownChange
 from toolfleet.gitops import git
-from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key
+from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key, text
 from toolfleet.models import Changes
 
 __all__ = ["ApplyResult", "ChangeBook"]
@@ -55,10 +55,7 @@ class ChangeBook:
 
     def records(self, pending: bool = False) -> list[Changes]:
         """Every live change record, oldest first (only the pending ones with ``pending``)."""
-        ids = [
-            i.decode() if isinstance(i, bytes) else str(i)
-            for i in self.client.zrange(CHANGES_INDEX, 0, -1)
-        ]
+        ids = [text(i) for i in self.client.zrange(CHANGES_INDEX, 0, -1)]
         records = []
         for raw in self.client.mget([change_key(i) for i in ids]) if ids else []:
             if raw is not None:

@@ -16,13 +16,8 @@ from toolfleet.broker import PROMPT_TASK
 from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
 from toolfleet.client.unavailable import redis_errors, unavailable
 from toolfleet.errors import NoWorkers, PromptCancelled, ResultTimeout, ToolError, ToolfleetError
-from toolfleet.keys import STREAM_END, stream_key
+from toolfleet.keys import STREAM_END, stream_key, text
 from toolfleet.models import PromptResult
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 if TYPE_CHECKING:
     from toolfleet.client.fleet import Fleet
@@ -121,11 +116,11 @@ class PromptHandle:
             ended = False
             for _key, items in entries or []:
                 for entry_id, fields in items:
-                    self.stream_position = _text(entry_id)
+                    self.stream_position = text(entry_id)
                     if STREAM_END.encode() in fields or STREAM_END in fields:
                         ended = True
                         break
-                    chunk = _text(fields.get(b"t", fields.get("t", b"")))
+                    chunk = text(fields.get(b"t", fields.get("t", b"")))
                     streamed.append(chunk)
                     yield chunk
             if ended or (not entries and self.ready()):

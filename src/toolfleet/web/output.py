@@ -11,16 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from toolfleet.keys import STREAM_END, RedisLike, stream_key
+from toolfleet.keys import STREAM_END, RedisLike, stream_key, text
 from toolfleet.web.access import Scrubber
 
 __all__ = ["OutputBuffer", "OutputHub", "ending_of"]
 
 log = logging.getLogger(__name__)
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def ending_of(meta: dict[str, Any]) -> dict[str, Any]:
@@ -175,18 +171,18 @@ class OutputHub:
 
     def _take(self, entries: Any) -> None:
         for key, items in entries or []:
-            prompt_id = _text(key).rpartition(":")[2]
+            prompt_id = text(key, "replace").rpartition(":")[2]
             with self.lock:
                 buffer = self.buffers.get(prompt_id)
                 if buffer is None:
                     continue
                 for entry_id, fields in items:
-                    buffer.position = _text(entry_id)
-                    named = {_text(k): v for k, v in fields.items()}
+                    buffer.position = text(entry_id, "replace")
+                    named = {text(k, "replace"): v for k, v in fields.items()}
                     if STREAM_END in named:
                         buffer.marked = True
                         break
-                    buffer.add(self.scrub.text(_text(named.get("t", ""))))
+                    buffer.add(self.scrub.text(text(named.get("t", ""), "replace")))
             self._changed(buffer)
 
     def _check_results(self) -> None:

@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from toolfleet.health import ask_registry, parse_health, worker_names
-from toolfleet.keys import CHANGES_INDEX, RUNS, RedisLike, change_key, health_key, run_key
+from toolfleet.keys import (
+    CHANGES_INDEX,
+    RUNS,
+    RedisLike,
+    change_key,
+    health_key,
+    run_key,
+    text,
+)
 from toolfleet.models import Changes, InstanceHealth
 
 __all__ = ["FleetView", "change_row", "instance_row", "natural", "run_row", "session_rows"]
@@ -20,10 +28,6 @@ log = logging.getLogger(__name__)
 
 #: files of a change listed by name (the rest counted)
 _FILES_SHOWN = 20
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def natural(name: str) -> tuple[Any, ...]:
@@ -76,7 +80,7 @@ def session_rows(records: list[InstanceHealth]) -> list[dict[str, Any]]:
 
 def run_row(raw: dict[Any, Any]) -> dict[str, Any] | None:
     """A run's progress hash as numbers (None when it is no run's)."""
-    fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+    fields = {text(k): text(v) for k, v in (raw or {}).items()}
     if "id" not in fields:
         return None
 
@@ -144,8 +148,8 @@ class FleetView:
         pipe.zrange(CHANGES_INDEX, -self.max_changes, -1)
         _, workers, _, runs, change_ids = pipe.execute()
         workers = worker_names(workers)
-        runs = [_text(r) for r in runs]
-        wanted = self._changes_to_read([_text(c) for c in change_ids])
+        runs = [text(r) for r in runs]
+        wanted = self._changes_to_read([text(c) for c in change_ids])
         pipe = self.client.pipeline(transaction=False)
         if workers:
             pipe.mget([health_key(w) for w in workers])

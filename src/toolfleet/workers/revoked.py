@@ -7,7 +7,7 @@ import time
 
 from celery.worker import state as worker_state
 
-from toolfleet.keys import CANCELLED, RedisLike
+from toolfleet.keys import CANCELLED, RedisLike, text
 
 __all__ = ["load_cancelled"]
 
@@ -23,7 +23,7 @@ def load_cancelled(client: RedisLike) -> int:
         log.warning("could not read the cancelled prompts: %s", exc)
         return 0
     for raw in ids:
-        worker_state.revoked.add(raw.decode() if isinstance(raw, bytes) else str(raw))
+        worker_state.revoked.add(text(raw))
     if ids:
         log.info("%d cancelled prompt(s) will not run here", len(ids))
     return len(ids)
