@@ -66,13 +66,15 @@ class Worktree:
                 f"workspace 'worktree': base {self.base_ref!r} is no commit of {self.source}"
             ) from None
         self.base = self.base.strip()
-        self.base_tree = git("rev-parse", f"{self.base}^{{tree}}", cwd=self.repo).strip()
         # detached at the base: no branch of its own, so that nothing stops a worker of
         # the same name from starting again after a kill, and no `worktree prune` (which
         # would drop the worktrees of workers on other machines sharing the repository)
         git("worktree", "add", "--quiet", "--detach", str(self.path), self.base, cwd=self.repo)
-        git_dir = Path(git("rev-parse", "--git-dir", cwd=self.path).strip())
-        self.git_dir = git_dir if git_dir.is_absolute() else self.path / git_dir
+        # its git directory and the base's tree (HEAD is the base there) in one process
+        git_dir, self.base_tree = git(
+            "rev-parse", "--absolute-git-dir", "HEAD^{tree}", cwd=self.path
+        ).splitlines()
+        self.git_dir = Path(git_dir)
 
     def _abort_unfinished(self) -> None:
         """Abort a merge, rebase or cherry-pick the tool left half-done (conflicts): the
