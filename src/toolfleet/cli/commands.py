@@ -13,7 +13,7 @@ import click
 from rich.live import Live
 
 from toolfleet.cli.changes import changes
-from toolfleet.cli.common import connect, console, error, fail
+from toolfleet.cli.common import connect, console, error, fail, on_this_host
 from toolfleet.cli.drain import drain
 from toolfleet.cli.exporter_command import exporter
 from toolfleet.cli.live import follow_stream, tail
@@ -210,9 +210,8 @@ def check(profile: str | None, this_host: bool) -> None:
         error(exc)
     what = f"profile {profile!r}" if profile else "the fleet"
     if this_host:
-        host = socket.gethostname()
-        records = [r for r in records if r.worker.rpartition("@")[2] == host]
-        what += f" on {host}"
+        records = [r for r in records if on_this_host(r.worker)]
+        what += f" on {socket.gethostname()}"
     ready = [r for r in records if r.state in ("ready", "busy")]
     if ready:
         click.echo(f"ok: {len(ready)} of {len(records)} instances of {what} ready")
@@ -265,9 +264,8 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
         click.echo(f"{prompt_id}: {what}")
 
 
-for command in (up, worker, demo, map_command, changes, tail, exporter, web):
+for command in (up, worker, demo, map_command, changes, tail, exporter, web, drain):
     cli.add_command(command)
-cli.add_command(drain)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import NoReturn
 
@@ -12,7 +13,7 @@ from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import ensure_reachable
 from toolfleet.errors import ToolfleetError
 
-__all__ = ["connect", "console", "error", "fail"]
+__all__ = ["connect", "console", "error", "fail", "on_this_host"]
 
 console = Console()
 
@@ -25,6 +26,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def error(exc: ToolfleetError) -> NoReturn:
     """Exit with ``exc`` as one line: ``error: ErrorType: message``."""
     fail(f"{type(exc).__name__}: {exc.message}")
+
+
+def on_this_host(worker: str) -> bool:
+    """Whether ``worker`` (a node name ``name@host``) runs on this host."""
+    return worker.rpartition("@")[2] == socket.gethostname()
 
 
 def connect(prompt: tuple[str, str] | None = None) -> Fleet:

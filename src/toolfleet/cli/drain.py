@@ -6,7 +6,7 @@ import socket
 
 import click
 
-from toolfleet.cli.common import connect, error, fail
+from toolfleet.cli.common import connect, error, fail, on_this_host
 from toolfleet.client.drain import drain as drain_workers
 from toolfleet.errors import ToolfleetError
 from toolfleet.models import InstanceHealth
@@ -47,7 +47,7 @@ def drain(this_host: bool, workers: tuple[str, ...], profile: str | None, timeou
 
     def chosen(record: InstanceHealth) -> bool:
         return (
-            (not this_host or record.worker.rpartition("@")[2] == host)
+            (not this_host or on_this_host(record.worker))
             and (not workers or record.worker in workers)
             and (profile is None or record.profile == profile)
         )

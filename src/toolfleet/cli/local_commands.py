@@ -18,6 +18,7 @@ from toolfleet.cli.render import results_table, status_table
 from toolfleet.client.fleet import Fleet
 from toolfleet.errors import ToolfleetError
 from toolfleet.settings import Settings
+from toolfleet.web.access import TOKEN_ENV
 
 __all__ = ["DEMO_PROMPTS", "demo", "parse_profiles", "up", "worker"]
 
@@ -68,7 +69,8 @@ def up(
 
     settings = Settings.from_env()
     # the dashboard's token: TOOLFLEET_WEB_TOKEN's, else one made up for this run
-    web_token = os.environ.get("TOOLFLEET_WEB_TOKEN") or secrets.token_urlsafe(24)
+    env_token = os.environ.get(TOKEN_ENV)
+    web_token = env_token or secrets.token_urlsafe(24)
     fleet = LocalFleet(
         settings,
         parse_profiles(specs, workers),
@@ -92,7 +94,7 @@ def up(
             )
             if flower:
                 console.print(f"Flower: http://127.0.0.1:{flower_port}/")
-            if web and os.environ.get("TOOLFLEET_WEB_TOKEN"):
+            if web and env_token:
                 console.print(f"Dashboard: http://127.0.0.1:{web_port}/ (TOOLFLEET_WEB_TOKEN)")
             elif web:  # only this terminal sees the token made up for this run
                 link = f"http://127.0.0.1:{web_port}/login?token={web_token}"
