@@ -74,7 +74,8 @@ def one_shot(agent: str, message: str, workdir: Path) -> list[str]:
         return [binary, "-p", message, "--permission-mode", "acceptEdits"]
     if agent == "gemini":
         return [binary, "-p", message, "--yolo"]
-    return [binary, "exec", "--skip-git-repo-check", "-C", str(workdir), message]
+    # ephemeral as the instances' threads are (no session file, fewer git calls)
+    return [binary, "exec", "--ephemeral", "--skip-git-repo-check", "-C", str(workdir), message]
 
 
 def make_repo(root: Path, files: int) -> list[str]:

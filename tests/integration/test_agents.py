@@ -156,6 +156,28 @@ def test_one_process_answers_many_prompts_remembers_them_and_resets_in_place(
     assert started.pid == pid
 
 
+@pytest.mark.parametrize(
+    "agent",
+    [
+        pytest.param(
+            CODEX,
+            id="codex",
+            marks=pytest.mark.skipif(not CODEX.binary.is_file(), reason="codex is not installed"),
+        )
+    ],
+    indirect=True,
+)
+def test_codex_threads_are_ephemeral_and_leave_no_session_files(started: Instance) -> None:
+    # a fleet's conversation is never resumed from disk: a long-lived instance must not
+    # grow its home by a rollout file a session
+    assert started.ask("hello").ok
+    assert started.reset()
+    assert started.ask("again").output.endswith("I have seen 1 user messages.")
+    home = Path(started.instance_dir) / "codex"  # type: ignore[attr-defined]
+    assert (home / "config.toml").is_file()
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*.jsonl")) == []
+
+
 def test_an_edit_is_the_agents_own_tool_calls_recorded_with_its_answer(
     agent: Agent, started: Instance, tmp_path: Path
 ) -> None:
