@@ -23,7 +23,7 @@ from toolfleet.client.journal import Journal
 from toolfleet.client.progress import RunProgress
 from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.results import ready_ids, revoke
-from toolfleet.client.stepped import SessionOpener, StepsHandle
+from toolfleet.client.stepped import SessionOpener, StepsHandle, StepThreads
 from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult, Usage
 
@@ -131,6 +131,8 @@ class MapRun:
         self._deadlines: dict[str, float] = {}
         #: progress in Redis for the dashboard (at most once a second)
         self._progress = RunProgress.of(fleet, profile)
+        #: the threads multi-step items run in (made with the first such item)
+        self._threads: StepThreads | None = None
         if not self._pending:
             self._finish()
 
@@ -250,6 +252,8 @@ class MapRun:
                 self._progress.finish(self)
             if self.journal is not None and self._owns_journal:
                 self.journal.close()
+            if self._threads is not None:
+                self._threads.close()
 
     def _deadline_for(self, profile: str, item: MapItem) -> float:
         """Seconds to wait for one result before counting the prompt as lost."""
@@ -359,6 +363,8 @@ class MapRun:
             for text in item.steps:
                 validate(text, profile)
         opener = cast(SessionOpener, self.fleet)
+        if self._threads is None:
+            self._threads = StepThreads(getattr(self.fleet, "release_thread", None))
         changes = None
         uses_worktree = getattr(self.fleet, "uses_worktree", None)
         if uses_worktree is not None and uses_worktree(profile):
@@ -372,6 +378,7 @@ class MapRun:
             step_wait=wait,
             lease_wait=wait,
             changes=changes,
+            threads=self._threads,
         )
 
     def _sweep(self) -> bool:

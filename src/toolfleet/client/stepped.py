@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from toolfleet.errors import (
 )
 from toolfleet.models import Changes, PromptResult
 
-__all__ = ["SessionOpener", "StepsHandle"]
+__all__ = ["SessionOpener", "StepThreads", "StepsHandle"]
 
 #: seconds between looks at the instance's health while a step runs
 _LOOK_EVERY = 2.0
@@ -27,6 +28,57 @@ class SessionOpener(Protocol):
     """A fleet that opens sessions (``Fleet.session``)."""
 
     def session(self, profile: str = ..., *, wait: float = ...) -> Any: ...
+
+
+class StepThreads:
+    """The threads a bulk run's multi-step items run in, kept from item to item: Celery
+    gives each thread a result backend of its own (a connection pool, a pub/sub
+    connection), made on the thread's first use; a thread an item made and closed one
+    backend an item. ``release`` (``Fleet.release_thread``) closes a thread's backend
+    when :meth:`close` ends it."""
+
+    def __init__(self, release: Callable[[], None] | None = None) -> None:
+        self.release = release
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads: list[threading.Thread] = []
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run ``job`` in an idle thread, or in a new one if none is idle."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                name = f"toolfleet-steps-{len(self._threads)}"
+                thread = threading.Thread(target=self._loop, name=name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """End the threads once their jobs are done (without waiting for them)."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._jobs.put(None)
+
+    def _loop(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                try:
+                    job()
+                finally:
+                    with self._lock:
+                        self._idle += 1
+        finally:
+            _release(self.release)
+
+
+def _release(release: Callable[[], None] | None) -> None:
+    if release is not None:
+        with contextlib.suppress(Exception):
+            release()
 
 
 class StepsHandle:
@@ -50,6 +102,7 @@ class StepsHandle:
         step_wait: float,
         lease_wait: float,
         changes: Callable[[str], Changes | None] | None = None,
+        threads: StepThreads | None = None,
     ) -> None:
         self.fleet = fleet
         self.steps = steps
@@ -65,8 +118,13 @@ class StepsHandle:
         self._id = f"steps-{uuid.uuid4()}"
         self._done = threading.Event()
         self._cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self._id, daemon=True)
-        self._thread.start()
+        if threads is not None:
+            threads.run(self._run)
+        else:  # a thread of its own, its result backend closed when the item ends
+            release = getattr(self.fleet, "release_thread", None)
+            thread = threading.Thread(target=self._alone, args=(release,), name=self._id)
+            thread.daemon = True
+            thread.start()
 
     @property
     def id(self) -> str:
@@ -110,12 +168,13 @@ class StepsHandle:
         except Exception as exc:  # reported as the item's error, never lost
             self.error = ToolfleetError(f"{type(exc).__name__}: {exc}")
         finally:
-            # Celery made this thread a result backend of its own: close it (a Fleet's)
-            release = getattr(self.fleet, "release_thread", None)
-            if release is not None:
-                with contextlib.suppress(Exception):
-                    release()
             self._done.set()
+
+    def _alone(self, release: Callable[[], None] | None) -> None:
+        try:
+            self._run()
+        finally:
+            _release(release)
 
     def _step(self, session: Any, number: int, text: str) -> PromptResult:
         """Send step ``number`` and wait for it, looking at the instance's health."""
