@@ -8,7 +8,7 @@ from pathlib import Path
 
 from toolfleet.errors import GitError
 
-__all__ = ["git", "is_url"]
+__all__ = ["git", "is_url", "run_git"]
 
 #: who commits a session's changes
 _IDENTITY = {
@@ -24,11 +24,12 @@ def is_url(repo: str) -> bool:
     return "://" in repo or (":" in repo and not Path(repo).exists() and "@" in repo)
 
 
-def git(*args: str, cwd: str | os.PathLike[str], check: bool = True, timeout: float = 120.0) -> str:
-    """Run ``git args`` in ``cwd``; its stdout, or GitError with git's message."""
-
+def run_git(
+    *args: str, cwd: str | os.PathLike[str], timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``git args`` in ``cwd`` and return what it did, whatever its exit status."""
     env = {**os.environ, **_IDENTITY, "GIT_TERMINAL_PROMPT": "0"}
-    done = subprocess.run(
+    return subprocess.run(
         ["git", *args],
         cwd=cwd,
         env=env,
@@ -37,7 +38,17 @@ def git(*args: str, cwd: str | os.PathLike[str], check: bool = True, timeout: fl
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def _failure(args: tuple[str, ...], done: subprocess.CompletedProcess[str]) -> GitError:
+    """The one-line error of a git command that failed."""
+    why = " ".join((done.stderr or done.stdout).split()) or f"exit status {done.returncode}"
+    return GitError(f"git {' '.join(args[:2])}: {why}")
+
+
+def git(*args: str, cwd: str | os.PathLike[str], check: bool = True, timeout: float = 120.0) -> str:
+    """Run ``git args`` in ``cwd``; its stdout, or GitError with git's message."""
+    done = run_git(*args, cwd=cwd, timeout=timeout)
     if check and done.returncode != 0:
-        why = " ".join((done.stderr or done.stdout).split()) or f"exit status {done.returncode}"
-        raise GitError(f"git {' '.join(args[:2])}: {why}")
+        raise _failure(args, done)
     return done.stdout

@@ -76,3 +76,15 @@ def test_an_error_in_a_batch_is_found_change_by_change() -> None:
     assert book.batches == [["c1"], ["c2", "dirty", "c3"], ["c2"], ["dirty"], ["c3"]]
     assert applier.result.applied == ["c1", "c2", "c3"]
     assert applier.result.conflicts == {"dirty": ["DirtyTarget: uncommitted changes"]}
+
+
+def test_changes_that_come_in_soon_after_a_merge_wait_for_the_next_batch() -> None:
+    book = Book()
+    with Applier(book, every=30.0) as applier:  # type: ignore[arg-type]
+        applier.add("c1")
+        assert book.entered.wait(10)  # the first batch goes at once
+        applier.add("c2")
+        applier.add("c3")
+    # the next one waits out the period (cut short by close): both in it
+    assert book.batches == [["c1"], ["c2", "c3"]]
+    assert applier.result.applied == ["c1", "c2", "c3"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from types import TracebackType
 
 from toolfleet.client.changes import ApplyResult, ChangeBook
@@ -20,6 +21,10 @@ class Applier:
     :meth:`close` waits for the merges asked for and returns what they did; a change
     that could not be applied (a conflict, or an error such as DirtyTarget) is listed
     in ``conflicts`` with the reason.
+
+    It merges at most once every ``every`` seconds, each time all the changes that came
+    in since: a batch costs a look at the target and one move of its checkout, so a
+    fast rollout's changes go in several at a time rather than one by one.
     """
 
     def __init__(
@@ -27,11 +32,14 @@ class Applier:
         book: ChangeBook,
         repo: str | os.PathLike[str] = ".",
         onto: str | None = None,
+        every: float = 0.5,
     ) -> None:
         self.book = book
         self.repo = repo
         self.onto = onto
+        self.every = every
         self.result = ApplyResult()
+        self._closing = threading.Event()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="toolfleet-apply", daemon=True)
         self._thread.start()
@@ -43,16 +51,20 @@ class Applier:
     def close(self) -> ApplyResult:
         """Wait for every change added; what was applied and what conflicted."""
         if self._thread.is_alive():
+            self._closing.set()  # no more waiting for a batch to fill
             self._queue.put(None)
             self._thread.join()
         return self.result
 
     def _run(self) -> None:
         ended = False
+        last = -self.every
         while not ended:
             # what has come in since the last merge goes in one batch: the target's
             # branch and cleanliness are looked at once a batch, not once a change
             batch = [self._queue.get()]
+            self._closing.wait(last + self.every - time.monotonic())
+            last = time.monotonic()
             while batch[-1] is not None and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             ended = batch[-1] is None
