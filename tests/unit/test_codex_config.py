@@ -1,4 +1,5 @@
-"""The config.toml written for Codex: valid TOML, unattended, no shell snapshot."""
+"""The config.toml written for Codex: valid TOML, unattended, no shell snapshot, no login
+shell."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ def test_the_config_is_unattended_with_no_shell_snapshot_and_no_analytics() -> N
     config = tomllib.loads(codex_config({}))
     assert config["approval_policy"] == "never"
     assert config["sandbox_mode"] == "danger-full-access"
+    assert config["allow_login_shell"] is False
     assert config["features"] == {"shell_snapshot": False}
     assert config["analytics"] == {"enabled": False}
     assert "model_provider" not in config and "model" not in config

@@ -23,10 +23,16 @@ __all__ = ["CodexAppServer", "codex_config"]
 
 def codex_config(env: dict[str, str]) -> str:
     """CODEX_HOME's config.toml for an unattended agent: no approvals, full access to its
-    worktree, no analytics, no shell snapshot; the model (``CODEX_MODEL``) and, with
-    ``OPENAI_BASE_URL``, an OpenAI-compatible endpoint (Responses API) keyed by
-    ``OPENAI_API_KEY``."""
-    lines = ['approval_policy = "never"', 'sandbox_mode = "danger-full-access"']
+    worktree, no analytics, no shell snapshot, no login shell; the model
+    (``CODEX_MODEL``) and, with ``OPENAI_BASE_URL``, an OpenAI-compatible endpoint
+    (Responses API) keyed by ``OPENAI_API_KEY``."""
+    # commands run in the instance's environment, not a login shell's: /etc/profile
+    # sets PATH afresh (Debian's does), dropping the profile's, and costs CPU a command
+    lines = [
+        'approval_policy = "never"',
+        'sandbox_mode = "danger-full-access"',
+        "allow_login_shell = false",
+    ]
     if env.get("CODEX_MODEL"):
         lines.append(f"model = {json.dumps(env['CODEX_MODEL'])}")
     base = env.get("OPENAI_BASE_URL")
@@ -41,8 +47,8 @@ def codex_config(env: dict[str, str]) -> str:
             'wire_api = "responses"',
         ]
     # a shell snapshot runs a login shell and five helpers at every new thread, that is
-    # at every session of a fleet (30 ms of CPU an item); without it each command runs
-    # in a login shell of its own: the same environment
+    # at every session of a fleet (30 ms of CPU an item), to save login shells that
+    # toolfleet's instances do not start
     lines += ["", "[features]", "shell_snapshot = false"]
     lines += ["", "[analytics]", "enabled = false", ""]
     return "\n".join(lines)
