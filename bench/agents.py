@@ -15,6 +15,8 @@ private Redis and the agent's fake model server from tests/programs:
    each, through 3 workers of a worktree profile with every change applied as it
    completes, against the CLI's one-shot mode once per file, one after another
    (``claude -p``, ``gemini -p``, ``codex exec``); items/s and the ratio, target >= 3.
+   The one-shot runs get the instances' settings (Codex: toolfleet's config.toml and
+   ``--ephemeral``); Codex's is also run as installed (its default config).
 5. the ceiling of this machine for that rollout: the same items on 3 instances driven
    in this process (a thread each), a new conversation per item, in one checkout: no
    queue, no worktree, no change record; items/s against the same one-shot baseline.
@@ -47,6 +49,7 @@ from toolfleet.client.bulk import run_map
 from toolfleet.client.items import expand_steps
 from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool.agent import AgentInstance
+from toolfleet.tool.codex import codex_config
 from toolfleet.tool.factory import make_instance
 from toolfleet.tool.interface import Instance
 
@@ -76,6 +79,30 @@ def one_shot(agent: str, message: str, workdir: Path) -> list[str]:
         return [binary, "-p", message, "--yolo"]
     # ephemeral as the instances' threads are (no session file, fewer git calls)
     return [binary, "exec", "--ephemeral", "--skip-git-repo-check", "-C", str(workdir), message]
+
+
+def one_shots(
+    agent: str, shot: Path, names: list[str], env: dict[str, str], extra: list[str] | None = None
+) -> dict[str, float]:
+    """The one-shot command once per file of ``names`` in ``shot``, one after another
+    (``extra``: codex exec's options other than ``--ephemeral``)."""
+    started = time.perf_counter()
+    for name in names:
+        command = one_shot(agent, STEP.format(stem=Path(name).stem, path=name), shot)
+        if extra is not None:
+            command = [command[0], "exec", *extra, *command[3:]]
+        subprocess.run(
+            command,
+            cwd=shot,
+            env=env,
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+    elapsed = time.perf_counter() - started
+    assert headers_ok(shot, names) == len(names), "the one-shot runs did not edit"
+    return {"files": len(names), "seconds": elapsed, "items_per_s": len(names) / elapsed}
 
 
 def make_repo(root: Path, files: int) -> list[str]:
@@ -238,28 +265,28 @@ def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
             fake_settings.write_text('{"security":{"auth":{"selectedType":"gemini-api-key"}}}')
             shot_env.update(GEMINI_CLI_TRUST_WORKSPACE="true", GEMINI_CLI_NO_RELAUNCH="1")
         if agent == "codex":
-            from toolfleet.tool.codex import codex_config
-
             (base / "home" / ".codex").mkdir()
             (base / "home" / ".codex" / "config.toml").write_text(codex_config(shot_env))
         if agent == "claude":
             shot_env.update(profile.env)
             shot_env.update(HOME=str(base / "home"), CLAUDE_CONFIG_DIR=str(base / "home/.claude"))
-        started = time.perf_counter()
-        for name in shot_names:
-            message = STEP.format(stem=Path(name).stem, path=name)
-            subprocess.run(
-                one_shot(agent, message, shot),
-                cwd=shot,
-                env=shot_env,
-                check=True,
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                timeout=120,
+        result["one_shot"] = one_shots(agent, shot, shot_names, shot_env)
+        if agent == "codex":  # also as installed: its default config, session files kept
+            defaults = base / "defaults"
+            (defaults / ".codex").mkdir(parents=True)
+            keep = ("allow_login_shell", "shell_snapshot", "[features]")
+            config = codex_config(shot_env).splitlines()
+            (defaults / ".codex" / "config.toml").write_text(
+                "\n".join(line for line in config if not line.startswith(keep))
             )
-        elapsed = time.perf_counter() - started
-        assert headers_ok(shot, shot_names) == files, "the one-shot runs did not edit"
-        result["one_shot"] = {"files": files, "seconds": elapsed, "items_per_s": files / elapsed}
+            names = make_repo(base / "oneshot-defaults", files)
+            plain = one_shots(
+                agent, base / "oneshot-defaults", names, {**shot_env, "HOME": str(defaults)}, []
+            )
+            result["one_shot_defaults"] = plain
+            result["rollout_ratio_defaults"] = (
+                result["rollout"]["items_per_s"] / plain["items_per_s"]
+            )
         result["rollout_ratio"] = (
             result["rollout"]["items_per_s"] / result["one_shot"]["items_per_s"]
         )
