@@ -44,6 +44,11 @@ class StepThreads:
         self._idle = 0
         self._threads: list[threading.Thread] = []
 
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a job."""
+        return self._idle
+
     def run(self, job: Callable[[], None]) -> None:
         """Run ``job`` in an idle thread, or in a new one if none is idle."""
         with self._lock:
