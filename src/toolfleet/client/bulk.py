@@ -363,8 +363,9 @@ class MapRun:
             for text in item.steps:
                 validate(text, profile)
         opener = cast(SessionOpener, self.fleet)
-        if self._threads is None:
-            self._threads = StepThreads(getattr(self.fleet, "release_thread", None))
+        threads = self._threads
+        if threads is None:
+            threads = self._threads = StepThreads(getattr(self.fleet, "release_thread", None))
         changes = None
         uses_worktree = getattr(self.fleet, "uses_worktree", None)
         if uses_worktree is not None and uses_worktree(profile):
@@ -377,8 +378,8 @@ class MapRun:
             timeout=timeout,
             step_wait=wait,
             lease_wait=wait,
+            threads=threads,
             changes=changes,
-            threads=self._threads,
         )
 
     def _sweep(self) -> bool:

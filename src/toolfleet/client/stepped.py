@@ -77,21 +77,17 @@ class StepThreads:
                     with self._lock:
                         self._idle += 1
         finally:
-            _release(self.release)
-
-
-def _release(release: Callable[[], None] | None) -> None:
-    if release is not None:
-        with contextlib.suppress(Exception):
-            release()
+            if self.release is not None:
+                with contextlib.suppress(Exception):
+                    self.release()
 
 
 class StepsHandle:
-    """Runs one item's ``steps`` in a thread, inside a session (an exclusive lease on one
-    instance, reset before anyone else uses it), stopping at the first step whose answer
-    is not ok. Behaves as the handle of one prompt for a bulk run: ``ready()`` when the
-    item has ended; ``get()`` returns the last step's result or raises what stopped it;
-    ``results`` lists every step's result.
+    """Runs one item's ``steps`` in a thread of ``threads``, inside a session (an
+    exclusive lease on one instance, reset before anyone else uses it), stopping at the
+    first step whose answer is not ok. Behaves as the handle of one prompt for a bulk
+    run: ``ready()`` when the item has ended; ``get()`` returns the last step's result or
+    raises what stopped it; ``results`` lists every step's result.
 
     An instance lost under the item (its worker killed, its tool restarted) raises a
     retryable ToolCrashed: the item runs again, whole, on a reset instance.
@@ -106,8 +102,8 @@ class StepsHandle:
         timeout: float | None,
         step_wait: float,
         lease_wait: float,
+        threads: StepThreads,
         changes: Callable[[str], Changes | None] | None = None,
-        threads: StepThreads | None = None,
     ) -> None:
         self.fleet = fleet
         self.steps = steps
@@ -123,13 +119,7 @@ class StepsHandle:
         self._id = f"steps-{uuid.uuid4()}"
         self._done = threading.Event()
         self._cancelled = threading.Event()
-        if threads is not None:
-            threads.run(self._run)
-        else:  # a thread of its own, its result backend closed when the item ends
-            release = getattr(self.fleet, "release_thread", None)
-            thread = threading.Thread(target=self._alone, args=(release,), name=self._id)
-            thread.daemon = True
-            thread.start()
+        threads.run(self._run)
 
     @property
     def id(self) -> str:
@@ -174,12 +164,6 @@ class StepsHandle:
             self.error = ToolfleetError(f"{type(exc).__name__}: {exc}")
         finally:
             self._done.set()
-
-    def _alone(self, release: Callable[[], None] | None) -> None:
-        try:
-            self._run()
-        finally:
-            _release(release)
 
     def _step(self, session: Any, number: int, text: str) -> PromptResult:
         """Send step ``number`` and wait for it, looking at the instance's health."""
