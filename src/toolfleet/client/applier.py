@@ -83,9 +83,7 @@ class Applier:
             why = exc.message if isinstance(exc, ToolfleetError) else str(exc)
             self.result.conflicts[changes[0]] = [f"{type(exc).__name__}: {why}"]
             return
-        self.result.applied += done.applied
-        self.result.empty += done.empty
-        self.result.conflicts.update(done.conflicts)
+        self.result.add(done)
 
     def __enter__(self) -> Applier:
         return self

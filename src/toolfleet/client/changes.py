@@ -30,6 +30,12 @@ class ApplyResult:
     #: change id -> the files that conflicted (the target branch is untouched)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
 
+    def add(self, other: ApplyResult) -> None:
+        """Count what ``other`` did too (after what this one did)."""
+        self.applied += other.applied
+        self.empty += other.empty
+        self.conflicts.update(other.conflicts)
+
 
 class ChangeBook:
     """The fleet's change records (``fleet.changes``)."""
@@ -153,10 +159,7 @@ class ChangeBook:
             self._mark(record, "applied")
             result.applied.append(record.id)
         if rest:
-            more = self._merge_each(rest, checkout)
-            result.applied += more.applied
-            result.empty += more.empty
-            result.conflicts.update(more.conflicts)
+            result.add(self._merge_each(rest, checkout))
         return result
 
     def _merge_each(self, records: list[Changes], checkout: Path) -> ApplyResult:
