@@ -70,29 +70,27 @@ def servers() -> dict[str, tuple[Callable[[int], Any], Callable[[int], dict[str,
     }
 
 
-def one_shot(agent: str, message: str, workdir: Path) -> list[str]:
-    """The CLI's own one-shot command for ``message`` (what one scripts without toolfleet)."""
+def one_shot(agent: str, message: str, workdir: Path, ephemeral: bool = True) -> list[str]:
+    """The CLI's own one-shot command for ``message`` (what one scripts without toolfleet);
+    ``ephemeral``: Codex keeps no session file, as the instances' threads do not."""
     binary = str(AGENTS / agent)
     if agent == "claude":
         return [binary, "-p", message, "--permission-mode", "acceptEdits"]
     if agent == "gemini":
         return [binary, "-p", message, "--yolo"]
-    # ephemeral as the instances' threads are (no session file, fewer git calls)
-    return [binary, "exec", "--ephemeral", "--skip-git-repo-check", "-C", str(workdir), message]
+    kept = ["--ephemeral"] if ephemeral else []
+    return [binary, "exec", *kept, "--skip-git-repo-check", "-C", str(workdir), message]
 
 
 def one_shots(
-    agent: str, shot: Path, names: list[str], env: dict[str, str], extra: list[str] | None = None
+    agent: str, shot: Path, names: list[str], env: dict[str, str], ephemeral: bool = True
 ) -> dict[str, float]:
-    """The one-shot command once per file of ``names`` in ``shot``, one after another
-    (``extra``: codex exec's options other than ``--ephemeral``)."""
+    """The one-shot command once per file of ``names`` in ``shot``, one after another."""
     started = time.perf_counter()
     for name in names:
-        command = one_shot(agent, STEP.format(stem=Path(name).stem, path=name), shot)
-        if extra is not None:
-            command = [command[0], "exec", *extra, *command[3:]]
+        message = STEP.format(stem=Path(name).stem, path=name)
         subprocess.run(
-            command,
+            one_shot(agent, message, shot, ephemeral),
             cwd=shot,
             env=env,
             check=True,
@@ -274,14 +272,19 @@ def bench_agent(agent: str, files: int, rounds: int) -> dict[str, Any]:
         if agent == "codex":  # also as installed: its default config, session files kept
             defaults = base / "defaults"
             (defaults / ".codex").mkdir(parents=True)
-            keep = ("allow_login_shell", "shell_snapshot", "[features]")
+            # only what reaching the fake model needs: toolfleet's settings left out
+            ours = ("allow_login_shell", "shell_snapshot", "[features]")
             config = codex_config(shot_env).splitlines()
             (defaults / ".codex" / "config.toml").write_text(
-                "\n".join(line for line in config if not line.startswith(keep))
+                "\n".join(line for line in config if not line.startswith(ours))
             )
             names = make_repo(base / "oneshot-defaults", files)
             plain = one_shots(
-                agent, base / "oneshot-defaults", names, {**shot_env, "HOME": str(defaults)}, []
+                agent,
+                base / "oneshot-defaults",
+                names,
+                {**shot_env, "HOME": str(defaults)},
+                ephemeral=False,
             )
             result["one_shot_defaults"] = plain
             result["rollout_ratio_defaults"] = (
