@@ -31,14 +31,16 @@ RUN set -eux; \
     rm -rf /var/lib/apt/lists/*
 
 # aider-chat pins exact versions of ~100 packages (pydantic, click, rich, ...), so it gets
-# a virtualenv of its own instead of sharing (and fighting over) toolfleet's; the
-# profile only needs `aider` on PATH. Git identity and safe.directory for the mounted
+# a virtualenv of its own instead of sharing (and fighting over) toolfleet's, at the
+# versions of lock/aider.txt (the ones the tests ran); the profile only needs `aider` on
+# PATH. Git identity and safe.directory for the mounted
 # repository (owned by whoever created it) are set system-wide.
 # hadolint ignore=DL3013
+COPY lock/aider.txt /opt/lock/
 RUN set -eux; \
     if [ "$WITH_AIDER" = "1" ]; then \
         python -m venv /opt/aider; \
-        /opt/aider/bin/pip install aider-chat; \
+        /opt/aider/bin/pip install --require-hashes -r /opt/lock/aider.txt; \
         ln -s /opt/aider/bin/aider /usr/local/bin/aider; \
         aider --version; \
         git config --system user.name "toolfleet aider"; \
@@ -46,24 +48,28 @@ RUN set -eux; \
         git config --system --add safe.directory '*'; \
     fi
 
-# Claude Code, Gemini CLI and Codex from npm (with their platform binaries); the
-# profiles need `claude`, `gemini` and `codex` on PATH
-# hadolint ignore=DL3016
+# Claude Code, Gemini CLI and Codex from npm (with their platform binaries), at the
+# versions of lock/agents/package-lock.json (npm ci); the profiles need `claude`,
+# `gemini` and `codex` on PATH
+COPY lock/agents/package.json lock/agents/package-lock.json /opt/agents/
 RUN set -eux; \
     if [ "$WITH_AGENTS" = "1" ]; then \
-        npm install -g --no-audit --no-fund @anthropic-ai/claude-code@^2.1 \
-            @google/gemini-cli@^0.61 @openai/codex@^0.171; \
+        cd /opt/agents && npm ci --no-audit --no-fund; \
+        ln -s /opt/agents/node_modules/.bin/claude /opt/agents/node_modules/.bin/gemini \
+            /opt/agents/node_modules/.bin/codex /usr/local/bin/; \
         claude --version; \
         gemini --version; \
         codex --version; \
     fi
 
-# toolfleet with what a worker needs (and Flower, which runs from the same image)
+# toolfleet with what a worker needs (and Flower, which runs from the same image), its
+# dependencies at the versions of lock/app.txt (the ones the tests ran)
 WORKDIR /opt/toolfleet
+COPY lock/app.txt ./lock/
+RUN pip install --require-hashes -r lock/app.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
-# hadolint ignore=DL3013
-RUN pip install ".[worker,flower,exporter]" && toolfleet --version
+RUN pip install --no-deps ".[worker,flower,exporter]" && toolfleet --version
 
 # An unprivileged user. Its HOME is writable: tools (aider) keep their ~/.* files there,
 # and every container (so every instance) has its own.

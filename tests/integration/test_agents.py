@@ -34,14 +34,13 @@ from toolfleet.tool.interface import Instance
 
 from ..gitrepo import git, make_repo
 from ..helpers import eventually
+from ..installed import AGENTS
 from ..programs import fake_anthropic, fake_gemini, fake_responses
 from .conftest import _fresh_settings
 from .procs import Workers, env_for
 
-ROOT = Path(__file__).resolve().parents[2]
 #: the worktree profiles' price_per_million (tokens sent, received)
 PRICES = (2.0, 8.0)
-AGENTS = ROOT / ".agents" / "node_modules" / ".bin"
 
 
 @dataclass(frozen=True)

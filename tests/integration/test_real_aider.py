@@ -26,11 +26,9 @@ from toolfleet.tool import ToolInstance
 from toolfleet.workers.supervisor import Supervisor
 
 from ..helpers import eventually
+from ..installed import AIDER
 from ..programs import fake_openai
 from .procs import descendants, pid_alive
-
-ROOT = Path(__file__).resolve().parents[2]
-AIDER = ROOT / ".aider-venv" / "bin" / "aider"
 
 pytestmark = [
     pytest.mark.skipif(

@@ -452,14 +452,16 @@ def test_dockerfile_base_user_and_command():
 
 def test_dockerfile_installs_the_package_with_its_extras():
     runs = " ".join(args for ins, args in dockerfile_instructions() if ins == "RUN")
-    match = re.search(r"pip install \"?\.\[([\w,-]+)\]\"?", runs)
+    match = re.search(r"pip install --no-deps \"?\.\[([\w,-]+)\]\"?", runs)
     assert match, "the Dockerfile pip-installs the package itself"
+    # its dependencies come from the lock the tests ran with, checked against its hashes
+    assert "pip install --require-hashes -r lock/app.txt" in runs
     extras = set(match[1].split(","))
     assert {"worker", "flower"} <= extras  # flower: the flower service runs this image
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert extras <= pyproject["project"]["optional-dependencies"].keys()
     copied = " ".join(args for ins, args in dockerfile_instructions() if ins == "COPY")
-    for needed in ("pyproject.toml", "README.md", "src"):  # README: pyproject's readme
+    for needed in ("pyproject.toml", "README.md", "src", "lock/app.txt"):  # README: readme
         assert needed in copied
 
 
@@ -476,7 +478,8 @@ def test_dockerfile_installs_every_builtin_tool():
         if program in in_base_image:
             continue
         if program == "aider":
-            assert re.search(r'"\$WITH_AIDER" = "1"', text) and "pip install aider-chat" in runs
+            assert re.search(r'"\$WITH_AIDER" = "1"', text)
+            assert "pip install --require-hashes -r /opt/lock/aider.txt" in runs
             assert "git" in apt, "aider needs git"
             continue
         if program in ("claude", "gemini", "codex"):
@@ -486,7 +489,10 @@ def test_dockerfile_installs_every_builtin_tool():
                 "codex": "@openai/codex",
             }
             assert re.search(r'"\$WITH_AGENTS" = "1"', text)
-            assert "npm install -g --no-audit --no-fund" in runs and package[program] in runs
+            assert "npm ci" in runs, "the agents are installed from their lock"
+            locked = json.loads((ROOT / "lock/agents/package.json").read_text(encoding="utf-8"))
+            assert package[program] in locked["dependencies"]
+            assert f"node_modules/.bin/{program}" in runs
             assert "npm" in apt
             continue
         assert program in debian_package, f"profile {profile.name}: how is {program} installed?"
