@@ -8,23 +8,16 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from toolfleet.client.attempts import (
-    NoHandle,
-    Slot,
-    profile_chunk,
-    profile_deadline,
-    retryable,
-    settle_outcome,
-)
+from toolfleet.client.attempts import Slot, retryable, settle_outcome
 from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.client.journal import Journal
 from toolfleet.client.progress import RunProgress
 from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.results import ready_ids, revoke
-from toolfleet.client.stepped import SessionOpener, StepsHandle, StepThreads
-from toolfleet.errors import ConfigError, ResultTimeout, ToolfleetError
+from toolfleet.client.sending import Sender, Waiting
+from toolfleet.errors import ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult, Usage
 
 __all__ = ["MapRun", "run_map"]
@@ -118,21 +111,17 @@ class MapRun:
         self.stopped = False
         self.started = time.monotonic()
         self.finished: float | None = None
-        self._pending: deque[tuple[MapItem, int, float | None]] = deque(
-            (it, 0, None) for it in given if it.key not in done
-        )
+        self._pending: deque[Waiting] = deque((it, 0, None) for it in given if it.key not in done)
         self._outstanding: dict[str, Slot] = {}
         #: messages in flight (a prompt's id, or a chunk's): how many of their items are
         self._messages: dict[str, int] = {}
-        self._chunks: dict[str, int] = {}
         self._ready: deque[MapOutcome] = deque()
         self._recorded: set[str] = set()
         self._stop_requested = False
-        self._deadlines: dict[str, float] = {}
         #: progress in Redis for the dashboard (at most once a second)
         self._progress = RunProgress.of(fleet, profile)
-        #: the threads multi-step items run in (made with the first such item)
-        self._threads: StepThreads | None = None
+        #: what sends the items (and runs the multi-step ones)
+        self._sender = Sender(self, self._track, self._refused)
         if not self._pending:
             self._finish()
 
@@ -252,135 +241,20 @@ class MapRun:
                 self._progress.finish(self)
             if self.journal is not None and self._owns_journal:
                 self.journal.close()
-            if self._threads is not None:
-                self._threads.close()
-
-    def _deadline_for(self, profile: str, item: MapItem) -> float:
-        """Seconds to wait for one result before counting the prompt as lost."""
-        if self.result_timeout is not None:
-            return self.result_timeout
-        prompt = item.timeout if item.timeout is not None else self.timeout
-        if prompt is None:
-            if profile not in self._deadlines:
-                self._deadlines[profile] = profile_deadline(self.fleet, profile)
-            prompt = self._deadlines[profile]
-        return 2 * prompt + 30.0
+            self._sender.close()
 
     def _fill(self) -> None:
         while self._pending and len(self._messages) < self.in_flight:
-            batch = self._take()
+            batch = self._sender.take(self._pending)
             try:
-                if len(batch) == 1:
-                    self._submit(*batch[0])
-                else:
-                    self._submit_chunk(batch)
+                self._sender.send(batch)
             except BaseException:
                 self._pending.extendleft(reversed(batch))
                 raise
 
-    def _chunk_for(self, profile: str) -> int:
-        if self.chunk is not None:
-            return self.chunk
-        if profile not in self._chunks:
-            self._chunks[profile] = profile_chunk(self.fleet, profile)
-        return self._chunks[profile]
-
-    def _take(self) -> list[tuple[MapItem, int, float | None]]:
-        """The next message's items: one, or up to a chunk of plain prompts for the same
-        profile and deadline, in order."""
-        batch = [self._pending.popleft()]
-        item = batch[0][0]
-        profile = item.profile or self.profile
-        assert profile is not None
-        size = 1 if item.steps else self._chunk_for(profile)
-        while self._pending and len(batch) < size:
-            other = self._pending[0][0]
-            if other.steps or (other.profile or self.profile) != profile:
-                break
-            if other.timeout != item.timeout:
-                break
-            batch.append(self._pending.popleft())
-        return batch
-
-    def _submit_chunk(self, batch: list[tuple[MapItem, int, float | None]]) -> None:
-        """Send ``batch`` (plain prompts, one profile) as one message; a prompt refused
-        before sending (PromptRejected) is settled alone."""
-        item = batch[0][0]
-        profile = item.profile or self.profile
-        assert profile is not None
-        timeout = item.timeout if item.timeout is not None else self.timeout
-        now = time.monotonic()
-        validate = getattr(self.fleet, "validate", None)
-        sendable = []
-        for entry in batch:
-            try:
-                if validate is not None:
-                    validate(entry[0].text, profile)
-            except ToolfleetError as exc:
-                refused = Slot(entry[0], NoHandle(), entry[1] + 1, entry[2] or now, now, now)
-                self._settle(None, refused, error=exc)
-            else:
-                sendable.append(entry)
-        if not sendable:
-            return
-        texts = [entry[0].text for entry in sendable]
-        handles = cast(Any, self.fleet).submit_many(texts, profile, timeout=timeout)
-        # the chunk's prompts run one after another: the last waits for all before it
-        deadline = now + self._deadline_for(profile, item) * len(sendable)
-        for (it, attempts, first), handle in zip(sendable, handles, strict=True):
-            self._track(
-                Slot(it, handle, attempts + 1, now if first is None else first, now, deadline)
-            )
-
-    def _submit(self, item: MapItem, attempts: int, first: float | None) -> None:
-        profile = item.profile or self.profile
-        assert profile is not None
-        timeout = item.timeout if item.timeout is not None else self.timeout
-        now = time.monotonic()
-        slot_first = now if first is None else first
-        wait = self._deadline_for(profile, item)
-        handle: Handle
-        try:
-            if item.steps:
-                handle = self._start_steps(item, profile, timeout, wait)
-            else:
-                handle = self.fleet.submit(item.text, profile, timeout=timeout)
-        except ToolfleetError as exc:  # refused before anything was sent (PromptRejected)
-            slot = Slot(item, NoHandle(), attempts + 1, slot_first, now, now)
-            self._settle(None, slot, error=exc)
-            return
-        # a multi-step item waits for its lease, then for each of its steps
-        deadline = now + wait * (len(item.steps) + 1 if item.steps else 1)
-        self._track(Slot(item, handle, attempts + 1, slot_first, now, deadline))
-
-    def _start_steps(
-        self, item: MapItem, profile: str, timeout: float | None, wait: float
-    ) -> StepsHandle:
-        if not hasattr(self.fleet, "session"):
-            raise ConfigError("multi-step items need a fleet that opens sessions (a Fleet)")
-        validate = getattr(self.fleet, "validate", None)
-        if validate is not None:  # bad input is refused before holding an instance
-            for text in item.steps:
-                validate(text, profile)
-        opener = cast(SessionOpener, self.fleet)
-        threads = self._threads
-        if threads is None:
-            threads = self._threads = StepThreads(getattr(self.fleet, "release_thread", None))
-        changes = None
-        uses_worktree = getattr(self.fleet, "uses_worktree", None)
-        if uses_worktree is not None and uses_worktree(profile):
-            book = cast(Any, self.fleet).changes
-            changes = book.wait
-        return StepsHandle(
-            opener,
-            item.steps,
-            profile,
-            timeout=timeout,
-            step_wait=wait,
-            lease_wait=wait,
-            threads=threads,
-            changes=changes,
-        )
+    def _refused(self, slot: Slot, error: ToolfleetError) -> None:
+        """Settle an item refused before anything was sent (PromptRejected)."""
+        self._settle(None, slot, error=error)
 
     def _sweep(self) -> bool:
         """Collect finished prompts and lost ones; True if any was."""

@@ -23,22 +23,21 @@ from toolfleet.client.unavailable import unavailable
 from toolfleet.settings import Settings, redact_url
 from toolfleet.web.access import Access, Scrubber
 from toolfleet.web.actions import Actions, checkout_of
+from toolfleet.web.base import log_request
 from toolfleet.web.feed import StateFeed
 from toolfleet.web.handlers import (
     STATIC,
     ActionHandler,
     ChangeHandler,
-    EventsHandler,
     HealthHandler,
     IndexHandler,
     LoginHandler,
     LogoutHandler,
     NotFoundHandler,
-    OutputHandler,
     StateHandler,
-    log_request,
 )
 from toolfleet.web.output import OutputHub
+from toolfleet.web.streams import EventsHandler, OutputHandler
 from toolfleet.web.view import FleetView
 
 __all__ = ["Dashboard", "make_app", "serve"]
