@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from toolfleet.broker.app import shared_queue
-from toolfleet.broker.internals import priority_lists
+from toolfleet.broker.internals import broker_depths
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import redis_errors
 from toolfleet.errors import ConfigError, RedisUnavailable
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class FleetReader:
     """Reads a :class:`FleetSnapshot` in three round trips, whatever Redis holds: the
     health records (the worker registry), then one pipeline to the broker for the length
-    of every priority sub-list of every queue and for kombu's ``unacked`` hash and index.
+    of every queue and the messages delivered and not acknowledged (:func:`broker_depths`).
 
     It remembers the profiles it has seen, so that a profile whose workers are all gone
     still has its queue measured; ``profiles`` are measured from the start.
@@ -86,26 +86,13 @@ class FleetReader:
             {shared_queue(p) for p in profiles} | {q for r in records for q in r.queues}
         )
         with redis_errors(self.fleet.settings):
-            channel = self._broker_channel()
-            steps = len(channel.priority_steps)
-            with channel.conn_or_acquire() as client:
-                pipe = client.pipeline(transaction=False)
-                for queue in queues:
-                    for name in priority_lists(channel, queue):
-                        pipe.llen(name)
-                pipe.hlen(channel.unacked_key)
-                pipe.zrange(channel.unacked_index_key, 0, 0, withscores=True)
-                replies = pipe.execute()
-        lengths = {
-            queue: sum(replies[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)
-        }
-        unacked, oldest = replies[-2], replies[-1]
+            depths = broker_depths(self._broker_channel(), queues)
         return FleetSnapshot(
             records=records,
             profiles=profiles,
-            queue_lengths=lengths,
-            unacked=int(unacked),
-            oldest_unacked=float(oldest[0][1]) if oldest else None,
+            queue_lengths=depths.queue_lengths,
+            unacked=depths.unacked,
+            oldest_unacked=depths.oldest_unacked,
             taken_at=time.time(),
         )
 

@@ -2,7 +2,8 @@
 
 toolfleet reaches below Celery's public API in three places, all on kombu's Redis
 transport: the ``unacked`` hash and its index (the orphan sweep, the restore on
-reconnect), the queue lists per priority step (finding a lost message), and the name of
+reconnect, the exporter's gauges), the queue lists per priority step (finding a lost
+message, measuring a queue), and the name of
 Celery's worker_direct exchange (telling a direct prompt from a shared one).
 :func:`self_check` fails loudly, at start-up, when a kombu release changes any of them;
 pyproject.toml pins the kombu versions this was written for.
@@ -20,8 +21,9 @@ same id cannot run it twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from kombu.transport import redis as kombu_redis
@@ -32,7 +34,9 @@ from toolfleet.keys import text
 __all__ = [
     "DIRECT_EXCHANGE",
     "LOST_CHECK_EVERY",
+    "BrokerDepths",
     "Whereabouts",
+    "broker_depths",
     "consumer_qos",
     "delivery_times",
     "priority_lists",
@@ -152,6 +156,38 @@ def priority_lists(channel: Any, queue: str) -> list[str]:
     the levels of a queue Q in lists Q, Q\\x06\\x163, ...); ``channel`` a kombu Redis
     channel."""
     return [channel._q_for_pri(queue, step) for step in channel.priority_steps]
+
+
+@dataclass(frozen=True)
+class BrokerDepths:
+    """What the broker holds: each queue's messages (all its priority lists), those
+    delivered and not acknowledged, and when the oldest of these was delivered."""
+
+    queue_lengths: dict[str, int]
+    unacked: int
+    oldest_unacked: float | None
+
+
+def broker_depths(channel: Any, queues: Sequence[str]) -> BrokerDepths:
+    """:class:`BrokerDepths` of ``queues`` in one pipeline; ``channel`` a kombu Redis
+    channel."""
+    steps = len(channel.priority_steps)
+    with channel.conn_or_acquire() as client:
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            for name in priority_lists(channel, queue):
+                pipe.llen(name)
+        pipe.hlen(channel.unacked_key)
+        pipe.zrange(channel.unacked_index_key, 0, 0, withscores=True)
+        replies = pipe.execute()
+    unacked, oldest = replies[-2], replies[-1]
+    return BrokerDepths(
+        queue_lengths={
+            queue: sum(replies[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)
+        },
+        unacked=int(unacked),
+        oldest_unacked=float(oldest[0][1]) if oldest else None,
+    )
 
 
 def whereabouts(channel: Any, prompt_id: str, queue: str) -> Whereabouts:
