@@ -18,7 +18,7 @@ from tornado.testing import AsyncHTTPTestCase
 from toolfleet.client.changes import ApplyResult
 from toolfleet.errors import ConfigError, UnknownChange
 from toolfleet.models import Changes
-from toolfleet.web.access import Access, Scrubber
+from toolfleet.web.access import Access, Scrubber, Sessions
 from toolfleet.web.actions import Actions
 from toolfleet.web.app import make_app
 from toolfleet.web.feed import StateFeed
@@ -83,6 +83,7 @@ class FakeDashboard:
 
     def __init__(self) -> None:
         self.access = Access(TOKEN)
+        self.sessions = Sessions()
         self.scrub = Scrubber([TOKEN])
         self.actions = FakeActions()
         self.feed = StateFeed(
@@ -105,7 +106,9 @@ class FakeDashboard:
         self.noted_results.append(result)
 
 
-class WebTest(AsyncHTTPTestCase):
+class WebCase(AsyncHTTPTestCase):
+    """A dashboard over a fake fleet, and what a browser does with it."""
+
     def get_app(self) -> Any:
         self.dashboard = FakeDashboard()
         return make_app(self.dashboard)
@@ -135,10 +138,12 @@ class WebTest(AsyncHTTPTestCase):
         return jar
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> HTTPResponse:
-        return self.fetch(path, method="POST", body=json.dumps(body), headers=headers or {})
+        """A POST as the page sends it: a JSON body."""
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        return self.fetch(path, method="POST", body=json.dumps(body), headers=sent)
 
-    # -- tests
 
+class WebTest(WebCase):
     def test_the_health_check_and_the_static_files_need_no_token(self) -> None:
         assert self.fetch("/healthz").body == b"ok\n"
         script = self.fetch("/static/app.js")

@@ -56,9 +56,35 @@ def web_url(address: str, port: int, path: str = "/") -> str:
     show_default=True,
     help="Seconds between reads of the fleet (one read serves every viewer).",
 )
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    envvar="TOOLFLEET_WEB_HOSTS",
+    metavar="NAME",
+    help="A name the dashboard answers to in the Host header (repeat; env "
+    "TOOLFLEET_WEB_HOSTS, space-separated). Default on loopback: localhost, 127.0.0.1, "
+    "::1 (any other is refused: DNS rebinding); elsewhere any.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    envvar="TOOLFLEET_WEB_TRUSTED_PROXIES",
+    metavar="ADDRESS",
+    help="A reverse proxy whose X-Forwarded-Proto is believed (repeat; env "
+    "TOOLFLEET_WEB_TRUSTED_PROXIES): behind it over TLS, the login cookie is Secure.",
+)
 @click.option("--loglevel", default="WARNING", show_default=True, help="Log level (stderr).")
 def web(
-    port: int, address: str, token_env: str, repo: Path | None, interval: float, loglevel: str
+    port: int,
+    address: str,
+    token_env: str,
+    repo: Path | None,
+    interval: float,
+    hosts: tuple[str, ...],
+    trusted_proxies: tuple[str, ...],
+    loglevel: str,
 ) -> None:
     """Serve a live page of the fleet on http://ADDRESS:PORT/ until Ctrl-C.
 
@@ -82,7 +108,13 @@ def web(
     )
     try:
         settings = Settings.from_env()
-        access = access_for(address, os.environ.get(token_env) or None, token_env)
+        access = access_for(
+            address,
+            os.environ.get(token_env) or None,
+            token_env,
+            hosts=hosts,
+            trusted_proxies=trusted_proxies,
+        )
         ensure_reachable(settings)
     except ToolfleetError as exc:
         error(exc)

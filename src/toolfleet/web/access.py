@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,17 @@ from urllib.parse import unquote, urlparse
 from toolfleet.errors import ConfigError
 from toolfleet.settings import Settings
 
-__all__ = ["MIN_TOKEN", "TOKEN_ENV", "Access", "Scrubber", "access_for", "is_loopback"]
+__all__ = [
+    "LOOPBACK_NAMES",
+    "MIN_TOKEN",
+    "TOKEN_ENV",
+    "Access",
+    "Scrubber",
+    "Sessions",
+    "access_for",
+    "host_allowed",
+    "is_loopback",
+]
 
 #: the environment variable holding the dashboard's token (``--token-env`` names another)
 TOKEN_ENV = "TOOLFLEET_WEB_TOKEN"
@@ -22,6 +33,23 @@ TOKEN_ENV = "TOOLFLEET_WEB_TOKEN"
 MIN_TOKEN = 16
 #: secrets shorter than this are not scrubbed from text (they would mangle everything)
 _MIN_SCRUBBED = 6
+
+
+#: the Host names a server on loopback answers to (any other is a DNS rebinding)
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether a request's ``Host`` (``name`` or ``name:port``) names this server:
+    its name is in ``allowed`` (empty: any name)."""
+    if not allowed:
+        return True
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:port
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    return name.rstrip(".") in allowed
 
 
 def is_loopback(address: str) -> bool:
@@ -42,6 +70,17 @@ class Access:
     token: str = field(repr=False)
     #: made up at start (no token configured, loopback only): printed once as a login link
     generated: bool = False
+    #: the Host names requests must carry (empty: any); see :func:`access_for`
+    hosts: frozenset[str] = frozenset()
+    #: addresses of reverse proxies whose ``X-Forwarded-Proto`` is believed
+    trusted_proxies: frozenset[str] = frozenset()
+
+    def came_over_tls(self, protocol: str, peer: str, forwarded_proto: str | None) -> bool:
+        """Whether a request reached us over TLS: directly, or through a trusted proxy
+        that says so."""
+        if protocol == "https":
+            return True
+        return peer in self.trusted_proxies and (forwarded_proto or "").lower() == "https"
 
     def accepts(self, given: str | None) -> bool:
         """Whether ``given`` is the token (in constant time)."""
@@ -56,22 +95,59 @@ class Access:
         return hmac.new(self.token.encode(), b"toolfleet-web cookie", hashlib.sha256).hexdigest()
 
 
-def access_for(address: str, token: str | None, token_env: str = TOKEN_ENV) -> Access:
+def access_for(
+    address: str,
+    token: str | None,
+    token_env: str = TOKEN_ENV,
+    *,
+    hosts: Iterable[str] = (),
+    trusted_proxies: Iterable[str] = (),
+) -> Access:
     """The access rule for a dashboard on ``address``: the configured ``token``, or on
-    loopback a random one; ConfigError for a short token, or none off loopback."""
+    loopback a random one; ConfigError for a short token, or none off loopback. Requests
+    must name one of ``hosts`` in their Host header; by default, on loopback, the
+    loopback names (a DNS rebinding names another), elsewhere any."""
+    allowed = frozenset(h.strip().lower() for h in hosts if h.strip())
+    if not allowed and is_loopback(address):
+        allowed = LOOPBACK_NAMES | {address.lower()}
+    proxies = frozenset(p.strip() for p in trusted_proxies if p.strip())
     if token:
         if len(token) < MIN_TOKEN:
             raise ConfigError(
                 f"{token_env} is too short: {MIN_TOKEN} characters at least "
                 "(e.g. openssl rand -hex 32)"
             )
-        return Access(token)
+        return Access(token, hosts=allowed, trusted_proxies=proxies)
     if not is_loopback(address):
         raise ConfigError(
             f"toolfleet web on {address} needs a token: set {token_env} "
             "(e.g. openssl rand -hex 32); without one it listens on loopback only"
         )
-    return Access(secrets.token_urlsafe(24), generated=True)
+    return Access(secrets.token_urlsafe(24), generated=True, hosts=allowed, trusted_proxies=proxies)
+
+
+class Sessions:
+    """The logins of one dashboard: a random id each (the signed cookie's value, never
+    a constant), ended by logging out or after ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 86400.0) -> None:
+        self.ttl = ttl
+        self._live: dict[str, float] = {}
+
+    def open(self) -> str:
+        """A new login's id."""
+        now = time.monotonic()
+        self._live = {sid: end for sid, end in self._live.items() if end > now}
+        sid = secrets.token_urlsafe(24)
+        self._live[sid] = now + self.ttl
+        return sid
+
+    def valid(self, sid: str | None) -> bool:
+        return sid is not None and self._live.get(sid, 0.0) > time.monotonic()
+
+    def end(self, sid: str | None) -> None:
+        if sid is not None:
+            self._live.pop(sid, None)
 
 
 class Scrubber:

@@ -21,9 +21,9 @@ from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import unavailable
 from toolfleet.settings import Settings, redact_url
-from toolfleet.web.access import Access, Scrubber
+from toolfleet.web.access import Access, Scrubber, Sessions
 from toolfleet.web.actions import Actions, checkout_of
-from toolfleet.web.base import log_request
+from toolfleet.web.base import StaticHandler, log_request
 from toolfleet.web.feed import StateFeed
 from toolfleet.web.handlers import (
     STATIC,
@@ -64,6 +64,7 @@ class Dashboard:
     ) -> None:
         self.settings = settings
         self.access = access
+        self.sessions = Sessions()
         self.fleet = Fleet(settings)
         # one thread-safe client for every thread (Celery keeps a backend per thread)
         client = self.fleet.app.backend.client
@@ -181,6 +182,7 @@ def make_app(dashboard: Dashboard, cookie: str = "toolfleet_web") -> tornado.web
             (r"/events/output/([^/]+)", OutputHandler, shared),
         ],
         static_path=str(STATIC),
+        static_handler_class=StaticHandler,
         cookie_secret=dashboard.access.cookie_secret,
         login_cookie=cookie,
         xsrf_cookies=True,

@@ -6,14 +6,24 @@ import html
 import json
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import tornado.web
 from tornado.log import access_log
 
+from toolfleet.web.access import host_allowed
+
 if TYPE_CHECKING:
     from toolfleet.web.app import Dashboard
 
-__all__ = ["BaseHandler", "log_request", "login_page", "refused", "request_summary"]
+__all__ = [
+    "BaseHandler",
+    "StaticHandler",
+    "log_request",
+    "login_page",
+    "refused",
+    "request_summary",
+]
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -34,12 +44,19 @@ def refused(status: int, message: str) -> tornado.web.HTTPError:
 
 class BaseHandler(tornado.web.RequestHandler):
     """Every handler but the login's and the health check's needs the token: the login
-    cookie or ``Authorization: Bearer TOKEN``. A POST with the cookie also needs the
-    ``_xsrf`` cookie's value in an ``X-XSRFToken`` header (a page on another site cannot
-    read it); a POST with the bearer token needs nothing more."""
+    cookie (a random session id, ended by logging out) or ``Authorization: Bearer TOKEN``.
+
+    Every request must name this server in its Host header (a DNS rebinding names
+    another). A POST is refused when its ``Origin`` or ``Sec-Fetch-Site`` says another
+    site or origin sent it (another port of 127.0.0.1 is one: cookies do not tell ports
+    apart). A POST to ``/api/`` with the cookie also needs an ``application/json`` body
+    and the ``_xsrf`` cookie's value in an ``X-XSRFToken`` header, never in the body or
+    the query (a page elsewhere can set that cookie, not that header); a POST with the
+    bearer token needs nothing more."""
 
     dashboard: Dashboard
     public = False
+    _guarded = False
 
     def initialize(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
@@ -57,21 +74,29 @@ class BaseHandler(tornado.web.RequestHandler):
         kind, _, given = self.request.headers.get("Authorization", "").partition(" ")
         return kind.lower() == "bearer" and self.dashboard.access.accepts(given.strip())
 
+    def session(self) -> str | None:
+        """The login cookie's session id (signed; not checked against the live ones)."""
+        value = self.get_signed_cookie(self.cookie_name, max_age_days=1)
+        return value.decode() if value else None
+
     def get_current_user(self) -> str | None:
         if self.bearer():
             return "bearer"
-        if self.get_signed_cookie(self.cookie_name, max_age_days=1):
+        if self.dashboard.sessions.valid(self.session()):
             return "cookie"
         return None
 
     def log_in(self) -> None:
+        request = self.request
         self.set_signed_cookie(
             self.cookie_name,
-            "1",
+            self.dashboard.sessions.open(),
             expires_days=1,
             httponly=True,
             samesite="Strict",
-            secure=self.request.protocol == "https",
+            secure=self.dashboard.access.came_over_tls(
+                request.protocol, request.remote_ip or "", request.headers.get("X-Forwarded-Proto")
+            ),
         )
 
     def login_with(self, given: str) -> None:
@@ -83,14 +108,49 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(403)
         self.finish(login_page("That is not the token.", self.xsrf_form_html()))
 
+    def guard(self) -> None:
+        """Refuse a request naming another host, or a POST another origin sent."""
+        if self._guarded:
+            return
+        self._guarded = True
+        request = self.request
+        if not host_allowed(request.host, self.dashboard.access.hosts):
+            raise refused(403, "this server does not answer to that host name")
+        if request.method in ("GET", "HEAD"):
+            return
+        # a browser's own word on who sent the request; our pages' forms send
+        # "Origin: null" under their no-referrer policy, so Origin is looked at only
+        # where the browser sends no Sec-Fetch-Site (an old one)
+        site = request.headers.get("Sec-Fetch-Site")
+        if site:
+            if site not in ("same-origin", "none"):
+                raise refused(403, f"a {site} request is refused")
+            return
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            parsed = urlparse(origin)
+            if parsed.netloc.lower() != request.host.lower() or parsed.scheme not in (
+                "http",
+                "https",
+            ):
+                raise refused(403, "a request from another origin is refused")
+
     def check_xsrf_cookie(self) -> None:
+        self.guard()
         if self.bearer():
             return
         if not self.public and not self.current_user:
             raise refused(401, "log in first")
+        if self.request.path.startswith("/api/"):
+            kind = self.request.headers.get("Content-Type", "").partition(";")[0]
+            if kind.strip().lower() != "application/json":
+                raise refused(415, "the body must be application/json")
+            if self.get_arguments("_xsrf") or "X-Xsrftoken" not in self.request.headers:
+                raise refused(403, "the XSRF token goes in the X-XSRFToken header only")
         super().check_xsrf_cookie()
 
     def prepare(self) -> None:
+        self.guard()
         if self.public or self.current_user:
             return
         if self.request.method in ("GET", "HEAD") and not self.request.path.startswith(
@@ -117,6 +177,15 @@ class BaseHandler(tornado.web.RequestHandler):
     def _request_summary(self) -> str:
         """The request as logs show it: no query string (``?token=`` logs in)."""
         return request_summary(self)
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The page's files, with the same security headers as every other answer."""
+
+    def set_default_headers(self) -> None:
+        for name, value in _SECURITY_HEADERS.items():
+            if name != "Cache-Control":  # static files may be cached
+                self.set_header(name, value)
 
 
 def request_summary(handler: tornado.web.RequestHandler) -> str:

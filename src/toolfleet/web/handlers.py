@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 STATIC = Path(__file__).resolve().parent / "static"
-_CHANGE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_CHANGE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class NotFoundHandler(BaseHandler):
@@ -55,7 +55,10 @@ class LoginHandler(BaseHandler):
 
 
 class LogoutHandler(BaseHandler):
+    """``POST /logout``: ends the login's session (its cookie is worth nothing after)."""
+
     def post(self) -> None:
+        self.dashboard.sessions.end(self.session())
         self.clear_cookie(self.cookie_name)
         self.redirect("/login")
 
@@ -101,7 +104,7 @@ class ChangeHandler(BaseHandler):
     """``/api/changes/ID``: a change with its diff."""
 
     async def get(self, change: str) -> None:
-        if not _CHANGE_ID.match(change):
+        if not _CHANGE_ID.fullmatch(change):
             raise refused(400, "no change id")
         try:
             record = await self.dashboard.query(self.dashboard.actions.book.get, change)
@@ -134,8 +137,12 @@ class ActionHandler(BaseHandler):
                 what = await dashboard.act(dashboard.actions.restart, worker)
                 self.reply({"ok": True, "message": f"restart: {what}"})
             elif action in ("apply", "discard"):
-                ids = [str(i) for i in body.get("ids") or []]
-                if not ids or not all(_CHANGE_ID.match(i) for i in ids):
+                ids = body.get("ids")
+                if (
+                    not isinstance(ids, list)
+                    or not ids
+                    or not all(isinstance(i, str) and _CHANGE_ID.fullmatch(i) for i in ids)
+                ):
                     raise refused(400, "ids: a list of change ids")
                 if action == "apply":
                     result = await dashboard.act(dashboard.actions.apply, ids)
