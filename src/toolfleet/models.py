@@ -79,7 +79,11 @@ class Changes(BaseModel):
     id: str = Field(description="The session's id (an item's session).")
     worker: str
     repo: str = Field(description="The repository the worktree belongs to.")
-    branch: str = Field(description="toolfleet/changes/<id>, holding the commit.")
+    branch: str = Field(
+        description="toolfleet/changes/<id>, holding the commit (nothing else: the name "
+        "goes to git, which must never take it for an option).",
+        pattern=r"^toolfleet/changes/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+    )
     base: str = Field(description="The commit the worktree was reset to.")
     commit: str | None = Field(None, description="The change's commit (None: nothing changed).")
     files: list[str] = Field(default_factory=list)

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="Seconds between health records (TTL 3x this); 0 turns them off.",
     )
     profiles: Path | None = Field(None, description="TOML file with extra tool profiles.")
+    state_dir: Path | None = Field(
+        None,
+        description="Directory of the fleet's state on this machine, the embedded Redis's "
+        "password among it (default: $XDG_STATE_HOME/toolfleet, ~/.local/state/toolfleet).",
+    )
     visibility_timeout: int = Field(
         3600, gt=0, description="Seconds before Redis redelivers an unacknowledged prompt."
     )
@@ -66,7 +71,7 @@ class Settings(BaseSettings):
         "0 turns streaming off.",
     )
 
-    @field_validator("profiles", mode="before")
+    @field_validator("profiles", "state_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -97,7 +102,7 @@ class Settings(BaseSettings):
         from toolfleet.errors import ConfigError
 
         try:
-            return cls()
+            return cls().with_kept_passwords()
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
@@ -107,15 +112,34 @@ class Settings(BaseSettings):
             raise ConfigError("; ".join(problems)) from None
 
     @property
+    def kept_state(self) -> Path:
+        """Where this machine's fleet state is kept (``state_dir`` or its default)."""
+        from toolfleet.state import default_state_dir
+
+        return self.state_dir or default_state_dir()
+
+    def with_kept_passwords(self) -> Settings:
+        """These settings, a local Redis URL without a password given the one
+        ``toolfleet up`` keeps for it (so other terminals find its fleet unconfigured)."""
+        from toolfleet.state import with_password
+
+        found = {name: with_password(getattr(self, name), self.kept_state) for name in URL_FIELDS}
+        if all(found[name] == getattr(self, name) for name in URL_FIELDS):
+            return self
+        return self.model_copy(update=found)
+
+    @property
     def health_ttl(self) -> float:
         """Seconds a health record lives without a refresh."""
         return 3 * self.heartbeat_interval
 
     def to_env(self) -> dict[str, str]:
-        """These settings as ``TOOLFLEET_*`` variables, for a child process."""
+        """These settings as ``TOOLFLEET_*`` variables, for a child process (the state
+        directory resolved: the child looks where this process does)."""
+        values = {**self.model_dump(), "state_dir": self.kept_state}
         return {
             f"TOOLFLEET_{name.upper()}": "" if value is None else str(value)
-            for name, value in self.model_dump().items()
+            for name, value in values.items()
         }
 
     def redacted(self, url: str) -> str:

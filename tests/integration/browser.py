@@ -28,8 +28,9 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def browser_page() -> Iterator[Any]:
-    """A fresh page in headless Chromium; skips with the reason when there is none."""
+def browser_page(**context: Any) -> Iterator[Any]:
+    """A fresh page in headless Chromium (``context``: Playwright's options of a new
+    page, e.g. ``http_credentials``); skips with the reason when there is none."""
     path = chromium_path()
     try:
         from playwright.sync_api import sync_playwright
@@ -40,6 +41,6 @@ def browser_page() -> Iterator[Any]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 900})
+            yield browser.new_page(viewport={"width": 1400, "height": 900}, **context)
         finally:
             browser.close()

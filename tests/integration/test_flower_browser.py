@@ -22,6 +22,8 @@ from .browser import browser_page
 from .procs import Workers, env_for
 
 SECRET = "fl0wer-s3cret-7d1e"
+#: Flower's credentials (toolfleet's Flower always has some)
+LOGIN = {"username": "ops", "password": "flower-login-4b2"}
 
 
 def test_flower_shows_prompts_and_failures_and_never_the_password(tmp_path: Path) -> None:
@@ -32,7 +34,10 @@ def test_flower_shows_prompts_and_failures_and_never_the_password(tmp_path: Path
         flower_log = tmp_path / "flower.log"
         with open(flower_log, "wb") as log:
             flower = subprocess.Popen(
-                flower_command(port), env=env_for(settings), stdout=log, stderr=subprocess.STDOUT
+                flower_command(port),
+                env=env_for(settings, FLOWER_BASIC_AUTH="ops:" + LOGIN["password"]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         try:
             workers.wait_ready(workers.start("python") + workers.start("bash"))
@@ -50,7 +55,7 @@ def test_flower_shows_prompts_and_failures_and_never_the_password(tmp_path: Path
 def _check_flower(workers: Workers, port: int, tmp_path: Path) -> None:
     fleet = workers.fleet
     base = f"http://127.0.0.1:{port}"
-    with browser_page() as page:
+    with browser_page(http_credentials=LOGIN) as page:
         eventually(lambda: _loads(page, base + "/tasks"), 60, "Flower", interval=0.2)
 
         def flowing() -> bool:  # Flower knows only tasks sent after its receiver started

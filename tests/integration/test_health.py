@@ -201,7 +201,7 @@ def test_flower_lists_workers_with_tool_health_and_prompt_tasks(
     with open(tmp_path / "flower.log", "wb") as log:
         flower = subprocess.Popen(
             flower_command(port),
-            env=env_for(workers.settings, FLOWER_UNAUTHENTICATED_API="true"),
+            env=env_for(workers.settings, FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH)),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -246,7 +246,10 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+FLOWER_AUTH = ("ops", "flower-test-password")
+
+
 def _get(port: int, path: str) -> dict:  # type: ignore[type-arg]
-    response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+    response = requests.get(f"http://127.0.0.1:{port}{path}", auth=FLOWER_AUTH, timeout=10)
     response.raise_for_status()
     return json.loads(response.text)

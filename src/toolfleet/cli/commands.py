@@ -16,6 +16,7 @@ from toolfleet.cli.changes import changes
 from toolfleet.cli.common import connect, console, error, fail, on_this_host
 from toolfleet.cli.drain import drain
 from toolfleet.cli.exporter_command import exporter
+from toolfleet.cli.flower_command import flower
 from toolfleet.cli.live import follow_stream, tail
 from toolfleet.cli.local_commands import demo, up, worker
 from toolfleet.cli.map import map_command
@@ -264,7 +265,7 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
         click.echo(f"{prompt_id}: {what}")
 
 
-for command in (up, worker, demo, map_command, changes, tail, exporter, web, drain):
+for command in (up, worker, demo, map_command, changes, tail, exporter, flower, web, drain):
     cli.add_command(command)
 
 

@@ -18,7 +18,12 @@ INSTALL_HINT = "pip install 'toolfleet[exporter]'"
 
 @click.command()
 @click.option("--port", default=9808, show_default=True, help="TCP port to serve /metrics on.")
-@click.option("--address", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface, for a Prometheus elsewhere).",
+)
 @click.option(
     "--profile",
     "-p",

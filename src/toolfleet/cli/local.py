@@ -17,11 +17,13 @@ from urllib.parse import urlparse
 
 import redis
 
+from toolfleet.cli.flower_command import UNAUTHENTICATED
 from toolfleet.errors import ConfigError, NoWorkers
 from toolfleet.health import read_health
 from toolfleet.parentdeath import die_with_parent
 from toolfleet.redisconn import is_sentinel, redis_client
 from toolfleet.settings import Settings
+from toolfleet.state import insert_password, local_password
 
 __all__ = [
     "FLOWER_TASKS_COLUMNS",
@@ -102,18 +104,10 @@ FLOWER_TASKS_COLUMNS = "name,state,args,result,exception,received,runtime,worker
 
 
 def flower_command(port: int) -> list[str]:
-    """The command line of a Flower process for the fleet, on 127.0.0.1:``port``."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "toolfleet.broker",
-        "flower",
-        f"--port={port}",
-        "--address=127.0.0.1",
-        f"--tasks_columns={FLOWER_TASKS_COLUMNS}",
-    ]
+    """The command line of ``toolfleet flower`` for the fleet, on 127.0.0.1:``port`` (its
+    credentials in FLOWER_BASIC_AUTH)."""
+    argv = [sys.executable, "-m", "toolfleet", "flower", "--port", str(port)]
+    return [*argv, "--address", "127.0.0.1", f"--tasks_columns={FLOWER_TASKS_COLUMNS}"]
 
 
 def web_command(port: int) -> list[str]:
@@ -217,6 +211,7 @@ class LocalFleet:
         embedded_port: int | None = None,
         web_port: int | None = None,
         web_token: str | None = None,
+        flower_auth: str | None = None,
     ) -> None:
         self.settings = settings
         self.profiles = dict(profiles)
@@ -224,13 +219,17 @@ class LocalFleet:
         #: ``toolfleet web`` on this port, with this token (None: TOOLFLEET_WEB_TOKEN's)
         self.web_port = web_port
         self.web_token = web_token
+        #: Flower's credentials, ``user:password`` (None: FLOWER_BASIC_AUTH's)
+        self.flower_auth = flower_auth
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="toolfleet-logs-"))
         self.embedded_port = embedded_port
         self.redis: EmbeddedRedis | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, **self.settings.to_env()}
+        env = {**os.environ, **self.settings.to_env()}
+        env.pop(UNAUTHENTICATED, None)  # Flower is never opened without credentials
+        return env
 
     def ensure_redis(self) -> None:
         """Use the configured Redis, or start an embedded one where it is expected."""
@@ -244,7 +243,19 @@ class LocalFleet:
         ):
             raise ConfigError(f"Redis at {self.settings.redacted(url)} is not reachable")
         port = self.embedded_port or urlparse(url).port
-        self.redis = EmbeddedRedis(port, password=urlparse(url).password).start()
+        assert port is not None
+        # never without a password: any local user could queue commands for the workers.
+        # Kept for the port in the state directory, so other terminals find the fleet
+        given = urlparse(url).password
+        password = given or local_password(self.settings.kept_state, port, create=True)
+        self.redis = EmbeddedRedis(port, password=password).start()
+        if not given and password:
+            urls = {
+                name: insert_password(getattr(self.settings, name), password)
+                for name in ("broker_url", "result_backend")
+                if getattr(self.settings, name) == url
+            }
+            self.settings = self.settings.model_copy(update=urls)
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
@@ -272,9 +283,8 @@ class LocalFleet:
                 self._spawn(profile, argv)
         if self.flower_port is not None:
             # bound to loopback only: its HTTP API needs no auth here
-            self._spawn(
-                "flower", flower_command(self.flower_port), FLOWER_UNAUTHENTICATED_API="true"
-            )
+            auth = {"FLOWER_BASIC_AUTH": self.flower_auth} if self.flower_auth else {}
+            self._spawn("flower", flower_command(self.flower_port), **auth)
         if self.web_port is not None:
             token = {"TOOLFLEET_WEB_TOKEN": self.web_token} if self.web_token else {}
             self._spawn("web", web_command(self.web_port), **token)

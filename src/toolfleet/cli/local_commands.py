@@ -63,7 +63,10 @@ def up(
     """Start a local fleet and keep it running until Ctrl-C.
 
     Uses the Redis at TOOLFLEET_BROKER_URL, or starts an embedded redis-server there
-    when it is a local address and nothing answers.
+    when it is a local address and nothing answers. The embedded one has a password
+    (the URL's, else a random one kept in the state directory, readable by you only,
+    where your other toolfleet commands find it). Flower needs the credentials it
+    prints (or FLOWER_BASIC_AUTH's); the dashboard its token.
     """
     from toolfleet.cli.local import LocalFleet
 
@@ -71,12 +74,16 @@ def up(
     # the dashboard's token: TOOLFLEET_WEB_TOKEN's, else one made up for this run
     env_token = os.environ.get(TOKEN_ENV)
     web_token = env_token or secrets.token_urlsafe(24)
+    # Flower's credentials: FLOWER_BASIC_AUTH's, else made up for this run
+    env_auth = os.environ.get("FLOWER_BASIC_AUTH")
+    flower_auth = env_auth or f"toolfleet:{secrets.token_urlsafe(18)}"
     fleet = LocalFleet(
         settings,
         parse_profiles(specs, workers),
         flower_port=flower_port if flower else None,
         web_port=web_port if web else None,
         web_token=web_token,
+        flower_auth=flower_auth,
     )
     # SIGTERM and SIGINT (also when started where it is ignored: a background job) set a
     # flag the loop below looks at. An exception raised from the handler could land in a
@@ -88,12 +95,20 @@ def up(
     try:
         with fleet:
             where = "embedded redis-server" if fleet.redis else "Redis"
+            settings = fleet.settings  # with the embedded Redis's password
             console.print(
                 f"fleet up on {where} at {settings.redacted(settings.broker_url)};"
-                f" worker logs in {fleet.log_dir}"
+                f" worker logs in {fleet.log_dir}",
+                soft_wrap=True,  # a path to copy whole
             )
-            if flower:
-                console.print(f"Flower: http://127.0.0.1:{flower_port}/")
+            if flower and env_auth:
+                console.print(f"Flower: http://127.0.0.1:{flower_port}/ (FLOWER_BASIC_AUTH)")
+            elif flower:  # only this terminal sees the credentials made up for this run
+                user, _, password = flower_auth.partition(":")
+                console.print(
+                    f"Flower: http://127.0.0.1:{flower_port}/ (user {user}, password {password})",
+                    soft_wrap=True,
+                )
             if web and env_token:
                 console.print(f"Dashboard: http://127.0.0.1:{web_port}/ (TOOLFLEET_WEB_TOKEN)")
             elif web:  # only this terminal sees the token made up for this run
@@ -180,7 +195,7 @@ def demo(python_workers: int, bash_workers: int) -> None:
     from toolfleet.cli.local import EmbeddedRedis, LocalFleet
 
     started = time.monotonic()
-    with EmbeddedRedis() as server:
+    with EmbeddedRedis(password=secrets.token_urlsafe(24)) as server:
         settings = Settings(broker_url=server.url)
         console.print(f"embedded redis-server on port {server.port}")
         fleet = LocalFleet(settings, {"python": python_workers, "bash": bash_workers})

@@ -80,7 +80,7 @@ class ChangeBook:
         """Forget ``change``: its branch is deleted, its record marked discarded."""
         record = self.get(change)
         if record.commit is not None:
-            git("branch", "--quiet", "-D", record.branch, cwd=repo, check=False)
+            git("branch", "--quiet", "-D", "--", record.branch, cwd=repo, check=False)
         self._mark(record, "discarded")
         return record
 
@@ -176,6 +176,7 @@ class ChangeBook:
                     "--quiet",
                     "-m",
                     f"toolfleet: apply change {record.id}",
+                    "--",
                     record.branch,
                     cwd=checkout,
                 )
