@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from urllib.parse import urlparse
 
 import pytest
 
@@ -27,7 +28,10 @@ def test_up_runs_a_fleet_and_a_signal_stops_every_process(sig: int, tmp_path) ->
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    fleet = Fleet(settings)
+    # another terminal of the user: the password up keeps for its embedded Redis
+    kept = settings.kept_state / f"redis-{urlparse(settings.broker_url).port}.password"
+    eventually(kept.exists, 30, "the embedded Redis's password", interval=0.1)
+    fleet = Fleet(settings.with_kept_passwords())
     try:
 
         def three_ready() -> list[InstanceHealth] | None:
