@@ -111,6 +111,8 @@ def _builtin() -> dict[str, Profile]:
         setup=[":prompt {marker}"],
         exit_command=":exit",
         reset=[":reset"],
+        # its test switches (echo_tool.py): fail at start, log what it ran
+        pass_env=["ECHO_TOOL_*"],
         start_timeout=10.0,
     )
     aider = Profile(
@@ -151,6 +153,9 @@ def _builtin() -> dict[str, Profile]:
         # aider's repo-map cache (.aider.tags.cache.v4) in a worktree: no change, and
         # worth keeping from one item to the next
         workspace_ignore=[".aider*"],
+        # its model, keys and endpoint (aider reads every option from AIDER_*; litellm
+        # the providers' own variables)
+        pass_env=["AIDER_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "OPENROUTER_*"],
         start_timeout=60.0,
         prompt_timeout=600.0,
     )
@@ -179,6 +184,7 @@ def _builtin() -> dict[str, Profile]:
             "DISABLE_TELEMETRY": "1",
             "DISABLE_AUTOUPDATER": "1",
         },
+        pass_env=["ANTHROPIC_*", "CLAUDE_*"],
         protocol="claude-stream-json",
         start_timeout=60.0,
         prompt_timeout=600.0,
@@ -193,6 +199,7 @@ def _builtin() -> dict[str, Profile]:
             "GEMINI_CLI_TRUST_WORKSPACE": "true",
             "GEMINI_CLI_NO_RELAUNCH": "1",
         },
+        pass_env=["GEMINI_*", "GOOGLE_*"],
         protocol="acp",
         start_timeout=60.0,
         prompt_timeout=600.0,
@@ -203,6 +210,7 @@ def _builtin() -> dict[str, Profile]:
         argv=["codex", "app-server"],
         # its config.toml (written at start: no approvals, full access to its worktree)
         env={"HOME": "{instance_dir}", "CODEX_HOME": "{instance_dir}/codex"},
+        pass_env=["OPENAI_*", "CODEX_*"],
         protocol="codex-app-server",
         start_timeout=60.0,
         prompt_timeout=600.0,

@@ -116,6 +116,11 @@ class InstanceHealth(BaseModel):
     updated_at: float = Field(description="Unix time of this record.")
     last_error: str | None = None
     queues: list[str] = Field(default_factory=list)
+    sandbox: str = Field(
+        "none",
+        description="How the tool is confined: strict, or none (with why, where strict was "
+        "asked for and the host cannot confine).",
+    )
     session: str | None = Field(None, description="Session holding the instance, if leased.")
     busy_since: float | None = Field(
         None, description="Unix time the running prompt began (None while no prompt runs)."

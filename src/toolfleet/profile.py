@@ -38,6 +38,21 @@ class Profile(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, description="'{instance_dir}': a private folder per instance."
     )
+    sandbox: Literal["strict", "none"] = Field(
+        "none",
+        description="strict: under bubblewrap, the system read-only, writable only its "
+        "instance folder (its HOME) and its worktree, its own /tmp and PID namespace, the "
+        "worker's HOME hidden; where the host cannot, the worker says so and runs it plain.",
+    )
+    network: Literal["none", "open"] = Field(
+        "none", description="With sandbox strict: none (no network at all) or open."
+    )
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="The worker's variables the tool gets, by name or pattern ('AIDER_*'). "
+        "Nothing else of the worker's environment reaches it but a few harmless ones "
+        "(PATH, LANG, proxies, CA bundles); the fleet's own (TOOLFLEET_*, FLOWER_*) never.",
+    )
     cwd: str | None = None
     setup: list[str] = Field(default_factory=list)
     reset: list[str] = Field(default_factory=list, description="Commands that clear state.")

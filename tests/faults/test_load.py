@@ -43,7 +43,7 @@ def settings(redis_server, tmp_path: Path) -> Settings:  # type: ignore[no-untyp
 
 def test_random_kills_lose_nothing_and_run_nothing_twice(workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "executions.log"
-    names = workers.start("once", WORKERS, TOOLFLEET_ECHO_LOG=str(log))
+    names = workers.start("once", WORKERS, ECHO_TOOL_LOG=str(log))
     workers.wait_ready(names)
     rng = random.Random(7)
     injected: Counter[str] = Counter()
@@ -54,7 +54,7 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(workers: Workers, tmp_p
         if rng.random() < 0.5 and len(alive) > 1:
             victim = rng.choice(alive)
             workers.procs[victim].send_signal(signal.SIGKILL)
-            workers.start("once", 1, TOOLFLEET_ECHO_LOG=str(log))  # its replacement
+            workers.start("once", 1, ECHO_TOOL_LOG=str(log))  # its replacement
             injected["worker SIGKILL"] += 1
             return True
         tools = [r.pid for r in workers.fleet.status("once") if r.pid]

@@ -56,7 +56,7 @@ def test_a_lost_message_is_sent_again_and_runs_exactly_once(
     queue = shared_queue("echo")
     popped = client.rpop(queue)  # the first message, taken by a worker that then died
     assert popped is not None and lost.id.encode() in popped
-    names = workers.start("echo", 1, TOOLFLEET_ECHO_LOG=str(log))
+    names = workers.start("echo", 1, ECHO_TOOL_LOG=str(log))
     workers.wait_ready(names)
     lost.check_every = kept.check_every = 0.5
     assert kept.get(timeout=60).output == "kept one"
@@ -77,7 +77,7 @@ def test_a_prompt_waiting_in_its_queue_is_not_sent_again(workers: Workers, tmp_p
     names = []
 
     def start_later() -> None:
-        names.extend(workers.start("echo", 1, TOOLFLEET_ECHO_LOG=str(log)))
+        names.extend(workers.start("echo", 1, ECHO_TOOL_LOG=str(log)))
 
     timer = threading.Timer(2.0, start_later)
     timer.start()

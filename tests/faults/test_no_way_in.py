@@ -29,7 +29,7 @@ from ..integration.procs import Workers, env_for
 
 def test_pickle_message_is_refused_not_executed(workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "ran.log"
-    names = workers.start("echo", TOOLFLEET_ECHO_LOG=str(log))
+    names = workers.start("echo", ECHO_TOOL_LOG=str(log))
     workers.wait_ready(names)
     with Connection(workers.settings.broker_url) as conn:
         producer = Producer(conn.channel(), exchange=Exchange("toolfleet.default", "direct"))

@@ -65,7 +65,12 @@ class Workers:
         self.fleet = Fleet(settings)
 
     def start(
-        self, profile: str, count: int = 1, prefix: str | None = None, **env: str
+        self,
+        profile: str,
+        count: int = 1,
+        prefix: str | None = None,
+        cwd: str | None = None,
+        **env: str,
     ) -> list[str]:
         names = []
         base = prefix or profile
@@ -79,6 +84,7 @@ class Workers:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
+                    cwd=cwd,
                 )
             names.append(name)
         return names

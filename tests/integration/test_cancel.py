@@ -81,7 +81,7 @@ def test_a_tool_that_ignores_the_interrupt_is_restarted(workers: Workers) -> Non
 
 def test_a_queued_prompt_never_reaches_the_tool(workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "echo.log"
-    (name,) = workers.start("echo", TOOLFLEET_ECHO_LOG=str(log))
+    (name,) = workers.start("echo", ECHO_TOOL_LOG=str(log))
     workers.wait_ready([name])
     first = workers.fleet.submit(":sleep 2 first", "echo")
     running(workers, first.id)
@@ -100,7 +100,7 @@ def test_a_prompt_cancelled_while_no_worker_runs_is_dropped_by_the_next(
     handle = workers.fleet.submit("never", "echo")  # queued: no worker yet
     assert workers.fleet.cancel(handle.id) == {handle.id: "revoked"}
     cancelled_within(handle, 5)
-    (name,) = workers.start("echo", TOOLFLEET_ECHO_LOG=str(log))
+    (name,) = workers.start("echo", ECHO_TOOL_LOG=str(log))
     workers.wait_ready([name])
     assert workers.fleet.submit("after", "echo").get(timeout=30).output == "after"
     assert log.read_text().split() == ["after"]  # "never" was dropped, never typed

@@ -125,7 +125,7 @@ def test_crash_loop_fails_the_worker_and_the_healthy_one_drains_the_queue(
     workers: Workers,
 ) -> None:
     good = workers.start("flaky", prefix="good")
-    bad = workers.start("flaky", prefix="bad", TOOLFLEET_ECHO_FAIL="1")
+    bad = workers.start("flaky", prefix="bad", ECHO_TOOL_FAIL="1")
     workers.wait_ready(good)
     failed = eventually(
         lambda: (r := record_of(workers, bad[0])) and r.state == "failed" and r, 15, "failed"

@@ -65,7 +65,7 @@ def test_forked_workers_each_hold_a_tool_and_a_killed_one_comes_back(
     log = tmp_path / "executions.log"
     launcher = subprocess.Popen(
         worker_command("echo", "fork", count=3, log_dir=tmp_path),
-        env=env_for(settings, TOOLFLEET_ECHO_LOG=str(log)),
+        env=env_for(settings, ECHO_TOOL_LOG=str(log)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,

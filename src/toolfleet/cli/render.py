@@ -81,6 +81,7 @@ _COLUMNS: tuple[_Column, ...] = (
     _Column("p95 ms", lambda r, now: _ms(r.p95_latency_ms), "right"),
     _Column("rss", lambda r, now: _bytes(r.rss_bytes), "right"),
     _Column("beat", lambda r, now: _age(now, r.updated_at), "right"),
+    _Column("sandbox", lambda r, now: _one_line(r.sandbox)),
     _Column("last error", lambda r, now: _one_line(r.last_error or "-")),
 )
 #: the columns status_table always shows whole, however narrow the terminal
@@ -95,6 +96,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "p95 ms",
     "beat",
     "pid",
+    "sandbox",
     "last error",
 )
 _TITLE = "toolfleet status"

@@ -90,7 +90,9 @@ class AgentInstance:
             self._messages.clear()
             self._eof = False
             self._wake.clear()
-            full_env = tool_env(profile.env, instance_dir=self.instance_dir)
+            full_env = tool_env(
+                profile.env, instance_dir=self.instance_dir, passed=profile.pass_env
+            )
             self.protocol.prepare(self.instance_dir, full_env)
             log_path = os.path.join(self.instance_dir, "agent.log")
             try:

@@ -1,7 +1,7 @@
 """A tiny scripted interactive tool for tests: echoes lines, with a few ':' commands.
 
-With TOOLFLEET_ECHO_FAIL set in its environment it exits at once with status 1; with
-TOOLFLEET_ECHO_LOG set, every line it has finished handling is appended to that file
+With ECHO_TOOL_FAIL set in its environment it exits at once with status 1; with
+ECHO_TOOL_LOG set, every line it has finished handling is appended to that file
 (how fault tests count executions across restarts).
 """
 
@@ -28,14 +28,14 @@ HELP = """\
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if os.environ.get("TOOLFLEET_ECHO_FAIL"):
+    if os.environ.get("ECHO_TOOL_FAIL"):
         return 1  # a tool that cannot start (crash-loop tests)
     if args and args[0] == "--start-delay":
         time.sleep(float(args[1]))
     prompt = "echo> "
     state: dict[str, str] = {}
     count = 0
-    log_path: str | None = os.environ.get("TOOLFLEET_ECHO_LOG") or None
+    log_path: str | None = os.environ.get("ECHO_TOOL_LOG") or None
     out = sys.stdout
     while True:
         out.write(prompt)

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 from ptyprocess import PtyProcess
 
@@ -25,6 +26,7 @@ from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
 from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
 from toolfleet.tool.output import clean_output
+from toolfleet.tool.sandbox import SandboxPolicy, sandbox_support
 from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
 from toolfleet.tool.terminal import (
     Aborted,
@@ -62,6 +64,9 @@ class ToolInstance:
         self._error = re.compile(profile.error_pattern or r"(?!)")
         self._strip = [re.compile(p.encode()) for p in profile.strip_output]
         self._instance_dir: str | None = None
+        #: how the instance is confined: strict, or none (with the reason when strict
+        #: was asked for)
+        self.sandbox = "none"
         self._last_interrupt = 0.0
         self._detector: Detector = Quiescence(0.1)
         #: the running prompt's matcher (its output so far), None between prompts
@@ -82,8 +87,11 @@ class ToolInstance:
             marker = profile.marker.replace("{nonce}", nonce)
             cont = profile.continuation.replace("{nonce}", nonce) if profile.continuation else None
             self._detector = make_detector(profile, marker, cont)
-            env = tool_env(profile.env, instance_dir=self.instance_dir)
-            self._proc = spawn_tool(profile.argv, env, self.cwd)
+            env = tool_env(profile.env, instance_dir=self.instance_dir, passed=profile.pass_env)
+            sandbox = self._sandbox()
+            if sandbox is not None and "HOME" not in profile.env:
+                env["HOME"] = self.instance_dir  # the worker's is hidden
+            self._proc = spawn_tool(profile.argv, env, self.cwd, sandbox)
             self.started_at = time.time()
             deadline = time.monotonic() + profile.start_timeout
             try:
@@ -110,6 +118,26 @@ class ToolInstance:
         tag = secrets.token_hex(8)
         matcher = self._detector.begin(len(setup), tag, self.profile.max_output_bytes)
         exchange(self._proc, data + self._detector.suffix(tag), matcher, deadline)
+
+    def _sandbox(self) -> tuple[str, SandboxPolicy] | None:
+        """bubblewrap and the policy of a ``strict`` profile, where this host can confine
+        (:attr:`sandbox` says which, and why not)."""
+        profile = self.profile
+        if profile.sandbox != "strict":
+            self.sandbox = "none"
+            return None
+        binary, why = sandbox_support()
+        if binary is None:
+            self.sandbox = f"none: {why}"
+            return None
+        writable = [self.instance_dir]
+        if profile.workspace == "worktree" and self.cwd:
+            writable.append(self.cwd)
+        # the worker's HOME holds the fleet's state (the embedded Redis's password)
+        hidden = [str(Path.home()), os.environ.get("TOOLFLEET_STATE_DIR", "")]
+        self.sandbox = "strict"
+        policy = SandboxPolicy(tuple(writable), tuple(h for h in hidden if h), profile.network)
+        return binary, policy
 
     @property
     def instance_dir(self) -> str:

@@ -44,6 +44,8 @@ class ToolSnapshot:
     started_at: float
     uptime: float
     last_error: str | None
+    #: strict, or none (with why, when strict was asked for and the host cannot)
+    sandbox: str = "none"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -83,6 +85,7 @@ def snapshot_of(
         started_at=instance.started_at,
         uptime=max(0.0, time.time() - instance.started_at),
         last_error=instance.last_error,
+        sandbox=getattr(instance, "sandbox", "none"),
     )
 
 

@@ -35,6 +35,7 @@ def health_record(sup: Supervisor) -> InstanceHealth:
         updated_at=time.time(),
         last_error=sup.last_error or snap.last_error,
         queues=list(sup.queues),
+        sandbox=snap.sandbox,
         session=sup.session,
         busy_since=sup.busy_since,
         prompt_id=sup.prompt_id,

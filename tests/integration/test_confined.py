@@ -1,0 +1,126 @@
+"""What a tool instance can see and do, on real workers and real tools: its environment
+holds no secret of the fleet's (a Redis with a password) and no other profile's key; a
+strict one writes only its own folders, sees no other process and reaches no network,
+and still answers and takes Ctrl-C."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toolfleet import Settings
+from toolfleet.cli.local import EmbeddedRedis
+from toolfleet.errors import ToolTimeout
+from toolfleet.profiles import BUILTIN_PROFILES
+from toolfleet.tool import instance as instance_module
+from toolfleet.tool.instance import ToolInstance
+
+from .conftest import _fresh_settings
+from .procs import Workers
+
+PASSWORD = "confined-redis-s3cret"
+
+
+def test_env_in_a_tool_shows_no_secret_of_the_fleet(tmp_path: Path) -> None:
+    with EmbeddedRedis(password=PASSWORD) as server:
+        settings = Settings(broker_url=server.url, heartbeat_interval=0.5)
+        workers = Workers(settings, tmp_path)
+        try:
+            names = workers.start(
+                "bash", FLOWER_BASIC_AUTH="ops:flower-pw", ANTHROPIC_API_KEY="sk-ant-key"
+            )
+            workers.wait_ready(names)
+            shown = workers.fleet.submit("env", "bash").get(timeout=30).output
+        finally:
+            assert workers.close() == set()
+    assert "PATH=" in shown and "TERM=dumb" in shown  # it is the tool's environment
+    for secret in (PASSWORD, "TOOLFLEET_", "flower-pw", "FLOWER_", "sk-ant-key"):
+        assert secret not in shown, secret
+
+
+def test_a_strict_tool_writes_only_its_own_folders_and_reaches_nothing(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Two workers of a strict bash profile on this machine."""
+    checkout = tmp_path / "checkout"  # the user's files, in the workers' cwd
+    checkout.mkdir()
+    (checkout / "keep.txt").write_text("mine\n")
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('[profiles.bash-strict]\nextends = "bash"\nsandbox = "strict"\n')
+    settings = _fresh_settings(redis_server, profiles=profiles)
+    workers = Workers(settings, tmp_path)
+    home = Path.home()
+    try:
+        names = workers.start("bash-strict", 2, cwd=str(checkout))
+        records = workers.wait_ready(names)
+        assert {r.sandbox for r in records.values()} == {"strict"}
+
+        def run(worker: str, text: str) -> str:
+            node = workers.node(worker)
+            return workers.fleet.submit(text, "bash-strict", worker=node).get(timeout=30).output
+
+        other_home = run(names[1], "echo $HOME")
+        own_home = run(names[0], "echo $HOME")
+        assert own_home != other_home and own_home.startswith("/tmp/toolfleet-bash-strict-")
+        attempts = {
+            "user checkout": f"echo x > {checkout}/keep.txt; rm -f {checkout}/keep.txt",
+            "worker home": f"touch {home}/toolfleet-confined-probe",
+            "other instance": f"touch {other_home}/x; rm -rf {other_home}",
+            "symlink out": f"ln -sf {checkout}/keep.txt ~/link && echo x > ~/link",
+        }
+        for what, text in attempts.items():
+            run(names[0], text)
+            assert (checkout / "keep.txt").read_text() == "mine\n", what
+        assert not (home / "toolfleet-confined-probe").exists()
+        assert Path(other_home).is_dir()  # the other instance's folder is still there
+        assert run(names[0], "echo ok > ~/own && cat ~/own") == "ok"  # its own is writable
+        # no other process is visible, the worker's environment among them
+        seen = run(names[0], "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'")
+        assert "TOOLFLEET_" not in seen and "PATH=" in seen
+        assert int(run(names[0], "ls -d /proc/[0-9]* | wc -l")) < 10
+        # no network: Redis is unreachable from the tool
+        port = redis_server.port
+        reach = run(names[0], f"(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>&1; echo status=$?")
+        assert "status=1" in reach
+        assert run(names[1], "echo still here") == "still here"
+    finally:
+        assert workers.close() == set()
+
+
+@pytest.mark.parametrize("name", ["python", "bash", "sqlite3", "node"])
+def test_each_repl_works_strict_and_ctrl_c_reaches_it(name: str, tmp_path: Path) -> None:
+    if name == "node" and shutil.which("node") is None:
+        pytest.skip("no node on PATH")
+    if name == "sqlite3" and shutil.which("sqlite3") is None:
+        pytest.skip("no sqlite3 on PATH")
+    profile = BUILTIN_PROFILES[name].model_copy(update={"sandbox": "strict"})
+    tool = ToolInstance(profile, cwd=str(tmp_path))
+    tool.start()
+    try:
+        assert tool.sandbox == "strict"
+        check = {"python": "6 * 7", "bash": "echo $((6 * 7))", "sqlite3": "select 6 * 7;"}
+        assert tool.ask(check.get(name, "6 * 7")).output == "42"
+        if name in ("python", "bash"):
+            slow = {"python": "import time; time.sleep(60)", "bash": "sleep 60"}[name]
+            with pytest.raises(ToolTimeout, match="interrupted"):
+                tool.ask(slow, timeout=0.5)
+            assert tool.ask(check[name]).output == "42" and tool.generation == 1
+    finally:
+        tool.close()
+
+
+def test_strict_where_the_host_cannot_runs_plain_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instance_module, "sandbox_support", lambda: (None, "no bubblewrap"))
+    profile = BUILTIN_PROFILES["bash"].model_copy(update={"sandbox": "strict"})
+    tool = ToolInstance(profile, cwd=str(tmp_path))
+    tool.start()
+    try:
+        assert tool.sandbox == "none: no bubblewrap"
+        assert tool.snapshot().sandbox == "none: no bubblewrap"
+        assert tool.ask("echo plain").output == "plain"
+    finally:
+        tool.close()
