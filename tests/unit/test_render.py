@@ -182,6 +182,9 @@ class FakeFleet:
     def status(self, profile: str | None = None) -> list[InstanceHealth]:
         return [r for r in self.records if profile is None or r.profile == profile]
 
+    def persistence(self) -> str:
+        return "persistent (append-only file, fsync everysec)"
+
 
 def use_fleet(monkeypatch: pytest.MonkeyPatch, records: list[InstanceHealth]) -> None:
     class Fleet:
@@ -218,6 +221,7 @@ def test_status_on_an_80_column_terminal_fits(monkeypatch, fleet):
     for r in fleet:
         assert r.worker in result.output
     assert SESSION in result.output
+    assert "Redis: persistent (append-only file, fsync everysec)" in result.output
     wide = CliRunner().invoke(cli, ["status", "--wide"])
     assert wide.exit_code == 0, wide.output
     for name in ALL_HEADERS:

@@ -186,6 +186,8 @@ def status(profile: str | None, as_json: bool, watch: bool, interval: float, wid
                 click.echo(status_plain(records))
             if not records:
                 console.print("no instances are reporting (is a fleet running? see toolfleet up)")
+            if console.is_terminal:
+                console.print(f"Redis: {fleet.persistence()}")
             return
         try:
             first = status_table(fleet.status(profile), width=console.width, wide=wide)

@@ -122,7 +122,8 @@ def _sigterm_with_parent() -> None:
 
 
 class EmbeddedRedis:
-    """A private redis-server on 127.0.0.1 (no persistence unless ``appendonly``)."""
+    """A private redis-server on 127.0.0.1 (no persistence unless ``appendonly``: then an
+    append-only file in ``directory``, synced to disk ``fsync``, every second by default)."""
 
     def __init__(
         self,
@@ -131,10 +132,12 @@ class EmbeddedRedis:
         password: str | None = None,
         appendonly: bool = False,
         directory: str | None = None,
+        fsync: str = "everysec",
     ) -> None:
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
+        self.fsync = fsync
         self.directory = directory or tempfile.mkdtemp(prefix="toolfleet-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -158,6 +161,8 @@ class EmbeddedRedis:
             "no",
             "--appendonly",
             "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.fsync,
             "--loglevel",
             "warning",
         ]
@@ -212,8 +217,14 @@ class LocalFleet:
         web_port: int | None = None,
         web_token: str | None = None,
         flower_auth: str | None = None,
+        persistent: bool = True,
+        fsync: str = "everysec",
     ) -> None:
         self.settings = settings
+        #: an embedded Redis keeps its data (AOF) in the state directory, reused by the
+        #: next start on its port; else nothing survives its stop
+        self.persistent = persistent
+        self.fsync = fsync
         self.profiles = dict(profiles)
         self.flower_port = flower_port
         #: ``toolfleet web`` on this port, with this token (None: TOOLFLEET_WEB_TOKEN's)
@@ -248,7 +259,14 @@ class LocalFleet:
         # Kept for the port in the state directory, so other terminals find the fleet
         given = urlparse(url).password
         password = given or local_password(self.settings.kept_state, port, create=True)
-        self.redis = EmbeddedRedis(port, password=password).start()
+        data = None
+        if self.persistent:
+            where = self.settings.kept_state / f"redis-{port}"
+            where.mkdir(mode=0o700, parents=True, exist_ok=True)
+            data = str(where)
+        self.redis = EmbeddedRedis(
+            port, password=password, appendonly=self.persistent, directory=data, fsync=self.fsync
+        ).start()
         if not given and password:
             urls = {
                 name: insert_password(getattr(self.settings, name), password)

@@ -57,13 +57,35 @@ def parse_profiles(specs: tuple[str, ...], workers: int) -> dict[str, int]:
 @click.option("--flower-port", default=5555, show_default=True)
 @click.option("--web", is_flag=True, help="Also start the dashboard (toolfleet web).")
 @click.option("--web-port", default=8088, show_default=True)
+@click.option(
+    "--ephemeral",
+    is_flag=True,
+    help="An embedded Redis that keeps nothing: prompts queued are lost when it stops.",
+)
+@click.option(
+    "--fsync",
+    type=click.Choice(["everysec", "always"]),
+    default="everysec",
+    show_default=True,
+    help="When the embedded Redis writes its append-only file to disk: always loses "
+    "nothing on a crash of the machine, at some speed.",
+)
 def up(
-    specs: tuple[str, ...], workers: int, flower: bool, flower_port: int, web: bool, web_port: int
+    specs: tuple[str, ...],
+    workers: int,
+    flower: bool,
+    flower_port: int,
+    web: bool,
+    web_port: int,
+    ephemeral: bool,
+    fsync: str,
 ) -> None:
     """Start a local fleet and keep it running until Ctrl-C.
 
     Uses the Redis at TOOLFLEET_BROKER_URL, or starts an embedded redis-server there
-    when it is a local address and nothing answers. The embedded one has a password
+    when it is a local address and nothing answers. The embedded one keeps its data in
+    an append-only file in the state directory (TOOLFLEET_STATE_DIR), which the next
+    `up` on that port starts from (--ephemeral: nothing kept). It has a password
     (the URL's, else a random one kept in the state directory, readable by you only,
     where your other toolfleet commands find it). Flower needs the credentials it
     prints (or FLOWER_BASIC_AUTH's); the dashboard its token.
@@ -84,6 +106,8 @@ def up(
         web_port=web_port if web else None,
         web_token=web_token,
         flower_auth=flower_auth,
+        persistent=not ephemeral,
+        fsync=fsync,
     )
     # SIGTERM and SIGINT (also when started where it is ignored: a background job) set a
     # flag the loop below looks at. An exception raised from the handler could land in a
@@ -101,6 +125,17 @@ def up(
                 f" worker logs in {fleet.log_dir}",
                 soft_wrap=True,  # a path to copy whole
             )
+            if fleet.redis is not None and fleet.redis.appendonly:
+                console.print(
+                    f"its data persists (append-only file, fsync {fsync}) in "
+                    f"{fleet.redis.directory}: queued prompts survive a restart",
+                    soft_wrap=True,
+                )
+            elif fleet.redis is not None:
+                console.print(
+                    "[bold]ephemeral[/]: the embedded Redis keeps nothing; prompts queued "
+                    "when it stops are lost"
+                )
             if flower and env_auth:
                 console.print(f"Flower: http://127.0.0.1:{flower_port}/ (FLOWER_BASIC_AUTH)")
             elif flower:  # only this terminal sees the credentials made up for this run
@@ -197,7 +232,10 @@ def demo(python_workers: int, bash_workers: int) -> None:
     started = time.monotonic()
     with EmbeddedRedis(password=secrets.token_urlsafe(24)) as server:
         settings = Settings(broker_url=server.url)
-        console.print(f"embedded redis-server on port {server.port}")
+        console.print(
+            f"embedded redis-server on port {server.port} (ephemeral: a throwaway run, it "
+            "keeps nothing)"
+        )
         fleet = LocalFleet(settings, {"python": python_workers, "bash": bash_workers})
         with fleet, Fleet(settings) as producer:
             console.print(

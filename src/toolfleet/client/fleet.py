@@ -24,6 +24,7 @@ from toolfleet.client.changes import ChangeBook
 from toolfleet.client.chunks import ChunkHandle, ChunkItemHandle
 from toolfleet.client.handle import PromptHandle
 from toolfleet.client.items import MapItem, expand_steps
+from toolfleet.client.persistence import persistence
 from toolfleet.client.sessions import Session, Strategy, attach, open_session
 from toolfleet.client.unavailable import redis_errors
 from toolfleet.errors import (
@@ -34,6 +35,7 @@ from toolfleet.errors import (
 from toolfleet.health import read_health
 from toolfleet.models import InstanceHealth, PromptResult
 from toolfleet.profiles import Profile, load_profiles
+from toolfleet.redisconn import redis_client
 from toolfleet.settings import Settings
 from toolfleet.validation import DEFAULT_MAX_PROMPT_BYTES, validate_prompt
 
@@ -269,6 +271,16 @@ class Fleet:
                 time.sleep(0.05)
                 records = read_health(self.app.backend.client, profile)
             return records
+
+    def persistence(self) -> str:
+        """Whether the broker's Redis keeps queued prompts across its restart, in words."""
+        settings = self.settings
+        with redis_errors(settings):
+            client = redis_client(settings.broker_url, settings.sentinel_master)
+            try:
+                return persistence(client)
+            finally:
+                client.close()
 
     def wait_ready(self, count: int, profile: str | None = None, timeout: float = 60.0) -> None:
         """Block until ``count`` instances (of ``profile``) are ready, else NoWorkers."""
