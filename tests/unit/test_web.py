@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -334,6 +335,9 @@ def test_the_last_write_says_how_the_run_ended_and_comes_once() -> None:
 def test_a_progress_write_that_fails_does_not_stop_the_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # an in-process Celery worker run earlier by this test process (pytest-celery) sets
+    # the root logger's level above warnings
+    caplog.set_level(logging.WARNING, logger="toolfleet.client.progress")
     client = Client()
     client.fail = True
     progress = RunProgress(client, "echo", run_id="r3")
