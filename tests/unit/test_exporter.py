@@ -317,4 +317,4 @@ def test_producers_and_the_command_line_do_not_import_prometheus_client():
 def test_the_command_has_its_options(option):
     result = CliRunner().invoke(cli, ["exporter", "--help"])
     assert result.exit_code == 0 and option in result.output
-    assert "[default: 9808]" in result.output
+    assert "default: 9808" in result.output

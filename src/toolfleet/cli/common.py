@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -13,7 +14,28 @@ from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import ensure_reachable
 from toolfleet.errors import ToolfleetError
 
-__all__ = ["connect", "console", "error", "fail", "on_this_host"]
+__all__ = ["connect", "console", "error", "fail", "listen_options", "on_this_host"]
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def listen_options(port: int, address_note: str) -> Callable[[F], F]:
+    """A serving command's ``--port`` (default ``port``) and ``--address`` (loopback by
+    default; ``address_note`` says what another address means)."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--address",
+            default="127.0.0.1",
+            show_default=True,
+            help=f"Address to listen on; {address_note}",
+        )(command)
+        return click.option(
+            "--port", default=port, show_default=True, type=click.IntRange(0, 65535)
+        )(command)
+
+    return decorate
+
 
 console = Console()
 

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from toolfleet.cli.common import fail
+from toolfleet.cli.common import fail, listen_options
 from toolfleet.settings import Settings
 
 __all__ = ["exporter"]
@@ -17,13 +17,7 @@ INSTALL_HINT = "pip install 'toolfleet[exporter]'"
 
 
 @click.command()
-@click.option("--port", default=9808, show_default=True, help="TCP port to serve /metrics on.")
-@click.option(
-    "--address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (0.0.0.0: every interface, for a Prometheus elsewhere).",
-)
+@listen_options(9808, "0.0.0.0 is every interface, for a Prometheus elsewhere.")
 @click.option(
     "--profile",
     "-p",

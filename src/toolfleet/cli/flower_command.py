@@ -6,7 +6,7 @@ import os
 
 import click
 
-from toolfleet.cli.common import error, fail
+from toolfleet.cli.common import error, fail, listen_options
 from toolfleet.errors import ToolfleetError
 
 __all__ = ["UNAUTHENTICATED", "flower"]
@@ -17,13 +17,7 @@ UNAUTHENTICATED = "FLOWER_UNAUTHENTICATED_API"
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--port", default=5555, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (0.0.0.0: every interface, as in a container).",
-)
+@listen_options(5555, "0.0.0.0 is every interface, as in a container.")
 @click.option(
     "--host",
     "hosts",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from toolfleet.cli.common import error, fail
+from toolfleet.cli.common import error, fail, listen_options
 from toolfleet.errors import ToolfleetError
 from toolfleet.settings import Settings
 from toolfleet.web.access import TOKEN_ENV
@@ -28,13 +28,7 @@ def web_url(address: str, port: int, path: str = "/") -> str:
 
 
 @click.command()
-@click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; any but loopback needs a token.",
-)
+@listen_options(8088, "any but loopback needs a token.")
 @click.option(
     "--token-env",
     default=TOKEN_ENV,
