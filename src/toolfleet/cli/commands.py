@@ -14,6 +14,7 @@ from rich.live import Live
 
 from toolfleet.cli.changes import changes
 from toolfleet.cli.common import connect, console, error, fail, on_this_host
+from toolfleet.cli.doctor import doctor
 from toolfleet.cli.drain import drain
 from toolfleet.cli.exporter_command import exporter
 from toolfleet.cli.flower_command import flower
@@ -267,7 +268,19 @@ def cancel(prompt_ids: tuple[str, ...]) -> None:
         click.echo(f"{prompt_id}: {what}")
 
 
-for command in (up, worker, demo, map_command, changes, tail, exporter, flower, web, drain):
+for command in (
+    up,
+    worker,
+    demo,
+    map_command,
+    changes,
+    tail,
+    exporter,
+    flower,
+    web,
+    drain,
+    doctor,
+):
     cli.add_command(command)
 
 
