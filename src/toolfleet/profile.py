@@ -47,6 +47,19 @@ class Profile(BaseModel):
     network: Literal["none", "open"] = Field(
         "none", description="With sandbox strict: none (no network at all) or open."
     )
+    max_memory_mb: int | None = Field(
+        None,
+        gt=0,
+        description="Memory the tool and what it starts may use (a cgroup where the host "
+        "lets the worker make one, else RLIMIT_AS a process); past it the tool is killed "
+        "and the prompt fails with ToolCrashed naming the limit.",
+    )
+    max_processes: int | None = Field(
+        None,
+        gt=0,
+        description="Processes (and threads) the tool may have at once (cgroup pids.max, "
+        "else RLIMIT_NPROC, which does not hold root): a fork bomb ends as ToolCrashed.",
+    )
     pass_env: list[str] = Field(
         default_factory=list,
         description="The worker's variables the tool gets, by name or pattern ('AIDER_*'). "

@@ -6,14 +6,15 @@ and still answers and takes Ctrl-C."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
-from toolfleet.errors import ToolTimeout
-from toolfleet.profiles import BUILTIN_PROFILES
+from toolfleet.errors import ToolCrashed, ToolTimeout
+from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool import instance as instance_module
 from toolfleet.tool.instance import ToolInstance
 
@@ -124,3 +125,68 @@ def test_strict_where_the_host_cannot_runs_plain_and_says_why(
         assert tool.ask("echo plain").output == "plain"
     finally:
         tool.close()
+
+
+def _limited(name: str, **limits: int) -> Profile:
+    return BUILTIN_PROFILES[name].model_copy(update=limits)
+
+
+def test_a_fork_bomb_ends_as_tool_crashed_and_the_next_prompt_is_answered(
+    tmp_path: Path,
+) -> None:
+    tool = ToolInstance(_limited("bash", max_processes=40), cwd=str(tmp_path))
+    tool.start()
+    try:
+        with pytest.raises(ToolCrashed, match="process limit 40 reached"):
+            tool.ask(":(){ :|:& };:", timeout=5)  # it goes on in the background:
+            for _ in range(100):  # a later prompt finds it at the limit
+                tool.ask("true", timeout=5)
+                time.sleep(0.05)
+        assert "process limit 40 reached" in (tool.last_error or "")
+        tool.start()  # what the worker's supervisor does
+        assert tool.ask("echo $((6 * 7))").output == "42" and tool.generation == 2
+    finally:
+        tool.close()
+    assert not tool._limits.groups  # its cgroups are gone with it
+
+
+def test_a_memory_hog_is_stopped_at_the_limit_and_the_next_prompt_is_answered(
+    tmp_path: Path,
+) -> None:
+    tool = ToolInstance(_limited("python", max_memory_mb=256), cwd=str(tmp_path))
+    tool.start()
+    try:
+        hog = "x = bytearray(2 << 30); len(x)"  # 2 GiB, past the 256 MiB limit
+        try:
+            answer = tool.ask(hog, timeout=30)
+        except ToolCrashed as exc:  # a cgroup: the kernel kills it
+            assert "memory limit 256 MiB reached" in exc.message
+            tool.start()
+        else:  # setrlimit: the allocation fails inside the tool
+            assert not answer.ok and "MemoryError" in answer.output
+        assert tool.ask("6 * 7").output == "42"
+    finally:
+        tool.close()
+
+
+def test_a_worker_survives_its_tool_s_fork_bomb(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('[profiles.bash-few]\nextends = "bash"\nmax_processes = 40\n')
+    settings = _fresh_settings(redis_server, profiles=profiles)
+    workers = Workers(settings, tmp_path)
+    try:
+        (name,) = workers.start("bash-few")
+        workers.wait_ready([name])
+        fleet = workers.fleet
+        with pytest.raises(ToolCrashed, match="process limit 40 reached"):
+            fleet.submit(":(){ :|:& };:", "bash-few").get(timeout=30)
+            for _ in range(100):
+                fleet.submit("true", "bash-few").get(timeout=30)
+                time.sleep(0.05)
+        assert fleet.submit("echo $((6 * 7))", "bash-few").get(timeout=60).output == "42"
+        (record,) = fleet.status("bash-few")
+        assert record.generation >= 2 and record.state in ("ready", "busy")
+    finally:
+        assert workers.close() == set()

@@ -25,6 +25,7 @@ from toolfleet.profiles import Profile
 from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
 from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
+from toolfleet.tool.limits import ToolLimits
 from toolfleet.tool.output import clean_output
 from toolfleet.tool.sandbox import SandboxPolicy, sandbox_support
 from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
@@ -67,6 +68,7 @@ class ToolInstance:
         #: how the instance is confined: strict, or none (with the reason when strict
         #: was asked for)
         self.sandbox = "none"
+        self._limits = ToolLimits()
         self._last_interrupt = 0.0
         self._detector: Detector = Quiescence(0.1)
         #: the running prompt's matcher (its output so far), None between prompts
@@ -91,7 +93,10 @@ class ToolInstance:
             sandbox = self._sandbox()
             if sandbox is not None and "HOME" not in profile.env:
                 env["HOME"] = self.instance_dir  # the worker's is hidden
-            self._proc = spawn_tool(profile.argv, env, self.cwd, sandbox)
+            memory = None if profile.max_memory_mb is None else profile.max_memory_mb << 20
+            self._limits.remove()
+            self._limits = ToolLimits.make(memory, profile.max_processes, profile.name)
+            self._proc = spawn_tool(profile.argv, env, self.cwd, sandbox, self._limits.enter)
             self.started_at = time.time()
             deadline = time.monotonic() + profile.start_timeout
             try:
@@ -171,6 +176,7 @@ class ToolInstance:
                 except (OSError, Eof):
                     pass
             kill_group(proc, grace)
+            self._limits.remove()
             self._proc = None
 
     def restart(self) -> None:
@@ -184,9 +190,11 @@ class ToolInstance:
         if proc is None:
             return "not started"
         kill_group(proc, 0.2)
-        if proc.signalstatus:
-            return f"killed by signal {proc.signalstatus}"
-        return f"exit status {proc.exitstatus}"
+        hit = self._limits.exceeded()
+        self._limits.remove()
+        how = f"killed by signal {proc.signalstatus}" if proc.signalstatus else None
+        how = how or f"exit status {proc.exitstatus}"
+        return f"{how}; {hit}" if hit else how
 
     # ---- prompts ---------------------------------------------------------------
     def ask(self, text: str, timeout: float | None = None) -> Answer:
@@ -230,12 +238,18 @@ class ToolInstance:
                 self.last_error = f"{profile.name} died while answering ({why})"
                 raise ToolCrashed(self.last_error) from None
             except Deadline:
+                if self._limits.exceeded():  # a fork bomb: stopped, whatever is left of it
+                    self.last_error = f"{profile.name} stopped: {self._reap()}"
+                    raise ToolCrashed(self.last_error) from None
                 how = "interrupted" if self._recover() else "restarted"
                 self.last_error = f"no answer within {limit:g} s; the tool was {how}"
                 raise ToolTimeout(self.last_error) from None
             finally:
                 self._busy = False
                 self._matcher = None
+            if self._limits.groups and self._limits.exceeded():  # e.g. a fork bomb gone
+                self.last_error = f"{profile.name} stopped: {self._reap()}"  # to the background
+                raise ToolCrashed(self.last_error)
             elapsed = (time.monotonic() - started) * 1000
             reply = matcher.reply()
             raw = reply.output

@@ -10,7 +10,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ptyprocess import PtyProcess, PtyProcessError
@@ -122,9 +122,11 @@ def spawn_tool(
     env: dict[str, str],
     cwd: str | None,
     sandbox: tuple[str, SandboxPolicy] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> PtyProcess:
     """Start ``argv`` in a new pty and session, with echo off; confined by ``sandbox``
-    (bubblewrap's path and the policy) when given.
+    (bubblewrap's path and the policy) when given; ``prepare`` runs in the child before
+    it (entering the tool's limits).
 
     ``{python}`` in ``argv`` is this interpreter, ``{toolfleet}`` this package's folder.
     """
@@ -133,9 +135,15 @@ def spawn_tool(
     setup = _in_child
     if sandbox is not None:
         argv, setup = confine(argv, sandbox[1], sandbox[0]), _in_sandboxed_child
+
+    def in_child() -> None:
+        setup()
+        if prepare is not None:
+            prepare()
+
     try:
         return PtyProcess.spawn(
-            argv, cwd=cwd, env=env, echo=False, preexec_fn=setup, dimensions=(50, 500)
+            argv, cwd=cwd, env=env, echo=False, preexec_fn=in_child, dimensions=(50, 500)
         )
     except (OSError, FileNotFoundError) as exc:
         raise ToolCrashed(f"cannot start {argv[0]!r}: {exc}") from None
