@@ -185,8 +185,7 @@ def test_a_worker_survives_its_tool_s_fork_bomb(
             for _ in range(100):
                 fleet.submit("true", "bash-few").get(timeout=30)
                 time.sleep(0.05)
-        assert fleet.submit("echo $((6 * 7))", "bash-few").get(timeout=60).output == "42"
-        (record,) = fleet.status("bash-few")
-        assert record.generation >= 2 and record.state in ("ready", "busy")
+        answer = fleet.submit("echo $((6 * 7))", "bash-few").get(timeout=60)
+        assert answer.output == "42" and answer.generation >= 2  # a new instance answered
     finally:
         assert workers.close() == set()
