@@ -16,7 +16,7 @@ __all__ = [
     "with_password",
 ]
 
-#: the host names of a Redis on this machine
+#: the names of this machine (loopback): a Redis here, or a server that answers only here
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 

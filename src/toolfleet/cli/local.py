@@ -23,7 +23,7 @@ from toolfleet.health import read_health
 from toolfleet.parentdeath import die_with_parent
 from toolfleet.redisconn import is_sentinel, redis_client
 from toolfleet.settings import Settings
-from toolfleet.state import insert_password, local_password
+from toolfleet.state import LOCAL_HOSTS, insert_password, local_password
 
 __all__ = [
     "FLOWER_TASKS_COLUMNS",
@@ -200,7 +200,7 @@ class EmbeddedRedis:
 
 
 def _is_local(url: str) -> bool:
-    return urlparse(url).hostname in ("localhost", "127.0.0.1", "::1")
+    return urlparse(url).hostname in LOCAL_HOSTS
 
 
 class LocalFleet:

@@ -14,15 +14,16 @@ from urllib.parse import unquote, urlparse
 
 from toolfleet.errors import ConfigError
 from toolfleet.settings import Settings
+from toolfleet.state import LOCAL_HOSTS
 
 __all__ = [
-    "LOOPBACK_NAMES",
     "MIN_TOKEN",
     "TOKEN_ENV",
     "Access",
     "Scrubber",
     "Sessions",
     "access_for",
+    "allowed_hosts",
     "host_allowed",
     "is_loopback",
 ]
@@ -35,8 +36,13 @@ MIN_TOKEN = 16
 _MIN_SCRUBBED = 6
 
 
-#: the Host names a server on loopback answers to (any other is a DNS rebinding)
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+def allowed_hosts(address: str, hosts: Iterable[str]) -> frozenset[str]:
+    """The Host names a server on ``address`` answers to: ``hosts``, or on loopback the
+    loopback names (a DNS rebinding names another), elsewhere any (empty)."""
+    named = frozenset(h.strip().lower() for h in hosts if h.strip())
+    if named or not is_loopback(address):
+        return named
+    return LOCAL_HOSTS | {address.lower()}
 
 
 def host_allowed(host: str, allowed: frozenset[str]) -> bool:
@@ -107,9 +113,7 @@ def access_for(
     loopback a random one; ConfigError for a short token, or none off loopback. Requests
     must name one of ``hosts`` in their Host header; by default, on loopback, the
     loopback names (a DNS rebinding names another), elsewhere any."""
-    allowed = frozenset(h.strip().lower() for h in hosts if h.strip())
-    if not allowed and is_loopback(address):
-        allowed = LOOPBACK_NAMES | {address.lower()}
+    allowed = allowed_hosts(address, hosts)
     proxies = frozenset(p.strip() for p in trusted_proxies if p.strip())
     if token:
         if len(token) < MIN_TOKEN:

@@ -14,9 +14,9 @@ from flower.app import Flower
 from tornado.options import options
 
 from toolfleet.errors import ConfigError
-from toolfleet.web.access import LOOPBACK_NAMES, host_allowed, is_loopback
+from toolfleet.web.access import allowed_hosts, host_allowed
 
-__all__ = ["GuardedFlower", "flower_hosts", "serve_flower"]
+__all__ = ["GuardedFlower", "serve_flower"]
 
 
 class GuardedFlower(Flower):  # type: ignore[misc]
@@ -33,15 +33,6 @@ class GuardedFlower(Flower):  # type: ignore[misc]
                 request, tornado.web.ErrorHandler, {"status_code": 403}
             )
         return super().find_handler(request, **kwargs)
-
-
-def flower_hosts(address: str, hosts: Sequence[str]) -> frozenset[str]:
-    """The Host names Flower on ``address`` answers to: ``hosts``, or on loopback the
-    loopback names, elsewhere any (empty)."""
-    named = frozenset(h.strip().lower() for h in hosts if h.strip())
-    if named or not is_loopback(address):
-        return named
-    return LOOPBACK_NAMES | {address.lower()}
 
 
 def serve_flower(celery_app: Any, argv: Sequence[str], hosts: Sequence[str]) -> None:
@@ -61,7 +52,7 @@ def serve_flower(celery_app: Any, argv: Sequence[str], hosts: Sequence[str]) -> 
     app = GuardedFlower(
         capp=celery_app,
         options=options,
-        allowed_hosts=flower_hosts(options.address, hosts),
+        allowed_hosts=allowed_hosts(options.address, hosts),
         **flower_command.settings,
     )
     atexit.register(app.stop)
