@@ -300,7 +300,7 @@ class LocalFleet:
                 argv = worker_command(profile, profile, count=count, log_dir=self.log_dir)
                 self._spawn(profile, argv)
         if self.flower_port is not None:
-            # bound to loopback only: its HTTP API needs no auth here
+            # never open: the credentials up made or FLOWER_BASIC_AUTH's
             auth = {"FLOWER_BASIC_AUTH": self.flower_auth} if self.flower_auth else {}
             self._spawn("flower", flower_command(self.flower_port), **auth)
         if self.web_port is not None:

@@ -59,13 +59,12 @@ def _count(path: Path, key: str) -> int:
 class ToolLimits:
     """The limits of one tool process and everything it starts: ``memory`` bytes and
     ``processes`` (tasks). :meth:`make` puts them in a cgroup of its own where the host
-    lets it (``how`` says which); the tool enters it before it runs (:meth:`enter`, in
-    the child), and :meth:`exceeded` tells afterwards which limit it hit."""
+    lets it (``groups``: none means setrlimit); the tool enters it before it runs
+    (:meth:`enter`, in the child), and :meth:`exceeded` tells afterwards which limit it
+    hit."""
 
     memory: int | None = None
     processes: int | None = None
-    #: "cgroup v2", "cgroup v1", or "setrlimit" (root is not held by RLIMIT_NPROC)
-    how: str = "setrlimit"
     groups: list[Path] = field(default_factory=list)
 
     @classmethod
@@ -83,7 +82,7 @@ class ToolLimits:
             }
             group = _ROOT / own.get("", "/").lstrip("/") / leaf
             if _made(group, wanted):
-                limits.how, limits.groups = "cgroup v2", [group]
+                limits.groups = [group]
             return limits
         made: list[Path] = []
         for controller, setting, value in (
@@ -99,7 +98,7 @@ class ToolLimits:
                         done.rmdir()
                 return limits
             made.append(group)
-        limits.how, limits.groups = "cgroup v1", made
+        limits.groups = made
         return limits
 
     def enter(self) -> None:
