@@ -22,6 +22,7 @@ from toolfleet.errors import (
     ToolTimeout,
 )
 from toolfleet.profiles import Profile
+from toolfleet.state import default_state_dir
 from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
 from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
@@ -138,10 +139,11 @@ class ToolInstance:
         writable = [self.instance_dir]
         if profile.workspace == "worktree" and self.cwd:
             writable.append(self.cwd)
-        # the worker's HOME holds the fleet's state (the embedded Redis's password)
-        hidden = [str(Path.home()), os.environ.get("TOOLFLEET_STATE_DIR", "")]
+        # the worker's HOME, and the fleet's state (the embedded Redis's password) where
+        # the worker's settings keep it
+        state = os.environ.get("TOOLFLEET_STATE_DIR") or str(default_state_dir())
         self.sandbox = "strict"
-        policy = SandboxPolicy(tuple(writable), tuple(h for h in hidden if h), profile.network)
+        policy = SandboxPolicy(tuple(writable), (str(Path.home()), state), profile.network)
         return binary, policy
 
     @property
@@ -238,18 +240,16 @@ class ToolInstance:
                 self.last_error = f"{profile.name} died while answering ({why})"
                 raise ToolCrashed(self.last_error) from None
             except Deadline:
-                if self._limits.exceeded():  # a fork bomb: stopped, whatever is left of it
-                    self.last_error = f"{profile.name} stopped: {self._reap()}"
-                    raise ToolCrashed(self.last_error) from None
+                if stopped := self._stopped_at_limit():
+                    raise stopped from None
                 how = "interrupted" if self._recover() else "restarted"
                 self.last_error = f"no answer within {limit:g} s; the tool was {how}"
                 raise ToolTimeout(self.last_error) from None
             finally:
                 self._busy = False
                 self._matcher = None
-            if self._limits.groups and self._limits.exceeded():  # e.g. a fork bomb gone
-                self.last_error = f"{profile.name} stopped: {self._reap()}"  # to the background
-                raise ToolCrashed(self.last_error)
+            if stopped := self._stopped_at_limit():  # e.g. a fork bomb gone to the background
+                raise stopped
             elapsed = (time.monotonic() - started) * 1000
             reply = matcher.reply()
             raw = reply.output
@@ -280,6 +280,14 @@ class ToolInstance:
             return False
         self._abort.raise_(mode, why)
         return True
+
+    def _stopped_at_limit(self) -> ToolCrashed | None:
+        """If the tool hit one of its limits: stop it and whatever it left running, and
+        return the error naming the limit."""
+        if not self._limits.exceeded():
+            return None
+        self.last_error = f"{self.profile.name} stopped: {self._reap()}"
+        return ToolCrashed(self.last_error)
 
     def _aborted(self) -> PromptCancelled | ToolCrashed:
         """The error of a prompt stopped by :meth:`abort` (the tool dealt with first)."""
