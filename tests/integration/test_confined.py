@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,9 +99,7 @@ def test_each_repl_works_strict_and_ctrl_c_reaches_it(name: str, tmp_path: Path)
     if name == "sqlite3" and shutil.which("sqlite3") is None:
         pytest.skip("no sqlite3 on PATH")
     profile = BUILTIN_PROFILES[name].model_copy(update={"sandbox": "strict"})
-    tool = ToolInstance(profile, cwd=str(tmp_path))
-    tool.start()
-    try:
+    with running(profile, tmp_path) as tool:
         assert tool.sandbox == "strict"
         check = {"python": "6 * 7", "bash": "echo $((6 * 7))", "sqlite3": "select 6 * 7;"}
         assert tool.ask(check.get(name, "6 * 7")).output == "42"
@@ -108,8 +108,6 @@ def test_each_repl_works_strict_and_ctrl_c_reaches_it(name: str, tmp_path: Path)
             with pytest.raises(ToolTimeout, match="interrupted"):
                 tool.ask(slow, timeout=0.5)
             assert tool.ask(check[name]).output == "42" and tool.generation == 1
-    finally:
-        tool.close()
 
 
 def test_strict_where_the_host_cannot_runs_plain_and_says_why(
@@ -117,12 +115,19 @@ def test_strict_where_the_host_cannot_runs_plain_and_says_why(
 ) -> None:
     monkeypatch.setattr(instance_module, "sandbox_support", lambda: (None, "no bubblewrap"))
     profile = BUILTIN_PROFILES["bash"].model_copy(update={"sandbox": "strict"})
-    tool = ToolInstance(profile, cwd=str(tmp_path))
-    tool.start()
-    try:
+    with running(profile, tmp_path) as tool:
         assert tool.sandbox == "none: no bubblewrap"
         assert tool.snapshot().sandbox == "none: no bubblewrap"
         assert tool.ask("echo plain").output == "plain"
+
+
+@contextmanager
+def running(profile: Profile, cwd: Path) -> Iterator[ToolInstance]:
+    """A started instance of ``profile`` working in ``cwd``, closed afterwards."""
+    tool = ToolInstance(profile, cwd=str(cwd))
+    tool.start()
+    try:
+        yield tool
     finally:
         tool.close()
 
@@ -134,9 +139,7 @@ def _limited(name: str, **limits: int) -> Profile:
 def test_a_fork_bomb_ends_as_tool_crashed_and_the_next_prompt_is_answered(
     tmp_path: Path,
 ) -> None:
-    tool = ToolInstance(_limited("bash", max_processes=40), cwd=str(tmp_path))
-    tool.start()
-    try:
+    with running(_limited("bash", max_processes=40), tmp_path) as tool:
         with pytest.raises(ToolCrashed, match="process limit 40 reached"):
             tool.ask(":(){ :|:& };:", timeout=5)  # it goes on in the background:
             for _ in range(100):  # a later prompt finds it at the limit
@@ -145,17 +148,13 @@ def test_a_fork_bomb_ends_as_tool_crashed_and_the_next_prompt_is_answered(
         assert "process limit 40 reached" in (tool.last_error or "")
         tool.start()  # what the worker's supervisor does
         assert tool.ask("echo $((6 * 7))").output == "42" and tool.generation == 2
-    finally:
-        tool.close()
     assert not tool._limits.groups  # its cgroups are gone with it
 
 
 def test_a_memory_hog_is_stopped_at_the_limit_and_the_next_prompt_is_answered(
     tmp_path: Path,
 ) -> None:
-    tool = ToolInstance(_limited("python", max_memory_mb=256), cwd=str(tmp_path))
-    tool.start()
-    try:
+    with running(_limited("python", max_memory_mb=256), tmp_path) as tool:
         hog = "x = bytearray(2 << 30); len(x)"  # 2 GiB, past the 256 MiB limit
         try:
             answer = tool.ask(hog, timeout=30)
@@ -165,8 +164,6 @@ def test_a_memory_hog_is_stopped_at_the_limit_and_the_next_prompt_is_answered(
         else:  # setrlimit: the allocation fails inside the tool
             assert not answer.ok and "MemoryError" in answer.output
         assert tool.ask("6 * 7").output == "42"
-    finally:
-        tool.close()
 
 
 def test_a_worker_survives_its_tool_s_fork_bomb(
