@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +103,66 @@ def test_a_worker_killed_mid_chunk_loses_no_item(workers: Workers, tmp_path: Pat
     assert set(ran) == {str(i) for i in range(300)}
     # items of the killed worker's chunk may run again (at least once); no other does
     assert sum(n - 1 for n in ran.values()) <= 20, ran.most_common(3)
+
+
+def test_a_chunk_the_broker_lost_is_sent_again_within_seconds(
+    workers: Workers, tmp_path: Path
+) -> None:
+    """Its message taken off the queue and never recorded (as a worker killed between
+    BRPOP and its unacked record, or a Redis restart, leaves it): the run finds it
+    nowhere and sends it again, long before its result timeout."""
+    import redis
+
+    from toolfleet.broker import shared_queue
+
+    log = tmp_path / "ran.log"
+    items = [f"echo {i} >> {log}; echo {i}" for i in range(40)]
+    run = workers.fleet.map(items, "bash", chunk=10, in_flight=4, result_timeout=600)
+    outcomes = []
+    collector = threading.Thread(target=lambda: outcomes.extend(run))
+    collector.start()  # no worker yet: the four chunks wait in their queue
+    with redis.Redis.from_url(workers.settings.broker_url) as client:
+        eventually(lambda: client.llen(shared_queue("bash")) == 4, 30, "4 chunks queued")
+        assert client.rpop(shared_queue("bash")) is not None  # the first, lost
+    workers.wait_ready(workers.start("bash", 1))
+    collector.join(90)  # 600 s of result timeout: only a resend finishes it in time
+    assert not collector.is_alive()
+    assert sorted(int(o.key) for o in outcomes) == list(range(40))
+    assert [o.key for o in outcomes if not o.ok or o.result.output != o.key] == []
+    ran = Counter(log.read_text().split())
+    assert ran == Counter({str(i): 1 for i in range(40)})  # each exactly once
+
+
+def test_a_frozen_chunk_is_given_up_after_one_result_timeout_not_the_chunks(
+    workers: Workers, tmp_path: Path
+) -> None:
+    """A worker frozen mid-chunk (SIGSTOP: a stalled host) holds its chunk: its items
+    are given up one result timeout after its last progress and retried elsewhere."""
+    first = workers.start("bash", 1)
+    workers.wait_ready(first)
+    log = tmp_path / "ran.log"
+    items = [f"sleep 0.2; echo {i} >> {log}; echo {i}" for i in range(40)]
+    run = workers.fleet.map(items, "bash", chunk=20, in_flight=1, retries=1, result_timeout=4)
+    outcomes = []
+    collector = threading.Thread(target=lambda: outcomes.extend(run))
+    collector.start()
+    eventually(lambda: log.exists() and len(log.read_text().split()) >= 3, 30, "items ran")
+    workers.procs[first[0]].send_signal(signal.SIGSTOP)
+    for pid in workers.tree():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    workers.wait_ready(workers.start("bash", 1, prefix="spare"))
+    collector.join(60)
+    finished = time.monotonic() - frozen
+    try:
+        assert not collector.is_alive()
+        assert sorted(int(o.key) for o in outcomes) == list(range(40))
+        assert [o.key for o in outcomes if not o.ok or o.result.output != o.key] == []
+        retried = [o.key for o in outcomes if o.attempts == 2]
+        assert retried and all(int(k) < 20 for k in retried)  # the frozen chunk's items
+        # within 60 s: the whole chunk's time would be 20 x 4 s = 80 s; one result
+        # timeout is 4 s (plus a look and the spare worker's start)
+        print(f"frozen chunk given up and its items answered in {finished:.1f} s")
+    finally:
+        workers.stop(first[0], sig=signal.SIGKILL)

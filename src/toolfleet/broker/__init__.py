@@ -2,6 +2,7 @@
 and every use of kombu's private internals."""
 
 from toolfleet.broker.app import (
+    CHUNK_PROGRESS,
     CHUNK_TASK,
     PRODUCER_CONFIG,
     PROMPT_TASK,
@@ -13,6 +14,7 @@ from toolfleet.broker.app import (
 )
 
 __all__ = [
+    "CHUNK_PROGRESS",
     "CHUNK_TASK",
     "PRODUCER_CONFIG",
     "PROMPT_TASK",

@@ -17,6 +17,7 @@ from toolfleet.broker.internals import self_check
 from toolfleet.settings import Settings
 
 __all__ = [
+    "CHUNK_PROGRESS",
     "CHUNK_TASK",
     "PRODUCER_CONFIG",
     "PROMPT_TASK",
@@ -31,6 +32,9 @@ __all__ = [
 PROMPT_TASK = "toolfleet.prompt"
 #: several prompts in one message, run in order on one instance (``Fleet.submit_many``)
 CHUNK_TASK = "toolfleet.prompts"
+#: the state a chunk's worker records as it runs it, ``{"done": N}``: how many of its
+#: prompts have finished (so a producer tells a chunk at work from a lost one)
+CHUNK_PROGRESS = "PROGRESS"
 
 
 def shared_queue(profile: str) -> str:

@@ -152,8 +152,8 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
     "--result-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Seconds to wait for one result before counting its worker lost "
-    "(default: twice the deadline + 30).",
+    help="Seconds to wait for one result (from its start, in a chunk) before counting "
+    "its worker lost (default: twice the deadline + 30).",
 )
 @click.option(
     "--budget",

@@ -11,10 +11,11 @@ from types import TracebackType
 from typing import Any
 
 from toolfleet.client.attempts import Slot, retryable, settle_outcome
+from toolfleet.client.inflight import InFlight
 from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.client.journal import Journal
 from toolfleet.client.progress import RunProgress
-from toolfleet.client.protocols import Handle, Submitter
+from toolfleet.client.protocols import Submitter
 from toolfleet.client.results import ready_ids, revoke
 from toolfleet.client.sending import Sender, Waiting
 from toolfleet.errors import ResultTimeout, ToolfleetError
@@ -113,8 +114,8 @@ class MapRun:
         self.finished: float | None = None
         self._pending: deque[Waiting] = deque((it, 0, None) for it in given if it.key not in done)
         self._outstanding: dict[str, Slot] = {}
-        #: messages in flight (a prompt's id, or a chunk's): how many of their items are
-        self._messages: dict[str, int] = {}
+        #: messages in flight (a prompt's, or a chunk's): when each is due, lost ones
+        self._inflight = InFlight()
         self._ready: deque[MapOutcome] = deque()
         self._recorded: set[str] = set()
         self._stop_requested = False
@@ -221,18 +222,14 @@ class MapRun:
         for slot in self._outstanding.values():
             self.abandoned.append(slot.item.key)
         self._outstanding.clear()
-        self._messages.clear()
+        self._inflight.clear()
 
     def _track(self, slot: Slot) -> None:
         self._outstanding[slot.handle.id] = slot
-        message = _message(slot.handle)
-        self._messages[message] = self._messages.get(message, 0) + 1
+        self._inflight.add(slot)
 
     def _untrack(self, pid: str) -> None:
-        message = _message(self._outstanding.pop(pid).handle)
-        self._messages[message] -= 1
-        if not self._messages[message]:
-            del self._messages[message]
+        self._inflight.remove(self._outstanding.pop(pid))
 
     def _finish(self) -> None:
         if self.finished is None:
@@ -244,7 +241,7 @@ class MapRun:
             self._sender.close()
 
     def _fill(self) -> None:
-        while self._pending and len(self._messages) < self.in_flight:
+        while self._pending and len(self._inflight) < self.in_flight:
             batch = self._sender.take(self._pending)
             try:
                 self._sender.send(batch)
@@ -257,7 +254,8 @@ class MapRun:
         self._settle(None, slot, error=error)
 
     def _sweep(self) -> bool:
-        """Collect finished prompts and lost ones; True if any was."""
+        """Collect finished prompts and lost ones; True if any was. Messages the broker
+        lost are sent again (see :class:`InFlight`)."""
         progressed = False
         if not self._outstanding:
             return progressed
@@ -267,7 +265,11 @@ class MapRun:
             if pid in ready:
                 self._collect(pid, slot)
                 progressed = True
-            elif now > slot.deadline:
+        self._inflight.look(now)
+        for pid, slot in list(self._outstanding.items()):
+            if pid in ready:
+                continue
+            if self._inflight.overdue(slot, now):
                 if self.stopped:  # no retry now: it may yet run, unrecorded
                     self._untrack(pid)
                     self.abandoned.append(slot.item.key)
@@ -324,12 +326,6 @@ class MapRun:
             self._stop_requested = True  # the items sent finish; nothing new goes out
 
 
-def _message(handle: Handle) -> str:
-    """The id of the message carrying ``handle``'s prompt (its chunk's, if in one)."""
-    chunk = getattr(handle, "chunk", None)
-    return str(chunk.id) if chunk is not None else handle.id
-
-
 def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) -> MapRun:
     """Run every item over the fleet; iterate the result for outcomes as they complete.
 
@@ -349,9 +345,15 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
       worker, ``ResultTimeout``) is resubmitted up to ``retries`` times. An answer with
       ``ok`` false (e.g. a non-zero exit status) is the outcome ``ToolError``, not retried;
       so is a ``PromptRejected`` prompt.
-    - A result not there ``result_timeout`` seconds after submission (default: twice the
-      prompt deadline plus 30 s) counts as lost: ``ResultTimeout``; the late prompt is
-      revoked so that, if it had not started, it does not run as well as its retry.
+    - ``result_timeout`` (default: twice the prompt deadline plus 30 s) is the time one
+      result may take: from when its message was sent, or, for a prompt of a chunk its
+      worker has started, from the last progress the worker recorded (a chunk not yet
+      started may wait its prompts' times in its queue). A result not there by then
+      counts as lost: ``ResultTimeout``; the late prompt is revoked so that, if it had
+      not started, it does not run as well as its retry.
+    - A message the broker lost (nowhere: not queued, not delivered, no result, at two
+      looks ten seconds apart, e.g. after a Redis restart) is sent again at once under
+      its id; the workers' redelivery guard keeps what did run from running twice.
     - ``budget`` (the tools' currency, e.g. USD): once the cost the items' tools report
       (their profile's ``usage_pattern``) reaches it, nothing new is sent; the items
       already sent finish, the others are listed in ``cancelled`` (``budget_reached``).

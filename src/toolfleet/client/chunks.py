@@ -9,7 +9,11 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from toolfleet import errors
+from toolfleet.broker import CHUNK_PROGRESS, CHUNK_TASK
+from toolfleet.broker.internals import Whereabouts
 from toolfleet.client.handle import raise_task_error
+from toolfleet.client.lost import LostWatch
+from toolfleet.client.unavailable import redis_errors
 from toolfleet.errors import RedisUnavailable, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult
 
@@ -32,13 +36,23 @@ def chunk_error(outcome: dict[str, Any]) -> ToolfleetError:
 
 class ChunkHandle:
     """One message carrying several prompts: its outcomes, fetched once, shared by the
-    prompts' :class:`ChunkItemHandle` (``items``)."""
+    prompts' :class:`ChunkItemHandle` (``items``); how far its worker got; a lost
+    message sent again (``resend``: ``send_task``'s keywords)."""
 
-    def __init__(self, fleet: Fleet, result: AsyncResult, profile: str, size: int) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        result: AsyncResult,
+        profile: str,
+        size: int,
+        resend: dict[str, Any] | None = None,
+    ) -> None:
         self.fleet = fleet
         self.async_result = result
         self.profile = profile
         self.items = [ChunkItemHandle(self, i) for i in range(size)]
+        #: looks for the chunk's message; sends it again if the broker lost it
+        self.lost = LostWatch(fleet.app, fleet.settings, CHUNK_TASK, result.id, resend)
         self._outcomes: list[dict[str, Any]] | None = None
         self._error: ToolfleetError | None = None
         self._lock = threading.Lock()
@@ -49,6 +63,22 @@ class ChunkHandle:
 
     def ready(self) -> bool:
         return self._outcomes is not None or self._error is not None or self.async_result.ready()
+
+    def progress(self) -> int | None:
+        """How many of the chunk's prompts its worker has finished (one read), or None
+        while no worker has started it (or its record was lost with Redis)."""
+        with redis_errors(self.fleet.settings):
+            meta = self.async_result.backend.get_task_meta(self.id)
+        info = meta.get("result")
+        if meta.get("status") != CHUNK_PROGRESS or not isinstance(info, dict):
+            return None
+        done = info.get("done")
+        return done if isinstance(done, int) else None
+
+    def recover_if_lost(self) -> Whereabouts | None:
+        """Where the chunk's message is; sent again if it was nowhere at this look and
+        the last (see :class:`LostWatch`)."""
+        return self.lost.look(self.ready)
 
     def outcomes(self, timeout: float | None = 60.0) -> list[dict[str, Any]]:
         """Every prompt's outcome; the chunk's own error if it failed whole (e.g. its

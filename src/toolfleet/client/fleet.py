@@ -160,11 +160,10 @@ class Fleet:
             kwargs["timeout"] = float(timeout)
         first = task_reprs({"text": checked[0]})["argsrepr"]
         shown = {"argsrepr": f"{len(checked)} prompts: {first}, ...", "kwargsrepr": "{}"}
+        resend = {"kwargs": kwargs, "queue": shared_queue(profile), **shown}
         with redis_errors(self.settings):
-            result = self.app.send_task(
-                CHUNK_TASK, kwargs=kwargs, queue=shared_queue(profile), **shown
-            )
-        return ChunkHandle(self, result, profile, len(checked)).items
+            result = self.app.send_task(CHUNK_TASK, **resend)
+        return ChunkHandle(self, result, profile, len(checked), resend).items
 
     def ask(self, text: str, profile: str = "python", timeout: float = 60.0) -> PromptResult:
         """Submit and wait: the result of one prompt."""

@@ -13,7 +13,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from toolfleet.broker import PROMPT_TASK
-from toolfleet.broker.internals import LOST_CHECK_EVERY, whereabouts
+from toolfleet.broker.internals import LOST_CHECK_EVERY, Whereabouts
+from toolfleet.client.lost import LostWatch
 from toolfleet.client.unavailable import redis_errors, unavailable
 from toolfleet.errors import NoWorkers, PromptCancelled, ResultTimeout, ToolError, ToolfleetError
 from toolfleet.keys import STREAM_END, stream_key, text
@@ -63,17 +64,19 @@ class PromptHandle:
         self.async_result = result
         self.profile = profile
         self.worker = worker
-        #: how to send the prompt again (shared-queue prompts only)
-        self.resend = resend
-        #: how many times the prompt was sent again because its message was lost
-        self.resent = 0
-        self._missing = False
+        #: looks for the prompt's message; sends it again if lost (shared-queue prompts)
+        self.lost = LostWatch(fleet.app, fleet.settings, PROMPT_TASK, result.id, resend)
         #: the id of the last stream entry :meth:`stream` read (resume from it)
         self.stream_position = "0"
 
     @property
     def id(self) -> str:
         return str(self.async_result.id)
+
+    @property
+    def resent(self) -> int:
+        """How many times the prompt was sent again because its message was lost."""
+        return self.lost.resent
 
     def ready(self) -> bool:
         return bool(self.async_result.ready())
@@ -90,7 +93,7 @@ class PromptHandle:
                 if left is not None and wait >= left:
                     self._stop_listening()
                     raise self._why_late(timeout) from None
-                self._recover_if_lost()
+                self.recover_if_lost()
                 continue
             except ToolError as exc:  # the tool answered: its answer, ok false
                 return PromptResult.model_validate(exc.result)
@@ -151,19 +154,10 @@ class PromptHandle:
         except Exception as exc:  # Redis away: the subscription went with the connection
             log.debug("prompt %s: could not unsubscribe: %s", self.id, exc)
 
-    def _recover_if_lost(self) -> None:
-        """Send the prompt again if its message was nowhere at this look and the last."""
-        if self.resend is None:
-            return
-        with redis_errors(self.fleet.settings), self.fleet.app.pool.acquire(block=True) as conn:
-            place = whereabouts(conn.default_channel, self.id, self.resend["queue"])
-        missing = place == "nowhere" and not self.async_result.ready()
-        if missing and self._missing:
-            log.warning("prompt %s: its message was lost by the broker; sending it again", self.id)
-            self.fleet.app.send_task(PROMPT_TASK, task_id=self.id, **self.resend)
-            self.resent += 1
-            missing = False
-        self._missing = missing
+    def recover_if_lost(self) -> Whereabouts | None:
+        """Where the prompt's message is; sent again if it was nowhere at this look and
+        the last (see :class:`LostWatch`). None for a prompt pinned to one worker."""
+        return self.lost.look(self.async_result.ready)
 
     def _why_late(self, timeout: float | None) -> ToolfleetError:
         healthy = [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from toolfleet.broker import CHUNK_TASK, PROMPT_TASK
+from toolfleet.broker import CHUNK_PROGRESS, CHUNK_TASK, PROMPT_TASK
 from toolfleet.broker.internals import DIRECT_EXCHANGE
 from toolfleet.errors import NoWorkers, ToolError, ToolfleetError
 from toolfleet.models import PromptResult
@@ -17,7 +19,17 @@ if TYPE_CHECKING:
     from toolfleet.workers.state import WorkerParts
     from toolfleet.workers.supervisor import Supervisor
 
-__all__ = ["ChunkReply", "PromptReply", "PromptTask", "prompt", "prompts", "summary"]
+__all__ = [
+    "PROGRESS_EVERY",
+    "ChunkReply",
+    "PromptReply",
+    "PromptTask",
+    "prompt",
+    "prompts",
+    "summary",
+]
+
+log = logging.getLogger(__name__)
 
 
 def summary(result: PromptResult, width: int = 80) -> str:
@@ -129,6 +141,24 @@ def prompt(
     return PromptReply(result)
 
 
+#: seconds between two progress records of a running chunk (the first is written at once)
+PROGRESS_EVERY = 1.0
+
+
+def _report_progress(task: PromptTask, done: int, last: float) -> float:
+    """Record that ``done`` prompts of the chunk have finished, unless the last record
+    is under :data:`PROGRESS_EVERY` old (``last``, monotonic; 0.0 for never); when
+    the record was written. A producer tells a chunk at work from a lost one by it."""
+    now = time.monotonic()
+    if last and now - last < PROGRESS_EVERY:
+        return last
+    try:
+        task.update_state(state=CHUNK_PROGRESS, meta={"done": done})
+    except Exception as exc:  # Redis away: the chunk goes on; its result is what counts
+        log.warning("chunk %s: could not record progress: %s", task.request.id, exc)
+    return now
+
+
 @shared_task(bind=True, base=PromptTask, name=CHUNK_TASK)  # type: ignore[untyped-decorator]
 def prompts(
     self: PromptTask, texts: list[str], timeout: float | None = None
@@ -146,7 +176,10 @@ def prompts(
     if first is not None:
         return first  # type: ignore[no-any-return]
     outcomes: list[dict[str, Any]] = []
+    reported = _report_progress(self, 0, 0.0)
     for i, text in enumerate(texts):
+        if i:
+            reported = _report_progress(self, i, reported)
         try:
             result = sup.run(text, timeout=timeout, prompt_id=f"{self.request.id}:{i}")
         except ToolfleetError as exc:
