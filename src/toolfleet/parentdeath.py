@@ -24,7 +24,10 @@ _PRCTL = _load_prctl()
 
 
 def die_with_parent(sig: int) -> None:
-    """Have ``sig`` sent to this process when its parent dies (a no-op off Linux)."""
+    """Have ``sig`` sent to this process when its parent dies (a no-op off Linux).
+
+    Linux sends it when the *thread* that forked this process ends: start such
+    children from a thread that lives as long as the parent (its main thread)."""
     if _PRCTL is not None:
         with contextlib.suppress(OSError):
             _PRCTL(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
