@@ -33,7 +33,8 @@ class MapRun:
     """A bulk run in progress: iterate it for a :class:`MapOutcome` per item as each ends.
 
     Made by :func:`run_map`. Counters: ``total`` items given, ``skipped`` (keys already
-    ok in the journal), ``retried`` (resubmissions), and after a stop ``cancelled``
+    ok in the journal), ``retried`` (resubmissions), ``resent`` (messages the broker lost,
+    sent again under their ids), and after a stop ``cancelled``
     (keys never submitted) and ``abandoned`` (keys whose prompt may still run unrecorded).
     """
 
@@ -197,6 +198,11 @@ class MapRun:
     def stop_requested(self) -> bool:
         """True once :meth:`stop` was called (or a KeyboardInterrupt hit the iteration)."""
         return self._stop_requested
+
+    @property
+    def resent(self) -> int:
+        """Messages sent again because the broker had lost them (a Redis restart)."""
+        return self._inflight.resent
 
     @property
     def outstanding(self) -> int:

@@ -52,6 +52,8 @@ class InFlight:
 
     def __init__(self, every: float = LOST_CHECK_EVERY) -> None:
         self.every = every
+        #: messages sent again because the broker had lost them
+        self.resent = 0
         self._messages: dict[str, _Message] = {}
 
     def __len__(self) -> int:
@@ -120,6 +122,7 @@ class InFlight:
                 recover()
             if getattr(getattr(message.carrier, "lost", None), "resent", 0) != resent:
                 # sent again: its time starts over
+                self.resent += 1
                 message.deadline = now + message.wait * message.prompts
                 message.since, message.done = now, None
                 return
