@@ -49,6 +49,7 @@ FAST_CHUNK = 16
 def _builtin() -> dict[str, Profile]:
     python = Profile(
         name="python",
+        sandbox="auto",
         chunk=FAST_CHUNK,
         description="CPython REPL (python3 -i)",
         argv=["python3", "-q", "-i"],
@@ -79,6 +80,7 @@ def _builtin() -> dict[str, Profile]:
     )
     sqlite3 = Profile(
         name="sqlite3",
+        sandbox="auto",
         chunk=FAST_CHUNK,
         description="SQLite shell on an in-memory database",
         argv=["sqlite3", "-interactive", ":memory:"],
@@ -90,6 +92,7 @@ def _builtin() -> dict[str, Profile]:
     )
     node = Profile(
         name="node",
+        sandbox="auto",
         chunk=FAST_CHUNK,
         description="Node.js REPL",
         argv=["node", "--interactive"],
@@ -117,6 +120,8 @@ def _builtin() -> dict[str, Profile]:
     )
     aider = Profile(
         name="aider",
+        sandbox="auto",
+        network="open",
         description="aider AI pair programmer (model and keys from AIDER_* variables)",
         argv=[
             "aider",
@@ -161,6 +166,8 @@ def _builtin() -> dict[str, Profile]:
     )
     claude = Profile(
         name="claude",
+        sandbox="auto",
+        network="open",
         description="Claude Code through its stream-json protocol (ANTHROPIC_* variables)",
         argv=[
             "claude",
@@ -191,6 +198,8 @@ def _builtin() -> dict[str, Profile]:
     )
     gemini = Profile(
         name="gemini",
+        sandbox="auto",
+        network="open",
         description="Gemini CLI through the Agent Client Protocol (GEMINI_* variables)",
         # --yolo: its tools run without asking (edits, shell) in the instance's worktree
         argv=["gemini", "--acp", "--yolo"],
@@ -206,6 +215,8 @@ def _builtin() -> dict[str, Profile]:
     )
     codex = Profile(
         name="codex",
+        sandbox="auto",
+        network="open",
         description="OpenAI Codex CLI through its app-server (OPENAI_*, CODEX_MODEL)",
         argv=["codex", "app-server"],
         # its config.toml (written at start: no approvals, full access to its worktree)

@@ -38,14 +38,18 @@ class Profile(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, description="'{instance_dir}': a private folder per instance."
     )
-    sandbox: Literal["strict", "none"] = Field(
+    sandbox: Literal["strict", "auto", "none"] = Field(
         "none",
         description="strict: under bubblewrap, the system read-only, writable only its "
         "instance folder (its HOME) and its worktree, its own /tmp and PID namespace, the "
-        "worker's HOME hidden; where the host cannot, the worker says so and runs it plain.",
+        "worker's HOME hidden; auto (the built-ins'): the same, and the folder it works "
+        "in writable without a worktree too; where the host cannot confine, the worker "
+        "says so and runs it plain.",
     )
     network: Literal["none", "open"] = Field(
-        "none", description="With sandbox strict: none (no network at all) or open."
+        "none",
+        description="Confined: none (no network at all, the REPLs' default) or open (the "
+        "agents', for their model's endpoint).",
     )
     max_memory_mb: int | None = Field(
         None,

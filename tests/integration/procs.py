@@ -84,7 +84,9 @@ class Workers:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
-                    cwd=cwd,
+                    # where a confined tool may write and see (the test's folder): the
+                    # folder it works in
+                    cwd=cwd or str(self.log_dir),
                 )
             names.append(name)
         return names
@@ -158,3 +160,13 @@ class Workers:
         self.procs.clear()
         self.fleet.close()
         return left
+
+
+def confined_as(records: dict[str, InstanceHealth], mode: str) -> None:
+    """Every record says its tool runs confined as ``mode`` (``auto``, ``strict``), or,
+    where this host cannot confine, says why not."""
+    from toolfleet.tool.sandbox import sandbox_support
+
+    binary, why = sandbox_support()
+    expected = mode if binary is not None else f"none: {why}"
+    assert {r.sandbox for r in records.values()} == {expected}

@@ -37,7 +37,7 @@ from ..helpers import eventually
 from ..installed import AGENTS
 from ..programs import fake_anthropic, fake_gemini, fake_responses
 from .conftest import _fresh_settings
-from .procs import Workers, env_for
+from .procs import Workers, confined_as, env_for
 
 #: the worktree profiles' price_per_million (tokens sent, received)
 PRICES = (2.0, 8.0)
@@ -239,7 +239,8 @@ def test_a_rollout_through_agent_workers_edits_worktrees_and_is_applied(
 ) -> None:
     names = make_repo(repo, {f"src/m{i}.py": f"VALUE = {i}\n" for i in range(4)})
     profile = f"{agent.name}-wt"
-    workers.wait_ready(workers.start(profile, 2, **worker_env(agent, server)), timeout=180)
+    records = workers.wait_ready(workers.start(profile, 2, **worker_env(agent, server)), 180)
+    confined_as(records, "auto")  # the built-in agents' default
     step = 'Add a "# DOC_ID: {stem}" header line to {path}'
     argv = [sys.executable, "-m", "toolfleet", "map", "-p", profile, "--apply", "--json"]
     done = subprocess.run(

@@ -17,7 +17,7 @@ from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
 from toolfleet.errors import ToolCrashed, ToolTimeout
 from toolfleet.profiles import BUILTIN_PROFILES, Profile
-from toolfleet.tool import instance as instance_module
+from toolfleet.tool import sandbox as sandbox_module
 from toolfleet.tool.instance import ToolInstance
 
 from .conftest import _fresh_settings
@@ -113,7 +113,7 @@ def test_each_repl_works_strict_and_ctrl_c_reaches_it(name: str, tmp_path: Path)
 def test_strict_where_the_host_cannot_runs_plain_and_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(instance_module, "sandbox_support", lambda: (None, "no bubblewrap"))
+    monkeypatch.setattr(sandbox_module, "sandbox_support", lambda: (None, "no bubblewrap"))
     profile = BUILTIN_PROFILES["bash"].model_copy(update={"sandbox": "strict"})
     with running(profile, tmp_path) as tool:
         assert tool.sandbox == "none: no bubblewrap"

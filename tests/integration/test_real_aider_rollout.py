@@ -27,7 +27,7 @@ from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..programs import fake_openai
 from .conftest import _fresh_settings
-from .procs import Workers, env_for
+from .procs import Workers, confined_as, env_for
 from .test_real_aider import AIDER
 
 pytestmark = pytest.mark.skipif(
@@ -95,7 +95,7 @@ def test_rollout_on_real_aider_with_a_worker_killed_mid_item(
         "TMPDIR": str(worktrees),  # where each instance makes its worktree
     }
     started = workers.start("aider-wt", 3, **env)
-    workers.wait_ready(started, timeout=180)
+    confined_as(workers.wait_ready(started, timeout=180), "auto")  # aider's default
     held = server.hold(f"Is {VICTIM_FILE} done?")
 
     argv = [sys.executable, "-m", "toolfleet", "map", "-p", "aider-wt", "--json", "--apply"]

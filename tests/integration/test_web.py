@@ -101,7 +101,7 @@ def test_a_map_run_publishes_its_progress(workers: Workers, tmp_path: Path) -> N
     finally:
         go.touch()
         runner.join(60)
-    assert [o.ok for o in outcomes] == [True, False, True]
+    assert [o.ok for o in outcomes] == [True, False, True], outcomes
     final = client.hgetall(run_key(running["id"]))
     assert (final["done"], final["failed"], final["state"]) == ("2", "1", "finished")
     assert client.zscore(RUNS, running["id"]) is not None

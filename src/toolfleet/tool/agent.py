@@ -21,6 +21,7 @@ from toolfleet.parentdeath import die_with_parent
 from toolfleet.profiles import Profile
 from toolfleet.tool.agent_protocol import AgentProtocol, Turn
 from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
+from toolfleet.tool.sandbox import confine, sandbox_for
 from toolfleet.tool.spawn import tool_env
 from toolfleet.tool.terminal import AbortSignal
 from toolfleet.validation import validate_prompt
@@ -60,6 +61,8 @@ class AgentInstance:
         self._abort: tuple[str, str] | None = None
         self._latencies: deque[float] = deque(maxlen=200)
         self._instance_dir: str | None = None
+        #: how the instance is confined (see :func:`sandbox_for`)
+        self.sandbox = "none"
 
     # ---- lifecycle -------------------------------------------------------------
     @property
@@ -94,6 +97,11 @@ class AgentInstance:
                 profile.env, instance_dir=self.instance_dir, passed=profile.pass_env
             )
             self.protocol.prepare(self.instance_dir, full_env)
+            sandbox, self.sandbox = sandbox_for(profile, self.instance_dir, self.cwd)
+            if sandbox is not None:
+                if "HOME" not in profile.env:
+                    full_env["HOME"] = self.instance_dir  # the worker's is hidden
+                argv = confine(argv, sandbox[1], sandbox[0])
             log_path = os.path.join(self.instance_dir, "agent.log")
             try:
                 with open(log_path, "ab") as stderr:  # the child keeps its own copy

@@ -10,7 +10,6 @@ import tempfile
 import threading
 import time
 from collections import deque
-from pathlib import Path
 
 from ptyprocess import PtyProcess
 
@@ -22,13 +21,12 @@ from toolfleet.errors import (
     ToolTimeout,
 )
 from toolfleet.profiles import Profile
-from toolfleet.state import default_state_dir
 from toolfleet.tool.detect import Detector, Matcher, Quiescence, make_detector
 from toolfleet.tool.encode import encode
 from toolfleet.tool.interface import Answer, ToolSnapshot, snapshot_of
 from toolfleet.tool.limits import ToolLimits
 from toolfleet.tool.output import clean_output
-from toolfleet.tool.sandbox import SandboxPolicy, sandbox_support
+from toolfleet.tool.sandbox import SandboxPolicy, sandbox_for
 from toolfleet.tool.spawn import is_alive, kill_group, spawn_tool, tool_env
 from toolfleet.tool.terminal import (
     Aborted,
@@ -126,25 +124,10 @@ class ToolInstance:
         exchange(self._proc, data + self._detector.suffix(tag), matcher, deadline)
 
     def _sandbox(self) -> tuple[str, SandboxPolicy] | None:
-        """bubblewrap and the policy of a ``strict`` profile, where this host can confine
+        """bubblewrap and the policy of a confined profile, where this host can confine
         (:attr:`sandbox` says which, and why not)."""
-        profile = self.profile
-        if profile.sandbox != "strict":
-            self.sandbox = "none"
-            return None
-        binary, why = sandbox_support()
-        if binary is None:
-            self.sandbox = f"none: {why}"
-            return None
-        writable = [self.instance_dir]
-        if profile.workspace == "worktree" and self.cwd:
-            writable.append(self.cwd)
-        # the worker's HOME, and the fleet's state (the embedded Redis's password) where
-        # the worker's settings keep it
-        state = os.environ.get("TOOLFLEET_STATE_DIR") or str(default_state_dir())
-        self.sandbox = "strict"
-        policy = SandboxPolicy(tuple(writable), (str(Path.home()), state), profile.network)
-        return binary, policy
+        sandbox, self.sandbox = sandbox_for(self.profile, self.instance_dir, self.cwd)
+        return sandbox
 
     @property
     def instance_dir(self) -> str:
