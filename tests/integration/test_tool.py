@@ -14,6 +14,7 @@ from toolfleet.errors import IncompleteInput, PromptRejected, ToolCrashed, ToolT
 from toolfleet.profiles import BUILTIN_PROFILES, Profile
 from toolfleet.tool import ToolInstance
 
+from ..helpers import wait_until
 from .procs import descendants, pid_alive, wait_gone
 
 
@@ -211,6 +212,9 @@ def test_killed_tool_is_detected() -> None:
     inst.start()
     assert inst.pid is not None and pid_alive(inst.pid)
     os.kill(inst.pid, signal.SIGKILL)
+    # a confined tool outlives its sandbox's first process by a moment, and may answer
+    # a prompt typed in that moment: ask once it is gone
+    assert wait_until(lambda: not inst.alive(), 10)
     with pytest.raises(ToolCrashed):
         inst.ask("1")
     inst.start()

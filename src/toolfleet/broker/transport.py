@@ -1,4 +1,5 @@
-"""kombu's Redis transport with one Redis client per channel, not one per command.
+"""kombu's Redis transport with one Redis client per channel, not one per command, and
+a delivered message recorded as unacknowledged even across a Redis restart.
 
 kombu 5.7's Redis channel builds a new ``redis.Redis`` for every publish and every ack
 (``Channel.conn_or_acquire``), and redis-py fills a table of ~170 response callbacks in
@@ -6,22 +7,31 @@ each constructor: about 100 us a time, a fifth of a worker's CPU per prompt (see
 ``bench/PROFILE.md``). redis-py clients are safe to share between threads (each command
 takes a connection from the pool), so the channel keeps one, renewed with its pool.
 The fleet's app uses it through :class:`FleetAMQP`; other ``redis://`` apps are untouched.
+
+kombu takes a message off its queue (BRPOP), then records it as unacknowledged (HSET);
+Redis gone between the two (a restart) made kombu drop the message, so a prompt sent
+without waiting was lost (kombu#305). :class:`QoS` retries the record until Redis is back.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from celery.app.amqp import AMQP
 from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 
 __all__ = [
+    "RECORD_TRIES_FOR",
     "Channel",
     "FleetAMQP",
     "FleetConnection",
+    "QoS",
     "SentinelChannel",
     "SentinelTransport",
     "Transport",
@@ -46,12 +56,47 @@ class _SharedClient:
         yield self._shared
 
 
+log = logging.getLogger(__name__)
+
+#: seconds a worker keeps trying to record a message it took as unacknowledged while
+#: Redis is away, before it gives up on it (logged with its id)
+RECORD_TRIES_FOR = 120.0
+
+_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, whose record of a delivered message survives Redis going away
+    between the delivery and the record: it is retried until Redis is back."""
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        end = time.monotonic() + RECORD_TRIES_FOR
+        pause = 0.1
+        kombus: Any = super()
+        while True:
+            try:
+                kombus.append(message, delivery_tag)
+                return
+            except _AWAY as exc:
+                if time.monotonic() + pause > end:
+                    task = (message.headers or {}).get("id", delivery_tag)
+                    log.error("message %s taken but not recorded, Redis away: %s", task, exc)
+                    raise
+                log.warning("Redis away while recording a delivered message; retrying")
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+
 class Channel(_SharedClient, kombu_redis.Channel):
     """A Redis channel that reuses one client for its publishes and acks."""
+
+    QoS = QoS
 
 
 class SentinelChannel(_SharedClient, kombu_redis.SentinelChannel):
     """A Redis Sentinel channel that reuses one client for its publishes and acks."""
+
+    QoS = QoS
 
 
 class Transport(kombu_redis.Transport):
