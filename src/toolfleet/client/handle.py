@@ -16,7 +16,14 @@ from toolfleet.broker import PROMPT_TASK
 from toolfleet.broker.internals import LOST_CHECK_EVERY, Whereabouts
 from toolfleet.client.lost import LostWatch
 from toolfleet.client.unavailable import redis_errors, unavailable
-from toolfleet.errors import NoWorkers, PromptCancelled, ResultTimeout, ToolError, ToolfleetError
+from toolfleet.errors import (
+    NoWorkers,
+    PromptCancelled,
+    RedisUnavailable,
+    ResultTimeout,
+    ToolError,
+    ToolfleetError,
+)
 from toolfleet.keys import STREAM_END, stream_key, text
 from toolfleet.models import PromptResult
 
@@ -93,7 +100,10 @@ class PromptHandle:
                 if left is not None and wait >= left:
                     self._stop_listening()
                     raise self._why_late(timeout) from None
-                self.recover_if_lost()
+                try:
+                    self.recover_if_lost()
+                except RedisUnavailable as exc:  # away for now: the wait goes on
+                    log.info("prompt %s: could not look for its message: %s", self.id, exc)
                 continue
             except ToolError as exc:  # the tool answered: its answer, ok false
                 return PromptResult.model_validate(exc.result)
