@@ -1,5 +1,6 @@
 """What ``sandbox = "strict"`` costs a tool: its start-up and a prompt's round trip
-through it, against the same profile with ``sandbox = "none"``, alternated in one process.
+through it (``strict``, and ``auto``, the built-ins' default), against the same profile
+with ``sandbox = "none"``, alternated in one process.
 
 Run: .venv/bin/python bench/sandbox.py [--profile python] [--starts 10] [--prompts 300]
 The round trip is the tool's own (``ToolInstance.ask``: typed, answered, detected): the
@@ -44,13 +45,14 @@ def main() -> None:
     # the same HOME for both (strict gives its instance folder): what is measured is the
     # sandbox, not a history file in the worker's HOME
     env = {**base.env, "HOME": "{instance_dir}"}
-    kinds = {k: base.model_copy(update={"sandbox": k, "env": env}) for k in ("none", "strict")}
+    order = ("none", "strict", "auto")
+    kinds = {k: base.model_copy(update={"sandbox": k, "env": env}) for k in order}
     starts: dict[str, list[float]] = {kind: [] for kind in kinds}
     trips: dict[str, list[float]] = {kind: [] for kind in kinds}
     text = PROMPTS[args.profile]
     with tempfile.TemporaryDirectory() as cwd:
         for i in range(args.starts):
-            for kind in ("none", "strict") if i % 2 == 0 else ("strict", "none"):
+            for kind in order if i % 2 == 0 else order[::-1]:
                 tool, took = started(kinds[kind], cwd)
                 assert tool.sandbox == kind, tool.sandbox
                 starts[kind].append(took)
@@ -59,14 +61,17 @@ def main() -> None:
                     tool.ask(text)
                     trips[kind].append(time.perf_counter() - began)
                 tool.close()
-    result = {}
+    result: dict[str, dict[str, float]] = {}
     for what, figures in (("start", starts), ("round_trip", trips)):
-        none, strict = (statistics.median(figures[k]) * 1000 for k in ("none", "strict"))
-        result[what] = {"none_ms": none, "strict_ms": strict, "ratio": strict / none}
-        print(
-            f"{args.profile} {what:>10}: none {none:.2f} ms, strict {strict:.2f} ms, "
-            f"+{strict - none:.2f} ms, ratio {strict / none:.3f}"
-        )
+        none = statistics.median(figures["none"]) * 1000
+        result[what] = {"none_ms": none}
+        for kind in order[1:]:
+            ms = statistics.median(figures[kind]) * 1000
+            result[what] |= {f"{kind}_ms": ms, f"{kind}_ratio": ms / none}
+            print(
+                f"{args.profile} {what:>10}: none {none:.2f} ms, {kind} {ms:.2f} ms, "
+                f"+{ms - none:.2f} ms, ratio {ms / none:.3f}"
+            )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "sandbox.json").write_text(json.dumps({"profile": args.profile, **result}, indent=2))
 
