@@ -64,6 +64,13 @@ class Profile(BaseModel):
         description="Processes (and threads) the tool may have at once (cgroup pids.max, "
         "else RLIMIT_NPROC, which does not hold root): a fork bomb ends as ToolCrashed.",
     )
+    max_cpus: float | None = Field(
+        None,
+        gt=0,
+        description="Cores the tool and what it starts may use at once (cgroup cpu.max, or "
+        "v1's cpu quota): a busy loop is slowed to it, not killed. It needs a cgroup: "
+        "where the host lets the worker make none, the worker logs that it is not applied.",
+    )
     pass_env: list[str] = Field(
         default_factory=list,
         description="The worker's variables the tool gets, by name or pattern ('AIDER_*'). "

@@ -132,7 +132,7 @@ def running(profile: Profile, cwd: Path) -> Iterator[ToolInstance]:
         tool.close()
 
 
-def _limited(name: str, **limits: int) -> Profile:
+def _limited(name: str, **limits: float) -> Profile:
     return BUILTIN_PROFILES[name].model_copy(update=limits)
 
 
@@ -163,6 +163,21 @@ def test_a_memory_hog_is_stopped_at_the_limit_and_the_next_prompt_is_answered(
             tool.start()
         else:  # setrlimit: the allocation fails inside the tool
             assert not answer.ok and "MemoryError" in answer.output
+        assert tool.ask("6 * 7").output == "42"
+
+
+def test_a_busy_loop_is_held_to_its_cpu_limit(tmp_path: Path) -> None:
+    """A fifth of a core: a second of spinning gets about 0.2 s of CPU, not 1 s."""
+    with running(_limited("python", max_cpus=0.2), tmp_path) as tool:
+        if not tool._limits.groups:
+            pytest.skip("this host lets the worker make no cgroup: CPU limits need one")
+        spin = (
+            "import time\nt0, c0 = time.monotonic(), time.process_time()\n"
+            "while time.monotonic() - t0 < 1.5: pass\n"
+            "print(round(time.process_time() - c0, 2))"
+        )
+        used = float(tool.ask(spin, timeout=30).output)
+        assert used < 0.75, used  # unlimited, it would be about 1.5 s
         assert tool.ask("6 * 7").output == "42"
 
 

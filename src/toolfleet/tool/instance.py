@@ -94,7 +94,9 @@ class ToolInstance:
                 env["HOME"] = self.instance_dir  # the worker's is hidden
             memory = None if profile.max_memory_mb is None else profile.max_memory_mb << 20
             self._limits.remove()
-            self._limits = ToolLimits.make(memory, profile.max_processes, profile.name)
+            self._limits = ToolLimits.make(
+                memory, profile.max_processes, profile.name, cpus=profile.max_cpus
+            )
             self._proc = spawn_tool(profile.argv, env, self.cwd, sandbox, self._limits.enter)
             self.started_at = time.time()
             deadline = time.monotonic() + profile.start_timeout

@@ -1,9 +1,11 @@
-"""A tool's resource limits: its processes and memory in a cgroup of its own where the host
-lets the worker make one (v2, or v1's pids and memory controllers), else ``setrlimit``."""
+"""A tool's resource limits: its processes, memory and CPU in a cgroup of its own where the
+host lets the worker make one (v2, or v1's pids, memory and cpu controllers), else
+``setrlimit`` (processes and memory; a CPU rate has no rlimit)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
 import secrets
@@ -12,9 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ToolLimits"]
+__all__ = ["CPU_PERIOD_US", "ToolLimits"]
+
+log = logging.getLogger(__name__)
 
 _ROOT = Path("/sys/fs/cgroup")
+#: the scheduler period a CPU quota is given in (the kernel's default)
+CPU_PERIOD_US = 100_000
 
 
 def _own_groups() -> dict[str, str]:
@@ -57,37 +63,51 @@ def _count(path: Path, key: str) -> int:
 
 @dataclass
 class ToolLimits:
-    """The limits of one tool process and everything it starts: ``memory`` bytes and
-    ``processes`` (tasks). :meth:`make` puts them in a cgroup of its own where the host
-    lets it (``groups``: none means setrlimit); the tool enters it before it runs
-    (:meth:`enter`, in the child), and :meth:`exceeded` tells afterwards which limit it
-    hit."""
+    """The limits of one tool process and everything it starts: ``memory`` bytes,
+    ``processes`` (tasks) and ``cpus`` (cores at once). :meth:`make` puts them in a
+    cgroup of its own where the host lets it (``groups``: none means setrlimit); the
+    tool enters it before it runs (:meth:`enter`, in the child), and :meth:`exceeded`
+    tells afterwards which limit it hit."""
 
     memory: int | None = None
     processes: int | None = None
     groups: list[Path] = field(default_factory=list)
+    cpus: float | None = None
 
     @classmethod
-    def make(cls, memory: int | None, processes: int | None, name: str) -> ToolLimits:
+    def make(
+        cls, memory: int | None, processes: int | None, name: str, *, cpus: float | None = None
+    ) -> ToolLimits:
         """Limits for one start of a tool named ``name``; nothing to make without any."""
-        limits = cls(memory, processes)
-        if memory is None and processes is None:
+        limits = cls(memory, processes, cpus=cpus)
+        if memory is None and processes is None and cpus is None:
             return limits
+        limits.groups = cls._groups(memory, processes, cpus, name)
+        if cpus is not None and not limits.groups:
+            log.warning("%s: no cgroup could be made here: its CPU limit is not applied", name)
+        return limits
+
+    @staticmethod
+    def _groups(
+        memory: int | None, processes: int | None, cpus: float | None, name: str
+    ) -> list[Path]:
+        """The cgroups made for the limits ([] where the host refuses)."""
+        quota = None if cpus is None else max(1000, int(cpus * CPU_PERIOD_US))
         own = _own_groups()
         leaf = f"toolfleet-{name}-{os.getpid()}-{secrets.token_hex(3)}"
         if (_ROOT / "cgroup.controllers").is_file():  # the v2 hierarchy alone
             wanted = {
                 **({"memory.max": str(memory)} if memory else {}),
                 **({"pids.max": str(processes)} if processes else {}),
+                **({"cpu.max": f"{quota} {CPU_PERIOD_US}"} if quota else {}),
             }
             group = _ROOT / own.get("", "/").lstrip("/") / leaf
-            if _made(group, wanted):
-                limits.groups = [group]
-            return limits
+            return [group] if _made(group, wanted) else []
         made: list[Path] = []
         for controller, setting, value in (
             ("pids", "pids.max", processes),
             ("memory", "memory.limit_in_bytes", memory),
+            ("cpu", "cpu.cfs_quota_us", quota),
         ):
             if value is None:
                 continue
@@ -96,10 +116,9 @@ class ToolLimits:
                 for done in made:
                     with contextlib.suppress(OSError):
                         done.rmdir()
-                return limits
+                return []
             made.append(group)
-        limits.groups = made
-        return limits
+        return made
 
     def enter(self) -> None:
         """In the tool's process before it runs: into the groups, or rlimits without."""
