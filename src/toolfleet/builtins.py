@@ -66,6 +66,7 @@ def _builtin() -> dict[str, Profile]:
     )
     bash = Profile(
         name="bash",
+        sandbox="auto",
         chunk=FAST_CHUNK,
         description="GNU bash without line editing",
         argv=["bash", "--noediting", "--noprofile", "--norc", "-i"],
@@ -108,6 +109,7 @@ def _builtin() -> dict[str, Profile]:
     )
     echo = Profile(
         name="echo",
+        sandbox="auto",
         chunk=FAST_CHUNK,
         description="Scripted test tool: echoes lines; ':help' lists its commands",
         argv=["{python}", "{toolfleet}/tool/echo_tool.py"],

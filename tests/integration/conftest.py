@@ -52,7 +52,13 @@ def module_workers(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
     """Like ``workers``, shared by the tests of one module."""
-    fleet = Workers(_fresh_settings(redis_server), tmp_path_factory.mktemp("logs"))
+    # working in the session's temporary folder: every test's tmp_path is inside it, so
+    # confined tools of the module's workers see and write the files of each test
+    fleet = Workers(
+        _fresh_settings(redis_server),
+        tmp_path_factory.mktemp("logs"),
+        work_dir=tmp_path_factory.getbasetemp(),
+    )
     yield fleet
     assert fleet.close() == set(), "processes left running"
 

@@ -58,9 +58,12 @@ def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
 class Workers:
     """Real ``toolfleet worker`` processes for one test fleet."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, work_dir: Path | None = None) -> None:
         self.settings = settings
         self.log_dir = log_dir
+        #: the workers' folder, where their confined tools may write and see (default
+        #: ``log_dir``)
+        self.work_dir = work_dir or log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.fleet = Fleet(settings)
 
@@ -84,9 +87,7 @@ class Workers:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
-                    # where a confined tool may write and see (the test's folder): the
-                    # folder it works in
-                    cwd=cwd or str(self.log_dir),
+                    cwd=cwd or str(self.work_dir),
                 )
             names.append(name)
         return names

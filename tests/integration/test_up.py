@@ -69,6 +69,7 @@ def test_forked_workers_each_hold_a_tool_and_a_killed_one_comes_back(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        cwd=tmp_path,  # where the confined tools log what they ran
     )
     fleet = Fleet(settings)
     try:
