@@ -103,6 +103,9 @@ def test_each_repl_works_strict_and_ctrl_c_reaches_it(name: str, tmp_path: Path)
         assert tool.sandbox == "strict"
         check = {"python": "6 * 7", "bash": "echo $((6 * 7))", "sqlite3": "select 6 * 7;"}
         assert tool.ask(check.get(name, "6 * 7")).output == "42"
+        if name == "python":  # its memory, under the sandbox's processes, is counted
+            grown = tool.ask("x = bytearray(64 << 20); len(x)")
+            assert grown.ok and (tool.snapshot().rss_bytes or 0) > 64 << 20
         if name in ("python", "bash"):
             slow = {"python": "import time; time.sleep(60)", "bash": "sleep 60"}[name]
             with pytest.raises(ToolTimeout, match="interrupted"):

@@ -57,14 +57,25 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def rss_of(pid: int | None) -> int | None:
-    """Resident memory of process ``pid`` in bytes, None when unknown."""
+    """Resident memory of process ``pid`` and every process under it, in bytes (a
+    confined tool runs under its sandbox's processes), None when unknown."""
     if pid is None:
         return None
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    total, seen, todo = 0, set(), [pid]
+    while todo:
+        one = todo.pop()
+        if one in seen:
+            continue
+        seen.add(one)
+        try:
+            with open(f"/proc/{one}/statm", encoding="ascii") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{one}/task/{one}/children", encoding="ascii") as fh:
+                todo += [int(child) for child in fh.read().split()]
+        except (OSError, ValueError, IndexError):
+            if one == pid:
+                return None
+    return total
 
 
 def snapshot_of(
