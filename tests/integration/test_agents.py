@@ -224,6 +224,7 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path, repo: Path, agent: Age
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(
         f'[profiles.{agent.name}-wt]\nextends = "{agent.name}"\nworkspace = "worktree"\n'
+        'sandbox = "strict"\n'
         f'repo = "{repo}"\nprice_per_million = [{PRICES[0]}, {PRICES[1]}]\n',
         encoding="utf-8",
     )
@@ -240,7 +241,7 @@ def test_a_rollout_through_agent_workers_edits_worktrees_and_is_applied(
     names = make_repo(repo, {f"src/m{i}.py": f"VALUE = {i}\n" for i in range(4)})
     profile = f"{agent.name}-wt"
     records = workers.wait_ready(workers.start(profile, 2, **worker_env(agent, server)), 180)
-    confined_as(records, "auto")  # the built-in agents' default
+    confined_as(records, "strict")
     step = 'Add a "# DOC_ID: {stem}" header line to {path}'
     argv = [sys.executable, "-m", "toolfleet", "map", "-p", profile, "--apply", "--json"]
     done = subprocess.run(

@@ -65,7 +65,8 @@ def repo(tmp_path: Path) -> Path:
 def settings(redis_server: EmbeddedRedis, tmp_path: Path, repo: Path) -> Settings:
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(
-        f'[profiles.aider-wt]\nextends = "aider"\nworkspace = "worktree"\nrepo = "{repo}"\n',
+        f'[profiles.aider-wt]\nextends = "aider"\nworkspace = "worktree"\nrepo = "{repo}"\n'
+        'sandbox = "strict"\n',
         encoding="utf-8",
     )
     return _fresh_settings(redis_server, profiles=profiles)
@@ -95,7 +96,7 @@ def test_rollout_on_real_aider_with_a_worker_killed_mid_item(
         "TMPDIR": str(worktrees),  # where each instance makes its worktree
     }
     started = workers.start("aider-wt", 3, **env)
-    confined_as(workers.wait_ready(started, timeout=180), "auto")  # aider's default
+    confined_as(workers.wait_ready(started, timeout=180), "strict")
     held = server.hold(f"Is {VICTIM_FILE} done?")
 
     argv = [sys.executable, "-m", "toolfleet", "map", "-p", "aider-wt", "--json", "--apply"]
