@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from toolfleet import Fleet, PromptResult, ToolfleetError
 from toolfleet.cli.local import EmbeddedRedis
 
-__all__ = ["Tally", "crash_redis", "runs"]
+__all__ = ["Tally", "answers", "crash_redis", "runs"]
 
 #: typed failures that mean "no outcome": the prompt was lost
 LOST = ("ResultTimeout", "NoWorkers")
@@ -74,6 +77,24 @@ class Tally:
         )
         print(f"TALLY {line}")
         return line
+
+
+def answers(
+    fleet: Fleet, texts: list[str], profile: str, in_flight: int = 64
+) -> Iterator[tuple[int, PromptResult | str]]:
+    """Send ``texts`` with at most ``in_flight`` waiting, and yield, in order, each one's
+    index and its result, or its typed failure's name."""
+    waiting: deque[tuple[int, Any]] = deque()
+    sent = 0
+    while sent < len(texts) or waiting:
+        while sent < len(texts) and len(waiting) < in_flight:
+            waiting.append((sent, fleet.submit(texts[sent], profile)))
+            sent += 1
+        i, handle = waiting.popleft()
+        try:
+            yield i, handle.get(timeout=180)
+        except ToolfleetError as exc:
+            yield i, type(exc).__name__
 
 
 def crash_redis(server: EmbeddedRedis, down: float = 1.0) -> None:

@@ -10,18 +10,17 @@ import os
 import random
 import signal
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from toolfleet import Settings, ToolfleetError
-from toolfleet.client.handle import PromptHandle
+from toolfleet import Settings
 
 from ..integration.conftest import _fresh_settings
 from ..integration.procs import Workers
-from .tally import Tally
+from .tally import Tally, answers
 
 FULL = os.environ.get("TOOLFLEET_FAULT_SCALE") == "full"
 WORKERS, PROMPTS, PAUSE = (5, 5000, 0.02) if FULL else (3, 2000, 0.01)
@@ -74,22 +73,12 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(
         return False
 
     started = time.monotonic()
-    waiting: deque[tuple[int, PromptHandle]] = deque()
     outcomes: dict[int, str] = {}
-    sent = due = 0  # faults owed: one per EVERY answers, made as soon as one can be
-    while sent < PROMPTS or waiting:
-        while sent < PROMPTS and len(waiting) < IN_FLIGHT:
-            waiting.append((sent, workers.fleet.submit(f":sleep {PAUSE} item-{sent}", "once")))
-            sent += 1
-        i, handle = waiting.popleft()
-        try:
-            result = handle.get(timeout=180)
-        except ToolfleetError as exc:
-            outcomes[i] = type(exc).__name__
-            tally.count(outcomes[i])
-        else:
-            outcomes[i] = "ok"
-            tally.count("ok", result.output == f"slept {PAUSE} item-{i}")
+    due = 0  # faults owed: one per EVERY answers, made as soon as one can be
+    texts = [f":sleep {PAUSE} item-{i}" for i in range(PROMPTS)]
+    for i, got in answers(workers.fleet, texts, "once", in_flight=IN_FLIGHT):
+        outcomes[i] = got if isinstance(got, str) else "ok"
+        tally.count(outcomes[i], isinstance(got, str) or got.output == f"slept {PAUSE} item-{i}")
         if (i + 1) % EVERY == 0 and i + 1 < PROMPTS:
             due += 1
         if due and fault():

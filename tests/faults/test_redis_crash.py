@@ -7,19 +7,17 @@ each test prints its tally."""
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from toolfleet import Fleet, Settings, ToolfleetError
+from toolfleet import Fleet, Settings
 from toolfleet.cli.local import EmbeddedRedis
-from toolfleet.client.handle import PromptHandle
 
 from ..helpers import eventually
 from ..integration.procs import Workers
-from .tally import Tally, crash_redis
+from .tally import Tally, answers, crash_redis
 
 PROFILES = """
 [profiles.once]
@@ -70,20 +68,13 @@ def test_producers_waiting_in_get_lose_nothing(
     total, window = 600, 64
     tally = Tally("redis SIGKILL under get()", submitted=total, faults={"redis SIGKILL": 1})
     started = time.monotonic()
-    waiting: deque[tuple[int, PromptHandle]] = deque()
     crashed = False
-    sent = 0
-    while sent < total or waiting:
-        while sent < total and len(waiting) < window:
-            waiting.append((sent, fleet.fleet.submit(f":sleep {PAUSE} item-{sent}", "once")))
-            sent += 1
-        i, handle = waiting.popleft()
-        try:
-            result = handle.get(timeout=120)
-        except ToolfleetError as exc:
-            tally.count(type(exc).__name__)
+    texts = [f":sleep {PAUSE} item-{i}" for i in range(total)]
+    for i, got in answers(fleet.fleet, texts, "once", in_flight=window):
+        if isinstance(got, str):
+            tally.count(got)
         else:
-            tally.count("ok", result.output == f"slept {PAUSE} item-{i}")
+            tally.count("ok", got.output == f"slept {PAUSE} item-{i}")
         if i == total // 3:
             crash_redis(server)
             crashed = True

@@ -55,12 +55,18 @@ def _slots(carrier: Carrier, wait: float, sent: float = 0.0) -> list[Slot]:
     ]
 
 
-def test_a_chunk_no_worker_started_may_wait_its_prompts_times_in_the_queue() -> None:
-    chunk = Carrier("c", [0] * 4)
+def _flying(chunk: Carrier, wait: float) -> tuple[InFlight, list[Slot]]:
+    """``chunk``'s items in flight, looked for every 10 s."""
     flight = InFlight(every=10)
-    slots = _slots(chunk, wait=30)
+    slots = _slots(chunk, wait=wait)
     for slot in slots:
         flight.add(slot)
+    return flight, slots
+
+
+def test_a_chunk_no_worker_started_may_wait_its_prompts_times_in_the_queue() -> None:
+    chunk = Carrier("c", [0] * 4)
+    flight, slots = _flying(chunk, wait=30)
     assert len(flight) == 1
     assert not flight.overdue(slots[0], 119)
     assert flight.overdue(slots[0], 121)
@@ -68,10 +74,7 @@ def test_a_chunk_no_worker_started_may_wait_its_prompts_times_in_the_queue() -> 
 
 def test_a_started_chunk_is_given_up_one_result_timeout_after_its_last_progress() -> None:
     chunk = Carrier("c", [0] * 10)
-    flight = InFlight(every=10)
-    slots = _slots(chunk, wait=30)
-    for slot in slots:
-        flight.add(slot)
+    flight, slots = _flying(chunk, wait=30)
     chunk.done = 0
     flight.look(10)  # a worker started it
     chunk.done = 3
@@ -83,10 +86,7 @@ def test_a_started_chunk_is_given_up_one_result_timeout_after_its_last_progress(
 
 def test_progress_seen_at_the_last_look_before_giving_up_keeps_it() -> None:
     chunk = Carrier("c", [0] * 10)
-    flight = InFlight(every=10)
-    slots = _slots(chunk, wait=30)
-    for slot in slots:
-        flight.add(slot)
+    flight, slots = _flying(chunk, wait=30)
     chunk.done = 0
     flight.look(10)
     chunk.done = 5  # the worker moved on between two looks
@@ -96,10 +96,7 @@ def test_progress_seen_at_the_last_look_before_giving_up_keeps_it() -> None:
 
 def test_a_lost_message_is_sent_again_and_its_time_starts_over() -> None:
     chunk = Carrier("c", [0] * 2, place="nowhere")
-    flight = InFlight(every=10)
-    slots = _slots(chunk, wait=30)
-    for slot in slots:
-        flight.add(slot)
+    flight, slots = _flying(chunk, wait=30)
     flight.look(5)  # not yet its turn
     assert chunk.looks == 0
     flight.look(10)
@@ -123,10 +120,7 @@ def test_redis_away_at_a_look_is_no_error_and_it_looks_again_later() -> None:
 
 def test_the_last_item_with_an_outcome_removes_its_message() -> None:
     chunk = Carrier("c", [0] * 2)
-    flight = InFlight()
-    slots = _slots(chunk, wait=30)
-    for slot in slots:
-        flight.add(slot)
+    flight, slots = _flying(chunk, wait=30)
     flight.remove(slots[0])
     assert len(flight) == 1
     flight.remove(slots[1])
