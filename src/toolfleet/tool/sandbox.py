@@ -128,7 +128,9 @@ def sandbox_for(
         writable.append(os.path.abspath(cwd or os.getcwd()))
     state = os.environ.get("TOOLFLEET_STATE_DIR") or str(default_state_dir())
     hidden = (str(Path.home()), state)
-    visible = (*program_folders(hidden, [profile.argv[0]]), *shown)
+    # its own /tmp hides the host's: a venv or a checkout there is shown again too
+    package = str(Path(__file__).resolve().parent.parent)  # {toolfleet} tools
+    visible = (*program_folders((*hidden, "/tmp"), [profile.argv[0], package]), *shown)
     policy = SandboxPolicy(tuple(writable), hidden, profile.network, visible)
     return (binary, policy), profile.sandbox
 
@@ -147,12 +149,16 @@ def program_folders(hidden: tuple[str, ...], programs: list[str]) -> tuple[str, 
     """The folders inside ``hidden`` ones a tool needs to see to run at all: each PATH
     entry there (the whole installation for a ``bin`` or ``shims`` entry: pyenv's,
     a venv, a node version), this interpreter's installation (``{python}`` tools) and
-    the installation of each of ``programs`` (a name looked up on PATH, or a path),
-    followed through symlinks. Never a hidden folder itself, nor one holding it."""
+    the installation of each of ``programs`` (a name looked up on PATH, a path, or a
+    folder shown as it is), followed through symlinks. Never a hidden folder itself,
+    nor one holding it."""
     paths = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     places = [*paths, sys.prefix, sys.base_prefix]
     for program in programs:
         if "{" in program:
+            continue
+        if os.path.isdir(program):
+            places.append(program)
             continue
         found = (
             shutil.which(program, path=os.pathsep.join(paths)) if "/" not in program else program
