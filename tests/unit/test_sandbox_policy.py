@@ -92,3 +92,16 @@ def test_a_worktree_writes_its_own_git_folder_and_sees_the_repository_read_only(
     admin = str(repo / ".git" / "worktrees" / "tree")
     assert made[1].writable == (str(tmp_path / "inst"), str(tree), admin)
     assert str(repo / ".git") in made[1].visible and str(repo) not in made[1].writable
+
+
+def test_a_checkout_and_venv_under_tmp_are_shown_through_the_tools_own_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    venv, package = tmp_path / "clone" / ".venv", tmp_path / "clone" / "src" / "toolfleet"
+    (venv / "bin").mkdir(parents=True)
+    package.mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{venv / 'bin'}:/usr/bin")
+    monkeypatch.setattr("sys.prefix", str(venv))
+    monkeypatch.setattr("sys.base_prefix", "/usr")
+    shown = program_folders((str(tmp_path),), [str(package)])
+    assert set(shown) == {str(venv), str(package)}
