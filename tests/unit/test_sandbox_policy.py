@@ -98,10 +98,13 @@ def test_a_checkout_and_venv_under_tmp_are_shown_through_the_tools_own_tmp(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     venv, package = tmp_path / "clone" / ".venv", tmp_path / "clone" / "src" / "toolfleet"
+    agents = tmp_path / "clone" / ".agents"
     (venv / "bin").mkdir(parents=True)
+    (agents / "node_modules" / ".bin").mkdir(parents=True)
     package.mkdir(parents=True)
-    monkeypatch.setenv("PATH", f"{venv / 'bin'}:/usr/bin")
+    monkeypatch.setenv("PATH", f"{venv / 'bin'}:{agents / 'node_modules' / '.bin'}:/usr/bin")
     monkeypatch.setattr("sys.prefix", str(venv))
     monkeypatch.setattr("sys.base_prefix", "/usr")
     shown = program_folders((str(tmp_path),), [str(package)])
-    assert set(shown) == {str(venv), str(package)}
+    # an npm install whole (its node_modules), not only its .bin
+    assert set(shown) == {str(venv), str(package), str(agents)}

@@ -171,6 +171,8 @@ def program_folders(hidden: tuple[str, ...], programs: list[str]) -> tuple[str, 
             parent = os.path.dirname(candidate)
             if os.path.basename(candidate) in _INSTALL_BINS and not parent.endswith("/.local"):
                 candidate = parent  # an installation; ~/.local holds others' data too
+            elif candidate.endswith("/node_modules/.bin"):  # an npm install: its folder
+                candidate = os.path.dirname(parent)
             inside = [h for h in hidden if _inside(candidate, h)]
             if not inside or any(_inside(h, candidate) for h in hidden):
                 continue  # not hidden, or the hidden folder itself (or above it)
