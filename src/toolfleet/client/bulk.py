@@ -18,7 +18,7 @@ from toolfleet.client.progress import RunProgress
 from toolfleet.client.protocols import Submitter
 from toolfleet.client.results import ready_ids, revoke
 from toolfleet.client.sending import Sender, Waiting
-from toolfleet.errors import RedisUnavailable, ResultTimeout, ToolfleetError
+from toolfleet.errors import ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult, Usage
 
 __all__ = ["MapRun", "run_map"]
@@ -294,12 +294,6 @@ class MapRun:
             return
         try:
             result = slot.handle.get(timeout=10.0)
-        except RedisUnavailable as exc:
-            if exc.__cause__ is None:  # what the prompt itself ended with
-                self._settle(pid, slot, error=exc)
-                return
-            # the answer is there and Redis is away from here: fetch it later
-            log.warning("item %s: could not fetch its result yet: %s", slot.item.key, exc)
         except ToolfleetError as exc:
             self._settle(pid, slot, error=exc)
         else:
