@@ -128,9 +128,11 @@ def sandbox_for(
         writable.append(os.path.abspath(cwd or os.getcwd()))
     state = os.environ.get("TOOLFLEET_STATE_DIR") or str(default_state_dir())
     hidden = (str(Path.home()), state)
-    # its own /tmp hides the host's: a venv or a checkout there is shown again too
+    # its own /tmp hides the host's: a venv, a checkout or a script there is shown again
     package = str(Path(__file__).resolve().parent.parent)  # {toolfleet} tools
-    visible = (*program_folders((*hidden, "/tmp"), [profile.argv[0], package]), *shown)
+    scripts = [a for a in profile.argv[1:] if os.path.isabs(a) and os.path.isfile(a)]
+    programs = [profile.argv[0], *scripts, package]
+    visible = (*program_folders((*hidden, "/tmp"), programs), *shown)
     policy = SandboxPolicy(tuple(writable), hidden, profile.network, visible)
     return (binary, policy), profile.sandbox
 
