@@ -1,5 +1,5 @@
 """Fault-suite fixtures: the integration tier's real Redis and worker processes; each
-test's tally (a ``tally`` property) printed at the end of the run, also under xdist."""
+test's tally (a ``tally`` property, printed at the end of the run by tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,7 @@ import pytest
 
 from tests.integration.conftest import redis_server, settings, workers
 
-__all__ = ["pytest_terminal_summary", "redis_server", "settings", "workers"]
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines = [
-        f"{report.outcome:>6} {value}"
-        for kind in ("passed", "failed")
-        for report in terminalreporter.stats.get(kind, [])
-        if getattr(report, "when", "") == "call"
-        for name, value in getattr(report, "user_properties", [])
-        if name == "tally"
-    ]
-    if lines:
-        terminalreporter.write_sep("-", "fault tallies")
-        for line in lines:
-            terminalreporter.write_line(line)
+__all__ = ["redis_server", "settings", "tally_record", "workers"]
 
 
 @pytest.fixture
