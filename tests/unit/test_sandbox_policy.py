@@ -28,6 +28,8 @@ def test_each_mode_writes_where_it_says(tmp_path: Path) -> None:
     strict = python.model_copy(update={"sandbox": "strict"})
     made, said = sandbox_for(strict, home, str(work))
     assert made is not None and said == "strict" and made[1].writable == (home,)
+    made, _ = sandbox_for(python, home, str(Path.home()))  # started in ~: not all of it
+    assert made is not None and made[1].writable == (home,)
     plain = python.model_copy(update={"sandbox": "none"})
     assert sandbox_for(plain, home, str(work)) == (None, "none")
     assert BUILTIN_PROFILES["aider"].network == "open"

@@ -124,10 +124,14 @@ def sandbox_for(
         admin, common = worktree_git(cwd)
         if admin is not None and common is not None:
             shown, writable = (common,), [*writable, admin]
-    elif profile.sandbox == "auto":  # where it works: given, or the worker's own folder
-        writable.append(os.path.abspath(cwd or os.getcwd()))
     state = os.environ.get("TOOLFLEET_STATE_DIR") or str(default_state_dir())
     hidden = (str(Path.home()), state)
+    if profile.workspace != "worktree" and profile.sandbox == "auto":
+        # where it works (given, or the worker's own folder), unless that holds the
+        # worker's HOME or the fleet's state (a fleet started in ~ shows no ~/.ssh)
+        work = os.path.abspath(cwd or os.getcwd())
+        if not any(_inside(folder, work) for folder in hidden):
+            writable.append(work)
     # its own /tmp hides the host's: a venv, a checkout or a script there is shown again
     package = str(Path(__file__).resolve().parent.parent)  # {toolfleet} tools
     scripts = [a for a in profile.argv[1:] if os.path.isabs(a) and os.path.isfile(a)]
