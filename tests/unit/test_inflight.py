@@ -13,7 +13,21 @@ from toolfleet.errors import RedisUnavailable
 
 @dataclass
 class Lost:
+    """A LostWatch as the run sees it: where the broker holds the message."""
+
+    place: str = "queued"
     resent: int = 0
+    looks: int = 0
+    away: bool = False
+
+    def look(self, ready: object) -> str:
+        if self.away:
+            raise RedisUnavailable("Redis is away")
+        self.looks += 1
+        if self.place == "nowhere":
+            self.resent += 1
+            self.place = "queued"
+        return self.place
 
 
 @dataclass
@@ -23,22 +37,13 @@ class Carrier:
     id: str
     items: list[object]
     done: int | None = None
-    place: str = "queued"
     lost: Lost = field(default_factory=Lost)
-    looks: int = 0
-    away: bool = False
 
     def progress(self) -> int | None:
         return self.done
 
-    def recover_if_lost(self) -> str:
-        if self.away:
-            raise RedisUnavailable("Redis is away")
-        self.looks += 1
-        if self.place == "nowhere":
-            self.lost.resent += 1
-            self.place = "queued"
-        return self.place
+    def ready(self) -> bool:
+        return False
 
 
 @dataclass
@@ -95,10 +100,10 @@ def test_progress_seen_at_the_last_look_before_giving_up_keeps_it() -> None:
 
 
 def test_a_lost_message_is_sent_again_and_its_time_starts_over() -> None:
-    chunk = Carrier("c", [0] * 2, place="nowhere")
+    chunk = Carrier("c", [0] * 2, lost=Lost(place="nowhere"))
     flight, slots = _flying(chunk, wait=30)
     flight.look(5)  # not yet its turn
-    assert chunk.looks == 0
+    assert chunk.lost.looks == 0
     flight.look(10)
     assert chunk.lost.resent == 1
     assert not flight.overdue(slots[0], 65)  # 10 + 2 x 30
@@ -106,16 +111,16 @@ def test_a_lost_message_is_sent_again_and_its_time_starts_over() -> None:
 
 
 def test_redis_away_at_a_look_is_no_error_and_it_looks_again_later() -> None:
-    chunk = Carrier("c", [0], away=True)
+    chunk = Carrier("c", [0], lost=Lost(away=True))
     flight = InFlight(every=10)
     (slot,) = _slots(chunk, wait=30)
     flight.add(slot)
     flight.look(10)
-    chunk.away = False
+    chunk.lost.away = False
     flight.look(15)
-    assert chunk.looks == 0
+    assert chunk.lost.looks == 0
     flight.look(20)
-    assert chunk.looks == 1
+    assert chunk.lost.looks == 1
 
 
 def test_the_last_item_with_an_outcome_removes_its_message() -> None:

@@ -10,7 +10,6 @@ from celery.result import AsyncResult
 
 from toolfleet import errors
 from toolfleet.broker import CHUNK_PROGRESS, CHUNK_TASK
-from toolfleet.broker.internals import Whereabouts
 from toolfleet.client.handle import raise_task_error
 from toolfleet.client.lost import LostWatch
 from toolfleet.client.unavailable import redis_errors
@@ -74,11 +73,6 @@ class ChunkHandle:
             return None
         done = info.get("done")
         return done if isinstance(done, int) else None
-
-    def recover_if_lost(self) -> Whereabouts | None:
-        """Where the chunk's message is; sent again if it was nowhere at this look and
-        the last (see :class:`LostWatch`)."""
-        return self.lost.look(self.ready)
 
     def outcomes(self, timeout: float | None = 60.0) -> list[dict[str, Any]]:
         """Every prompt's outcome; the chunk's own error if it failed whole (e.g. its

@@ -114,21 +114,21 @@ class InFlight:
 
     def _look(self, message: _Message, now: float) -> None:
         message.next_look = now + self.every
-        recover = getattr(message.carrier, "recover_if_lost", None)
-        progress = getattr(message.carrier, "progress", None)
+        carrier = message.carrier
+        lost = getattr(carrier, "lost", None)  # a LostWatch: prompts and chunks have one
+        progress = getattr(carrier, "progress", None)
         try:
-            resent = getattr(getattr(message.carrier, "lost", None), "resent", 0)
-            if recover is not None:
-                recover()
-            if getattr(getattr(message.carrier, "lost", None), "resent", 0) != resent:
-                # sent again: its time starts over
-                self.resent += 1
-                message.deadline = now + message.wait * message.prompts
-                message.since, message.done = now, None
-                return
+            if lost is not None:
+                before = lost.resent
+                lost.look(carrier.ready)
+                if lost.resent != before:  # sent again: its time starts over
+                    self.resent += 1
+                    message.deadline = now + message.wait * message.prompts
+                    message.since, message.done = now, None
+                    return
             done = progress() if progress is not None else None
         except RedisUnavailable as exc:  # Redis away for now: look again later
-            log.warning("could not look for message %s: %s", message.carrier.id, exc)
+            log.warning("could not look for message %s: %s", carrier.id, exc)
             return
         if done is not None and done != message.done:
             message.since, message.done = now, done
