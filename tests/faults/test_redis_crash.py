@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from toolfleet import Fleet, Settings
 from toolfleet.cli.local import EmbeddedRedis
@@ -104,14 +105,30 @@ def test_prompts_submitted_without_waiting_all_run(
     def all_ran() -> bool:
         return set(tally.ran(log, tags)) >= set(tags)
 
+    def missing() -> str:
+        gone = [tag for tag in tags if not tally.ran(log, tags)[tag]]
+        return f"{len(gone)} never ran ({', '.join(gone[:10])}); {_whereabouts(server)}"
+
     try:
-        eventually(all_ran, 120, "every prompt ran")
+        eventually(all_ran, 120, missing)
     finally:
         counts = tally.ran(log, tags)
         for tag in tags:
             tally.count("ok" if counts[tag] else None)
         tally.seconds = time.monotonic() - started
     _check(tally, tally_record)
+
+
+def _whereabouts(server: EmbeddedRedis) -> str:
+    """Where the broker's messages are, to name in a failure."""
+    client = redis.Redis.from_url(server.url)
+    queued = {
+        k.decode(): client.llen(k) for k in client.keys("toolfleet.*") if client.type(k) == b"list"
+    }
+    return (
+        f"queued {queued}, unacked {client.hlen('unacked')}, "
+        f"restore lock {client.pttl('unacked_mutex')} ms"
+    )
 
 
 def test_a_map_finishes_soon_after_redis_is_back(

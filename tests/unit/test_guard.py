@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import redis
 
+from toolfleet.broker import away
 from toolfleet.errors import ToolError, WorkerLost
 from toolfleet.keys import CLAIM_PREFIX, health_key
 from toolfleet.workers.guard import CLAIM_TRIES, Claim, Decision, DeliveryGuard
@@ -139,6 +141,46 @@ def test_an_at_most_once_first_delivery_claims_it_however_short() -> None:
     guard, _ = make_guard()
     assert guard.admit(Request(), no_results, longest=1, at_most_once=True).kind == "run"
     assert held_by(guard) == ME
+
+
+class Restarting(DictRedis):
+    """Redis restarting: the first ``refused`` commands are refused; the one after them
+    is carried out but its reply is lost."""
+
+    def __init__(self, refused: int) -> None:
+        super().__init__()
+        self.refused = refused
+        self.reply_lost = True
+
+    def set(self, name: str, value: str, *, nx: bool = False, px: int | None = None) -> bool:
+        if self.refused:
+            self.refused -= 1
+            raise redis.ConnectionError("Connection refused")
+        done = super().set(name, value, nx=nx, px=px)
+        if self.reply_lost:
+            self.reply_lost = False
+            raise redis.ConnectionError("Connection closed by server.")
+        return done
+
+
+def test_a_first_delivery_rides_out_redis_restarting_and_runs_once_claimed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(away.time, "sleep", lambda s: None)
+    guard, client = make_guard(Restarting(refused=3))
+    decision = away.ride_out(
+        lambda: guard.admit(Request(), no_results, longest=1, at_most_once=True), "admitting"
+    )
+    assert decision == Decision("run")  # not WorkerLost: the lost reply's claim is ours
+    assert held_by(guard) == ME
+    assert [c for c, _ in client.log].count("set") == 2  # the carried-out one, then NX
+
+
+def test_redis_away_longer_than_it_is_ridden_out_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(away, "RIDE_OUT_FOR", 0.0)
+    guard, _ = make_guard(Restarting(refused=1))
+    with pytest.raises(redis.ConnectionError):
+        away.ride_out(lambda: guard.admit(Request(), no_results, longest=1, at_most_once=True), "x")
 
 
 def test_a_first_delivery_leaves_another_workers_claim_alone() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from toolfleet.broker import transport
+from toolfleet.broker import away
 from toolfleet.broker.transport import QoS
 
 
@@ -54,7 +54,7 @@ def _message() -> Any:
 def test_a_record_that_finds_redis_away_is_retried_until_it_is_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(transport.time, "sleep", lambda s: None)
+    monkeypatch.setattr(away.time, "sleep", lambda s: None)
     pipe = Pipe(fail=3)
     qos = _qos(pipe)
     qos.append(_message(), "tag1")
@@ -64,9 +64,9 @@ def test_a_record_that_finds_redis_away_is_retried_until_it_is_back(
 def test_redis_away_for_too_long_gives_the_message_up_with_its_id(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(transport, "RECORD_TRIES_FOR", 0.0)
+    monkeypatch.setattr(away, "RIDE_OUT_FOR", 0.0)
     qos = _qos(Pipe(fail=1))
     with pytest.raises(redis.ConnectionError):
         qos.append(_message(), "tag1")
-    assert "message p1 taken but not recorded" in caplog.text
+    assert "delivered message p1 as unacknowledged: Redis away" in caplog.text
     assert "tag1" not in qos._delivered

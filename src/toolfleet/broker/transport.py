@@ -15,19 +15,17 @@ without waiting was lost (kombu#305). :class:`QoS` retries the record until Redi
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from celery.app.amqp import AMQP
 from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 
+from toolfleet.broker.away import ride_out
+
 __all__ = [
-    "RECORD_TRIES_FOR",
     "Channel",
     "FleetAMQP",
     "FleetConnection",
@@ -56,35 +54,17 @@ class _SharedClient:
         yield self._shared
 
 
-log = logging.getLogger(__name__)
-
-#: seconds a worker keeps trying to record a message it took as unacknowledged while
-#: Redis is away, before it gives up on it (logged with its id)
-RECORD_TRIES_FOR = 120.0
-
-_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-
-
 class QoS(kombu_redis.QoS):
     """kombu's Redis QoS, whose record of a delivered message survives Redis going away
     between the delivery and the record: it is retried until Redis is back."""
 
     def append(self, message: Any, delivery_tag: Any) -> None:
-        end = time.monotonic() + RECORD_TRIES_FOR
-        pause = 0.1
         kombus: Any = super()
-        while True:
-            try:
-                kombus.append(message, delivery_tag)
-                return
-            except _AWAY as exc:
-                if time.monotonic() + pause > end:
-                    task = (message.headers or {}).get("id", delivery_tag)
-                    log.error("message %s taken but not recorded, Redis away: %s", task, exc)
-                    raise
-                log.warning("Redis away while recording a delivered message; retrying")
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        task = (message.headers or {}).get("id", delivery_tag)
+        ride_out(
+            lambda: kombus.append(message, delivery_tag),
+            f"recording delivered message {task} as unacknowledged",
+        )
 
 
 class Channel(_SharedClient, kombu_redis.Channel):

@@ -10,6 +10,7 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from toolfleet.broker import CHUNK_PROGRESS, CHUNK_TASK, PROMPT_TASK
+from toolfleet.broker.away import ride_out
 from toolfleet.broker.internals import DIRECT_EXCHANGE
 from toolfleet.errors import NoWorkers, ToolError, ToolfleetError
 from toolfleet.models import PromptResult
@@ -97,15 +98,22 @@ class PromptTask(Task):  # type: ignore[misc]
 
 
 def _admit(task: PromptTask, longest: float) -> Any:
-    """The redelivery guard's decision for this message (None without a guard)."""
+    """The redelivery guard's decision for this message (None without a guard).
+
+    Nothing is typed yet, so Redis away (restarting) is waited out: the prompt does not
+    fail for it."""
     parts, sup = task.parts, task.parts.supervisor
-    if parts.guard is None:
+    guard = parts.guard
+    if guard is None:
         return None
-    decision = parts.guard.admit(
-        task.request,
-        task.AsyncResult,
-        longest=longest + sup.profile.grace,
-        at_most_once=sup.profile.on_worker_lost == "fail",
+    decision = ride_out(
+        lambda: guard.admit(
+            task.request,
+            task.AsyncResult,
+            longest=longest + sup.profile.grace,
+            at_most_once=sup.profile.on_worker_lost == "fail",
+        ),
+        f"admitting prompt {task.request.id}",
     )
     if decision.error is not None:  # "raise": the first run's error, or WorkerLost
         raise decision.error
