@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from celery import bootsteps
+from celery.signals import worker_shutting_down
 
 from toolfleet.broker import direct_queue, shared_queue
 from toolfleet.broker.internals import consumer_qos
@@ -21,6 +22,7 @@ from toolfleet.workers.heartbeat import Heartbeat
 from toolfleet.workers.lease import LeaseKeeper
 from toolfleet.workers.queues import SharedQueueSwitch
 from toolfleet.workers.revoked import load_cancelled
+from toolfleet.workers.stopping import StopWatch, answers_within
 from toolfleet.workers.stream import OutputStreamer
 from toolfleet.workers.supervisor import Supervisor
 from toolfleet.workers.sweep import OrphanSweeper
@@ -68,6 +70,9 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         )
         # installed now, so that the consumer steps (built next) find the parts
         state.install(state.WorkerParts(self.supervisor, guard, workspace=workspace))
+        client = worker.app.backend.client
+        self.stopwatch = StopWatch(lambda: answers_within(client.ping))
+        worker_shutting_down.connect(self.stopwatch.start, sender=worker.hostname, weak=False)
 
     def start(self, worker: Any) -> None:
         load_cancelled(worker.app.backend.client)  # before the worker takes any prompt
