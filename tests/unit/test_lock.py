@@ -57,8 +57,8 @@ def test_app_lock_is_the_test_lock_s_versions():
     assert {name: test.get(name) for name in app} == app
 
 
-def test_aider_and_uv_locks_pin_what_their_inputs_ask():
-    for name, package in (("aider", "aider-chat"), ("uv", "uv")):
+def test_aider_uv_and_compose_locks_pin_what_their_inputs_ask():
+    for name, package in (("aider", "aider-chat"), ("uv", "uv"), ("compose", "podman-compose")):
         wanted = [
             Requirement(line)
             for line in (LOCK / f"{name}.in").read_text().splitlines()
@@ -69,7 +69,7 @@ def test_aider_and_uv_locks_pin_what_their_inputs_ask():
         assert wanted[0].specifier.contains(locked[package])
 
 
-@pytest.mark.parametrize("lock", ["test.txt", "app.txt", "aider.txt", "uv.txt"])
+@pytest.mark.parametrize("lock", ["test.txt", "app.txt", "aider.txt", "uv.txt", "compose.txt"])
 def test_every_pin_is_hashed_and_no_address_is_recorded(lock):
     text = (LOCK / lock).read_text()
     entries = re.split(r"\n(?=\S)", text.strip())
