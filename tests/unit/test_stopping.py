@@ -38,3 +38,13 @@ def test_answers_within_tells_a_hung_or_failing_ping_from_an_answer() -> None:
         raise ConnectionError("refused")
 
     assert not answers_within(refused, 1.0)
+
+
+def test_exit_within_ends_a_process_stuck_in_its_shutdown() -> None:
+    import subprocess
+    import sys
+
+    stuck = "from toolfleet.exiting import exit_within; exit_within(0.2, 'x'); import time; time.sleep(60)"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", stuck], timeout=30, check=False)
+    assert done.returncode == 0 and time.monotonic() - started < 20

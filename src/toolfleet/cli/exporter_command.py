@@ -9,6 +9,7 @@ import threading
 import click
 
 from toolfleet.cli.common import fail, listen_options
+from toolfleet.exiting import EXIT_WITHIN, exit_within
 from toolfleet.settings import Settings
 
 __all__ = ["exporter"]
@@ -46,8 +47,13 @@ def exporter(port: int, address: str, profiles: tuple[str, ...], loglevel: str) 
     )
     settings = Settings.from_env()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def on_signal(*_: object) -> None:
+        exit_within(EXIT_WITHIN, "the exporter")  # its event thread may wait on Redis
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     with Exporter(settings, profiles) as served:
         try:
             served.serve(port, address)

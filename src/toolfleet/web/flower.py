@@ -14,6 +14,7 @@ from flower.app import Flower
 from tornado.options import options
 
 from toolfleet.errors import ConfigError
+from toolfleet.exiting import EXIT_WITHIN, exit_within
 from toolfleet.web.access import allowed_hosts, host_allowed
 
 __all__ = ["GuardedFlower", "serve_flower"]
@@ -56,7 +57,13 @@ def serve_flower(celery_app: Any, argv: Sequence[str], hosts: Sequence[str]) -> 
         **flower_command.settings,
     )
     atexit.register(app.stop)
-    signal.signal(signal.SIGTERM, flower_command.sigterm_handler)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # Flower's stop joins its event thread, which waits for Redis while it is away
+        exit_within(EXIT_WITHIN, "flower")
+        flower_command.sigterm_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     app.start_http_server()
     with contextlib.suppress(KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM
         app.start()

@@ -1,0 +1,186 @@
+"""The compose stack of docker-compose.yml, driven through the engine's compose command:
+build, up, the state and health of each container, commands in them, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolfleet.cli.local import free_port
+
+__all__ = ["REPO", "Container", "Stack"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of the stack."""
+
+    name: str
+    service: str
+    running: bool
+
+
+@dataclass
+class Stack:
+    """The stack under the project name ``project``, with its own secrets and ports."""
+
+    engine: str
+    command: list[str]
+    env: dict[str, str]
+    project: str = "toolfleet-test"
+    #: what was measured, printed at the end
+    figures: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> Stack:
+        env = dict(os.environ)
+        env.update(
+            REDIS_PASSWORD=secrets.token_hex(16),
+            FLOWER_USER="admin",
+            FLOWER_PASSWORD=secrets.token_hex(8),
+            WEB_TOKEN=secrets.token_hex(16),
+            FLOWER_PORT=str(free_port()),
+            WEB_PORT=str(free_port()),
+            EXPORTER_PORT=str(free_port()),
+            TOOLFLEET_IMAGE="toolfleet-test:latest",
+            TOOLFLEET_AIDER_IMAGE="toolfleet-test-aider:latest",
+        )
+        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+        if bundle.is_file() and "BUILD_CA_BUNDLE" not in env:
+            env["BUILD_CA_BUNDLE"] = str(bundle)
+        return cls(env["COMPOSE_ENGINE"], shlex.split(env["COMPOSE_COMMAND"]), env)
+
+    # ---- commands --------------------------------------------------------------
+    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
+        """Run the compose command on the stack; its stdout."""
+        argv = [*self.command, "-p", self.project, *args]
+        done = subprocess.run(
+            argv,
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode:
+            out = done.stdout + done.stderr
+            raise AssertionError(f"{shlex.join(argv)} exited {done.returncode}:\n{out[-3000:]}")
+        return done.stdout
+
+    def engine_run(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        """Run the engine (podman, docker) itself; its stdout."""
+        done = subprocess.run(
+            [self.engine, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode:
+            raise AssertionError(f"{self.engine} {shlex.join(args)}: {done.stderr[-2000:]}")
+        return done.stdout
+
+    def build(self) -> None:
+        started = time.monotonic()
+        self.compose("build", timeout=1800)
+        self.figures["build"] = f"{time.monotonic() - started:.0f} s"
+        for image in ("toolfleet-test:latest",):
+            size = self.engine_run("image", "inspect", "--format", "{{.Size}}", image).strip()
+            self.figures[f"image {image}"] = f"{int(size) / 1e6:.0f} MB"
+
+    def up(self, *args: str) -> None:
+        self.compose("up", "-d", *args)
+
+    def down(self) -> float:
+        """``down --volumes``; how long it took."""
+        started = time.monotonic()
+        self.compose("down", "--volumes", "--timeout", "30", timeout=300, check=False)
+        took = time.monotonic() - started
+        self.figures.setdefault("down", f"{took:.1f} s")
+        return took
+
+    # ---- state -----------------------------------------------------------------
+    def containers(self, service: str | None = None) -> list[Container]:
+        out = self.engine_run(
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+            "--format",
+            "json",
+        )
+        rows = (
+            json.loads(out or "[]")
+            if out.strip().startswith("[")
+            else [json.loads(line) for line in out.splitlines() if line.strip()]
+        )
+        found = []
+        for row in rows:
+            names = row.get("Names")
+            name = names[0] if isinstance(names, list) else str(names)
+            labels = row.get("Labels") or {}
+            if isinstance(labels, str):  # docker: "k=v,k=v"
+                labels = dict(kv.split("=", 1) for kv in labels.split(",") if "=" in kv)
+            svc = labels.get("com.docker.compose.service", "")
+            state = str(row.get("State", "")).lower()
+            if service is None or svc == service:
+                found.append(Container(name, svc, state == "running"))
+        return sorted(found, key=lambda c: c.name)
+
+    def healthy(self, container: Container) -> bool:
+        """Its healthcheck passes now. podman without systemd never runs healthchecks by
+        itself: they are run here; Docker's are read."""
+        if self.engine == "podman":
+            done = subprocess.run(
+                ["podman", "healthcheck", "run", container.name],
+                env=self.env,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            return done.returncode == 0
+        status = self.engine_run(
+            "inspect", "--format", "{{.State.Health.Status}}", container.name, check=False
+        )
+        return status.strip() == "healthy"
+
+    def crash(self, container: Container) -> None:
+        """SIGKILL the container's processes from the host, as a crash would (a ``kill``
+        through the engine counts as a stop by the user: no restart follows)."""
+        pid = self.engine_run("inspect", "--format", "{{.State.Pid}}", container.name).strip()
+        os.kill(int(pid), signal.SIGKILL)
+
+    def scale(self, service: str, count: int) -> None:
+        """Run ``count`` containers of ``service``. podman-compose's ``up --scale`` adds
+        containers but never removes them: there, the ones past ``count`` are stopped and
+        removed, as docs/deploy.md tells its users."""
+        self.up("--scale", f"{service}={count}", "--no-recreate")
+        if self.engine != "podman":
+            return
+        extra = self.containers(service)[count:]
+        for container in extra:
+            self.engine_run("stop", "--time", "30", container.name)
+            self.engine_run("rm", container.name)
+
+    def exec(self, service: str, *argv: str, timeout: float = 120) -> str:
+        """Run ``argv`` in the first running container of ``service``; its stdout."""
+        first = next(c for c in self.containers(service) if c.running)
+        return self.engine_run("exec", first.name, *argv, timeout=timeout)
+
+    def status(self) -> list[dict[str, object]]:
+        """``toolfleet status --json`` as the stack's web container sees the fleet."""
+        records: list[dict[str, object]] = json.loads(
+            self.exec("web", "toolfleet", "status", "--json")
+        )
+        return records
