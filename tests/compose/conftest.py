@@ -16,9 +16,11 @@ collect_ignore_glob = [] if os.environ.get("COMPOSE_ENGINE") else ["test_*.py"]
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     stack = Stack.from_environment()
+    stack.clear()
     stack.build()
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+        stack.clear()

@@ -102,6 +102,20 @@ class Stack:
     def up(self, *args: str) -> None:
         self.compose("up", "-d", *args)
 
+    def clear(self) -> list[str]:
+        """Remove every container, volume and network of the project (what an earlier
+        run left); their names."""
+        names = [c.name for c in self.containers()]
+        if names:
+            self.engine_run("rm", "--force", *names)
+        for kind in ("volume", "network"):
+            listed = self.engine_run(kind, "ls", "--format", "{{.Name}}").split()
+            ours = [n for n in listed if n.startswith(f"{self.project}_")]
+            if ours:
+                self.engine_run(kind, "rm", *ours, check=False)
+                names += ours
+        return names
+
     def down(self) -> float:
         """``down --volumes``; how long it took."""
         started = time.monotonic()
