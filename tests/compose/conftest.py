@@ -24,3 +24,4 @@ def stack() -> Iterator[Stack]:
     finally:
         stack.down()
         stack.clear()
+        stack.forget()

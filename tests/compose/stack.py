@@ -7,8 +7,10 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,8 @@ class Stack:
     engine: str
     command: list[str]
     env: dict[str, str]
+    #: the git repository worker-aider works in (AIDER_REPO_DIR)
+    repo: Path
     project: str = "toolfleet-test"
     #: what was measured, printed at the end
     figures: dict[str, str] = field(default_factory=dict)
@@ -57,12 +61,21 @@ class Stack:
         bundle = Path("/etc/ssl/certs/ca-certificates.crt")
         if bundle.is_file() and "BUILD_CA_BUNDLE" not in env:
             env["BUILD_CA_BUNDLE"] = str(bundle)
-        return cls(env["COMPOSE_ENGINE"], shlex.split(env["COMPOSE_COMMAND"]), env)
+        repo = _repository(Path(tempfile.mkdtemp(prefix="toolfleet-compose-repo-")))
+        env.update(  # the real aider in worker-aider, on the scripted model of fake-model.yml
+            AIDER_REPO_DIR=str(repo),
+            AIDER_MODEL="openai/gpt-4o-mini",
+            AIDER_OPENAI_API_BASE="http://fake-model:8000/v1",
+            OPENAI_API_KEY="fake",
+            AIDER_EDIT_FORMAT="whole",
+        )
+        return cls(env["COMPOSE_ENGINE"], shlex.split(env["COMPOSE_COMMAND"]), env, repo)
 
     # ---- commands --------------------------------------------------------------
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         """Run the compose command on the stack; its stdout."""
-        argv = [*self.command, "-p", self.project, *args]
+        files = ["-f", "docker-compose.yml", "-f", "tests/compose/fake-model.yml"]
+        argv = [*self.command, "-p", self.project, *files, "--profile", "aider", *args]
         done = subprocess.run(
             argv,
             cwd=REPO,
@@ -95,7 +108,7 @@ class Stack:
         started = time.monotonic()
         self.compose("build", timeout=1800)
         self.figures["build"] = f"{time.monotonic() - started:.0f} s"
-        for image in ("toolfleet-test:latest",):
+        for image in ("toolfleet-test:latest", "toolfleet-test-aider:latest"):
             size = self.engine_run("image", "inspect", "--format", "{{.Size}}", image).strip()
             self.figures[f"image {image}"] = f"{int(size) / 1e6:.0f} MB"
 
@@ -115,6 +128,10 @@ class Stack:
                 self.engine_run(kind, "rm", *ours, check=False)
                 names += ours
         return names
+
+    def forget(self) -> None:
+        """Remove the stack's repository."""
+        shutil.rmtree(self.repo.parent, ignore_errors=True)
 
     def down(self) -> float:
         """``down --volumes``; how long it took."""
@@ -198,3 +215,16 @@ class Stack:
             self.exec("web", "toolfleet", "status", "--json")
         )
         return records
+
+
+def _repository(folder: Path) -> Path:
+    """A git repository with one committed file, a.py, owned by the image's user."""
+    repo = folder / "repo"
+    repo.mkdir()
+    (repo / "a.py").write_text('def a():\n    return "a"\n', encoding="utf-8")
+    ident = ["-c", "user.name=toolfleet test", "-c", "user.email=test@toolfleet.invalid"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "a.py"], [*ident, "commit", "-qm", "a"]):
+        subprocess.run(["git", *argv], cwd=repo, check=True, capture_output=True)
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, 1000, 1000, follow_symlinks=False)  # the image's uid
+    return repo

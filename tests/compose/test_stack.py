@@ -3,6 +3,7 @@ scaled, brought down; each check prints what it saw. Run by ``./run test-compose
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -10,7 +11,7 @@ import time
 from ..helpers import eventually
 from .stack import Stack
 
-WORKERS = ("worker-python", "worker-bash")
+WORKERS = ("worker-python", "worker-bash", "worker-aider")
 
 
 def _workers(stack: Stack, profile: str, state: str = "ready") -> list[str]:
@@ -21,7 +22,7 @@ def _workers(stack: Stack, profile: str, state: str = "ready") -> list[str]:
 
 def test_every_service_turns_healthy(stack: Stack) -> None:
     started = time.monotonic()
-    services = {"redis", "flower", "exporter", "web", *WORKERS}
+    services = {"redis", "flower", "exporter", "web", "fake-model", *WORKERS}
 
     def all_healthy() -> bool:
         running = [c for c in stack.containers() if c.running]
@@ -34,7 +35,7 @@ def test_every_service_turns_healthy(stack: Stack) -> None:
     stack.figures["up to all healthy"] = f"{took:.0f} s"
     print(f"every service healthy {took:.0f} s after up: {sorted(services)}")
     replicas = {s: len(stack.containers(s)) for s in WORKERS}
-    assert replicas == {"worker-python": 2, "worker-bash": 1}, replicas  # deploy.replicas
+    assert replicas == {"worker-python": 2, "worker-bash": 1, "worker-aider": 1}, replicas
 
 
 def test_the_producer_service_gets_its_answer(stack: Stack) -> None:
@@ -49,6 +50,15 @@ def test_a_prompt_to_each_worker_profile(stack: Stack) -> None:
         out = stack.exec("web", "toolfleet", "submit", "--profile", profile, "--wait", text)
         print(f"{profile}: {text!r} -> {out.strip()!r}")
         assert out.strip() == expected
+    # the real aider, in its worktree, on the scripted model: a rollout of one file from
+    # the aider container (git, and the repository at /repo), its change recorded
+    steps = ["-s", "/add {path}", "-s", "add a DOC_ID header to {path}"]
+    out = stack.exec("worker-aider", "toolfleet", "map", "-p", "aider-wt", *steps, "--json", "a.py")
+    outcome = json.loads(out.splitlines()[0])
+    print(f"aider-wt: {outcome['output'].splitlines()[-1]!r}, change {outcome['changes']}")
+    assert outcome["ok"] and outcome["changes"]["files"] == ["a.py"]
+    diff = stack.exec("worker-aider", "toolfleet", "changes", "show", outcome["changes"]["id"])
+    assert "+# DOC_ID: a" in diff
 
 
 def test_status_lists_every_instance_and_how_it_is_confined(stack: Stack) -> None:
@@ -115,7 +125,7 @@ def test_scaling_a_worker_service_is_followed_by_status(stack: Stack) -> None:
     for count in (3, 1):
         stack.scale("worker-python", count)
         eventually(
-            lambda n=count: len(_workers(stack, "python")) == n and len(stack.status()) == n + 1,
+            lambda n=count: len(_workers(stack, "python")) == n and len(stack.status()) == n + 2,
             180,
             lambda n=count: f"status after scaling to {n}: {_workers(stack, 'python')}",
             interval=1,
