@@ -44,7 +44,10 @@ def test_exit_within_ends_a_process_stuck_in_its_shutdown() -> None:
     import subprocess
     import sys
 
-    stuck = "from toolfleet.exiting import exit_within; exit_within(0.2, 'x'); import time; time.sleep(60)"
+    stuck = (
+        "from toolfleet.exiting import exit_within; exit_within(0.2, 'x');"
+        " import time; time.sleep(60)"
+    )
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", stuck], timeout=30, check=False)
     assert done.returncode == 0 and time.monotonic() - started < 20
