@@ -72,37 +72,26 @@ class Stack:
         return cls(env["COMPOSE_ENGINE"], shlex.split(env["COMPOSE_COMMAND"]), env, repo)
 
     # ---- commands --------------------------------------------------------------
-    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
-        """Run the compose command on the stack; its stdout."""
-        files = ["-f", "docker-compose.yml", "-f", "tests/compose/fake-model.yml"]
-        argv = [*self.command, "-p", self.project, *files, "--profile", "aider", *args]
+    def _run(
+        self, argv: list[str], timeout: float, check: bool
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            argv,
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            argv, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
         )
         if check and done.returncode:
             out = done.stdout + done.stderr
             raise AssertionError(f"{shlex.join(argv)} exited {done.returncode}:\n{out[-3000:]}")
-        return done.stdout
+        return done
+
+    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
+        """Run the compose command on the stack; its stdout."""
+        files = ["-f", "docker-compose.yml", "-f", "tests/compose/fake-model.yml"]
+        argv = [*self.command, "-p", self.project, *files, "--profile", "aider", *args]
+        return self._run(argv, timeout, check).stdout
 
     def engine_run(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         """Run the engine (podman, docker) itself; its stdout."""
-        done = subprocess.run(
-            [self.engine, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and done.returncode:
-            raise AssertionError(f"{self.engine} {shlex.join(args)}: {done.stderr[-2000:]}")
-        return done.stdout
+        return self._run([self.engine, *args], timeout, check).stdout
 
     def build(self) -> None:
         started = time.monotonic()
@@ -173,14 +162,10 @@ class Stack:
         """Its healthcheck passes now. podman without systemd never runs healthchecks by
         itself: they are run here; Docker's are read."""
         if self.engine == "podman":
-            done = subprocess.run(
-                ["podman", "healthcheck", "run", container.name],
-                env=self.env,
-                capture_output=True,
-                timeout=60,
-                check=False,
+            return (
+                self._run(["podman", "healthcheck", "run", container.name], 60, False).returncode
+                == 0
             )
-            return done.returncode == 0
         status = self.engine_run(
             "inspect", "--format", "{{.State.Health.Status}}", container.name, check=False
         )

@@ -134,7 +134,13 @@ def test_scaling_a_worker_service_is_followed_by_status(stack: Stack) -> None:
 
 
 def test_down_is_quick_and_leaves_nothing(stack: Stack) -> None:
-    took = stack.down()
+    # the worst order: Redis goes first, and everything else stops without it
+    (redis,) = stack.containers("redis")
+    started = time.monotonic()
+    stack.engine_run("stop", "--time", "10", redis.name)
+    stack.down()
+    took = time.monotonic() - started
+    stack.figures["down, Redis stopped first"] = f"{took:.1f} s"
     left = stack.containers()
     volumes = stack.engine_run("volume", "ls", "--format", "{{.Name}}").split()
     networks = stack.engine_run("network", "ls", "--format", "{{.Name}}").split()
