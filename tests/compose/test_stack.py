@@ -69,6 +69,12 @@ def test_status_lists_every_instance_and_how_it_is_confined(stack: Stack) -> Non
     assert {r["state"] for r in records} == {"ready"}
     # the workers' profiles are sandbox = "auto": confined, not "none: <why>"
     assert {r["sandbox"] for r in records} == {"auto"}
+    # queued prompts survive a restart of the stack's Redis: what status reports of it
+    said = stack.exec(
+        "web", "python", "-c", "from toolfleet import Fleet; print(Fleet().persistence())"
+    )
+    print(f"Redis: {said.strip()}")
+    assert said.startswith("persistent")
 
 
 def test_a_prompt_sees_no_secret_and_cannot_reach_redis(stack: Stack) -> None:
