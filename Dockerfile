@@ -28,6 +28,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_DEFAULT_TIMEOUT=120 \
+    PIP_RETRIES=10 \
     PATH=/opt/venv/bin:$PATH
 
 # The built-in tools' programs (python3 is the base image's; bash is in Debian's base),

@@ -13,14 +13,22 @@ from .stack import Stack
 collect_ignore_glob = [] if os.environ.get("COMPOSE_ENGINE") else ["test_*.py"]
 
 
+_failed: list[BaseException] = []
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
+    if _failed:  # pytest sets a failed session fixture up again for every test: once is enough
+        pytest.fail(f"the stack could not be built or brought up: {_failed[0]}", pytrace=False)
     stack = Stack.from_environment()
     stack.clear()
-    stack.build()
     try:
+        stack.build()
         stack.up()
         yield stack
+    except AssertionError as exc:
+        _failed.append(exc)
+        raise
     finally:
         stack.down()
         stack.clear()
