@@ -9,12 +9,19 @@ import sys
 import threading
 import time
 
-__all__ = ["EXIT_WITHIN", "exit_within"]
+__all__ = ["EXIT_WITHIN", "exit_now", "exit_within"]
 
 log = logging.getLogger(__name__)
 
 #: seconds Flower and the exporter have to stop on their own after SIGTERM
 EXIT_WITHIN = 3.0
+
+
+def exit_now(code: int = 0) -> None:
+    """End this process at once, its output flushed, whatever its threads are doing."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def exit_within(seconds: float, what: str) -> None:
@@ -23,8 +30,6 @@ def exit_within(seconds: float, what: str) -> None:
     def run() -> None:
         time.sleep(seconds)
         log.warning("%s still stopping %g s after the signal: exiting now", what, seconds)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(0)
+        exit_now()
 
     threading.Thread(target=run, name="toolfleet-exit", daemon=True).start()

@@ -12,12 +12,11 @@ a prompt the worker held is still in Redis' unacknowledged set and is delivered 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 
+from toolfleet.exiting import exit_now
 from toolfleet.workers import state
 
 __all__ = ["ANSWER_WITHIN", "STOP_WITHIN", "StopWatch", "answers_within"]
@@ -55,7 +54,7 @@ class StopWatch:
         self,
         redis_answers: Callable[[], bool],
         within: float = STOP_WITHIN,
-        end: Callable[[int], object] = os._exit,
+        end: Callable[[int], object] = exit_now,
     ) -> None:
         self.redis_answers = redis_answers
         self.within = within
@@ -88,6 +87,4 @@ class StopWatch:
             )
             closing.start()
             closing.join(1.0)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
         self.end(0)
