@@ -9,7 +9,8 @@
     ├── ToolCrashed         the tool died while (or before) answering
     ├── IncompleteInput     the prompt left the tool waiting for more input
     ├── PromptCancelled     cancelled: never run, or interrupted while it ran
-    ├── BudgetSpent         a session's budget is spent: nothing more is sent
+    ├── BudgetSpent         a budget is spent: nothing more is sent
+    ├── ProviderQuotaExhausted  the provider said the account's quota is gone
     ├── SessionLost         the instance restarted (or the lease ended) under a session
     ├── NoWorkers           no healthy worker serves the profile
     ├── ResultTimeout       the producer gave up waiting for a result
@@ -38,6 +39,7 @@ __all__ = [
     "NoWorkers",
     "PromptCancelled",
     "PromptRejected",
+    "ProviderQuotaExhausted",
     "RedisUnavailable",
     "ResultTimeout",
     "SessionLost",
@@ -122,7 +124,15 @@ class PromptCancelled(ToolfleetError):
 
 
 class BudgetSpent(ToolfleetError):
-    """The cost a session's prompts reported reached its budget: nothing more is sent."""
+    """The cost a session's (or map run's) prompts reported reached its budget, or the
+    model gateway refused the request that would have passed an item's: nothing more is
+    sent."""
+
+
+class ProviderQuotaExhausted(ToolfleetError):
+    """The model provider said the account's quota (or credit) is exhausted: no retry
+    helps, so new work on that upstream stops; the prompt did not finish and may run
+    again once the quota is back (a map leaves such items not run, resumable)."""
 
 
 class SessionLost(ToolfleetError):

@@ -11,6 +11,8 @@ __all__ = [
     "CHANGE_PREFIX",
     "CLAIM_PREFIX",
     "FREE_PREFIX",
+    "GATEWAYS",
+    "GATEWAY_PREFIX",
     "HEALTH_PREFIX",
     "LEASE_PREFIX",
     "RR_PREFIX",
@@ -25,6 +27,7 @@ __all__ = [
     "change_key",
     "claim_key",
     "free_key",
+    "gateway_key",
     "health_key",
     "lease_key",
     "rr_key",
@@ -68,6 +71,11 @@ SWEEP_LOCK = "toolfleet:orphan-sweep"
 #: hash expires, Unix time); see client/progress.py
 RUN_PREFIX = "toolfleet:run:"
 RUNS = "toolfleet:runs"
+#: the model gateway's records of one upstream (``toolfleet:gateway:NAME:PART``): its
+#: queue of waiting requests, requests in flight, AIMD ceiling, hold-off time, quota
+#: refusal and counters; and the set of upstream names the gateways have served
+GATEWAY_PREFIX = "toolfleet:gateway:"
+GATEWAYS = "toolfleet:gateways"
 
 
 def text(value: Any, errors: str = "strict") -> str:
@@ -118,6 +126,11 @@ def change_key(change: str) -> str:
 def claim_key(prompt_id: str) -> str:
     """The claim of the worker running ``prompt_id``."""
     return CLAIM_PREFIX + prompt_id
+
+
+def gateway_key(upstream: str, part: str) -> str:
+    """The gateway's record ``part`` of ``upstream``."""
+    return f"{GATEWAY_PREFIX}{upstream}:{part}"
 
 
 def run_key(run_id: str) -> str:

@@ -159,6 +159,8 @@ class _Handler(JsonHandler):
         if not self.path.split("?", 1)[0].endswith("/messages"):
             self.send_json(404, {"type": "error", "error": {"type": "not_found_error"}})
             return
+        if self.refused(len(json.dumps(body.get("messages", []))) // 4 + 12, "anthropic"):
+            return
         blocks, stop = self.server.answer(body)
         paces = [float(block.pop("_pace", 0.0)) for block in blocks]
         usage = {

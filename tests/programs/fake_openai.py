@@ -46,14 +46,13 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 try:  # a module of tests.programs, or a script run from its folder
-    from .fakeserver import FakeServer, serve_in_thread
+    from .fakeserver import FakeServer, JsonHandler, serve_in_thread
 except ImportError:
-    from fakeserver import FakeServer, serve_in_thread  # type: ignore[no-redef]
+    from fakeserver import FakeServer, JsonHandler, serve_in_thread  # type: ignore[no-redef]
 
 FILES_PREFIX = "I have *added these files to the chat*"
 # aider's fences (aider/coders/base_coder.py all_fences), opening -> closing
@@ -253,9 +252,10 @@ class FakeOpenAI(FakeServer):
         return f"Fake reply #{number}.", record
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     server: FakeOpenAI
     server_version = "FakeOpenAI/1.0"
+    protocol_version = "HTTP/1.0"  # a stream ends when the connection closes
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request from log() instead
@@ -302,6 +302,9 @@ class Handler(BaseHTTPRequestHandler):
             self.log(f"POST {self.path}: bad JSON: {exc}")
             error = {"message": f"bad JSON: {exc}", "type": "invalid_request_error"}
             self.send_json(400, {"error": error})
+            return
+        if self.refused(tokens(json.dumps(body.get("messages", []))) + 16):
+            self.log(f"POST {self.path}: refused by the provider's limits")
             return
         reply, record = self.server.answer(body)
         model = str(body.get("model") or "fake-model")

@@ -138,6 +138,8 @@ class _Handler(JsonHandler):
         if not self.path.split("?", 1)[0].endswith("/responses"):
             self.send_body(404, "application/json", b'{"error": {"message": "no route"}}')
             return
+        if self.refused(len(json.dumps(body.get("input", []))) // 4 + 12):
+            return
         item = self.server.answer(body)
         pace = float(item.pop("_pace", 0.0))  # seconds between the text's lines
         rid = f"resp_{uuid.uuid4().hex[:8]}"
