@@ -46,6 +46,13 @@ class Profile(BaseModel):
         "in writable without a worktree too; where the host cannot confine, the worker "
         "says so and runs it plain.",
     )
+    upstream: str | None = Field(
+        None,
+        description="The model upstream (an [upstreams.NAME] table of the profiles file) "
+        "whose calls go through the worker's model gateway: the agent is pointed at the "
+        "gateway, the fleet's limits are kept, usage is read from the wire, budgets hold "
+        "during the prompt, and the provider's key stays with the worker.",
+    )
     network: Literal["none", "open"] = Field(
         "none",
         description="Confined: none (no network at all, the REPLs' default) or open (the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -12,14 +12,64 @@ from toolfleet.builtins import AIDER_USAGE, BUILTIN_PROFILES
 from toolfleet.errors import ConfigError
 from toolfleet.profile import USAGE_GROUPS, Profile
 
+if TYPE_CHECKING:
+    from toolfleet.gateway.upstream import Upstream
+
 __all__ = [
     "AIDER_USAGE",
     "BUILTIN_PROFILES",
     "USAGE_GROUPS",
     "Profile",
     "get_profile",
+    "get_upstream",
     "load_profiles",
+    "load_upstreams",
 ]
+
+
+def _read(path: Path | str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read profiles file {path}: {exc}") from None
+
+
+def load_upstreams(path: Path | str | None = None) -> dict[str, Upstream]:
+    """The model upstreams of the profiles file at ``path``: one ``[upstreams.NAME]``
+    table each (kind, url, limits, prices; see :class:`Upstream`)."""
+    from toolfleet.gateway.upstream import Upstream
+
+    if path is None:
+        return {}
+    tables = _read(path).get("upstreams", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: [upstreams] must be a table of tables")
+    found: dict[str, Upstream] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: upstreams.{name} must be a table")
+        try:
+            found[name] = Upstream.model_validate({**table, "name": name})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: upstreams.{name} is invalid: {exc}") from None
+    return found
+
+
+def get_upstream(profile: Profile, path: Path | str | None = None) -> Upstream | None:
+    """The upstream ``profile`` names (None when it names none); ConfigError when the
+    profiles file defines no such upstream."""
+    if profile.upstream is None:
+        return None
+    upstreams = load_upstreams(path)
+    try:
+        return upstreams[profile.upstream]
+    except KeyError:
+        known = ", ".join(sorted(upstreams)) or "none"
+        raise ConfigError(
+            f"profile {profile.name!r} names upstream {profile.upstream!r}, which the "
+            f"profiles file ({path or 'not set: TOOLFLEET_PROFILES'}) does not define; "
+            f"defined: {known}"
+        ) from None
 
 
 def load_profiles(path: Path | str | None = None) -> dict[str, Profile]:
@@ -31,10 +81,7 @@ def load_profiles(path: Path | str | None = None) -> dict[str, Profile]:
     profiles = dict(BUILTIN_PROFILES)
     if path is None:
         return profiles
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read profiles file {path}: {exc}") from None
+    data = _read(path)
     tables = data.get("profiles", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: [profiles] must be a table of tables")

@@ -15,7 +15,10 @@ import pytest
 import redis
 
 from toolfleet import BudgetSpent, ProviderQuotaExhausted, Settings
-from toolfleet.gateway import Gateway, Meter, Upstream, upstream_stats
+from toolfleet.gateway.governor import upstream_stats
+from toolfleet.gateway.meter import Meter
+from toolfleet.gateway.proxy import Gateway
+from toolfleet.gateway.upstream import Upstream
 from toolfleet.models import Usage
 
 from ..programs import fake_anthropic, fake_openai

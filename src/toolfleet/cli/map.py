@@ -160,7 +160,16 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     metavar="USD",
-    help="Send nothing more once the cost the tools report (e.g. aider's) reaches this.",
+    help="Send nothing more once the cost the tools report (e.g. aider's) reaches this; "
+    "behind a model gateway each item may spend only what is left of it.",
+)
+@click.option(
+    "--item-budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="USD",
+    help="What one item's model calls may cost (profiles with an upstream: the model "
+    "gateway refuses the call that would pass it; the item fails with BudgetSpent).",
 )
 @click.option(
     "--apply",
@@ -187,6 +196,7 @@ def map_command(
     timeout: float | None,
     result_timeout: float | None,
     budget: float | None,
+    item_budget: float | None,
     apply: bool,
     as_json: bool,
 ) -> None:
@@ -214,7 +224,8 @@ def map_command(
     already sent (at most --in-flight messages) are waited for and recorded; a second Ctrl-C
     quits at once.
 
-    Exit status: 0 when every item is ok, 1 when one failed, 130 when interrupted.
+    Exit status: 0 when every item is ok, 1 when one failed (or a budget or the
+    provider's quota stopped the run), 130 when interrupted.
     """
     err = Console(stderr=True, soft_wrap=True)  # messages are not wrapped (logs, grep)
     out = Console()
@@ -235,6 +246,7 @@ def map_command(
                 result_timeout=result_timeout,
                 budget=budget,
                 chunk=chunk,
+                item_budget=item_budget,
             )
         except ToolfleetError as exc:
             fail(f"{type(exc).__name__}: {exc.message}")
@@ -290,6 +302,13 @@ def map_command(
     if run.budget_reached:
         err.print(
             f"[yellow]budget reached: spent {spent(run)}; {len(run.cancelled)} item(s) not sent[/]"
+        )
+        sys.exit(1)
+    if run.quota_exhausted is not None:
+        again = "run the same command again" if journal else "use --journal next time"
+        err.print(
+            f"[yellow]quota exhausted: {run.quota_exhausted}; {len(run.cancelled)} item(s) "
+            f"not run; {again} to run them once the quota is back[/]"
         )
         sys.exit(1)
     if run.stopped:

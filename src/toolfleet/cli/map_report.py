@@ -52,7 +52,7 @@ def summary_table(outcomes: Sequence[MapOutcome], run: MapRun) -> Table:
         table.add_row(f"  {error_type}", str(count))
     table.add_row("retried", str(run.retried))
     if run.cancelled:
-        why = "budget reached" if run.budget_reached else "stopped"
+        why = run.stop_reason
         table.add_row(f"[yellow]not run ({why})[/]", str(len(run.cancelled)))
     if run.abandoned:
         table.add_row("[yellow]left running, not recorded[/]", str(len(run.abandoned)))
@@ -104,7 +104,7 @@ def summary_line(outcomes: Sequence[MapOutcome], run: MapRun) -> str:
         parts.append(f"{len(run.skipped)} already ok in the journal")
     parts.append(f"{run.retried} retried")
     if run.cancelled:
-        why = "budget reached" if run.budget_reached else "stopped"
+        why = run.stop_reason
         parts.append(f"{len(run.cancelled)} not run ({why})")
     if run.usage is not None:
         parts.append(f"{run.usage.sent}/{run.usage.received} tokens, cost {spent(run)}")
@@ -176,8 +176,8 @@ def drive(
     outcomes: list[MapOutcome] = []
 
     def label(_: Task) -> Text:
-        if run.budget_reached:
-            return Text("budget reached: finishing", "yellow")
+        if run.budget_reached or run.quota_exhausted is not None:
+            return Text(f"{run.stop_reason}: finishing", "yellow")
         if run.stop_requested:
             return Text("stopping (Ctrl-C again quits)", "yellow")
         return Text("map")

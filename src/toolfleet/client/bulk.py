@@ -18,7 +18,7 @@ from toolfleet.client.progress import RunProgress
 from toolfleet.client.protocols import Submitter
 from toolfleet.client.results import ready_ids, revoke
 from toolfleet.client.sending import Sender, Waiting
-from toolfleet.errors import ResultTimeout, ToolfleetError
+from toolfleet.errors import ProviderQuotaExhausted, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult, Usage
 
 __all__ = ["MapRun", "run_map"]
@@ -52,6 +52,7 @@ class MapRun:
         poll: float = 0.005,
         budget: float | None = None,
         chunk: int | None = None,
+        item_budget: float | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
@@ -61,6 +62,8 @@ class MapRun:
             raise ValueError("retries must be at least 0")
         if budget is not None and budget <= 0:
             raise ValueError("budget must be more than 0")
+        if item_budget is not None and item_budget <= 0:
+            raise ValueError("item_budget must be more than 0")
         given = [
             it if isinstance(it, MapItem) else MapItem(key=str(i), text=it)
             for i, it in enumerate(items)
@@ -106,6 +109,13 @@ class MapRun:
         #: cost reaches it nothing new is sent (``budget_reached``; the rest in cancelled)
         self.budget = budget
         self.budget_reached = False
+        #: what one item's model calls may cost (kept by the model gateway during the
+        #: item; each item also gets no more than what is left of ``budget``)
+        self.item_budget = item_budget
+        #: the provider's words when an upstream's quota ran out: nothing new is sent,
+        #: and the item that met it is not run either (both in ``cancelled``, no journal
+        #: record: a re-run with the journal runs them)
+        self.quota_exhausted: str | None = None
         #: what the items reported spending so far
         self.usage: Usage | None = None
         self.cancelled: list[str] = []
@@ -193,6 +203,22 @@ class MapRun:
     def elapsed(self) -> float:
         """Seconds since the run started (until it finished)."""
         return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def stop_reason(self) -> str:
+        """Why items were not run: budget reached, quota exhausted, or stopped."""
+        if self.quota_exhausted is not None:
+            return "quota exhausted"
+        return "budget reached" if self.budget_reached else "stopped"
+
+    def item_budget_left(self) -> float | None:
+        """What the next item's model calls may cost: the item budget, and no more than
+        is left of the run's (None: no limit)."""
+        limits = [b for b in (self.item_budget,) if b is not None]
+        if self.budget is not None:
+            spent = self.usage.cost if self.usage is not None else 0.0
+            limits.append(max(self.budget - spent, 1e-9))
+        return min(limits) if limits else None
 
     @property
     def stop_requested(self) -> bool:
@@ -308,6 +334,14 @@ class MapRun:
         error: BaseException | None = None,
     ) -> None:
         """Retry the item, or record and queue its outcome."""
+        if isinstance(error, ProviderQuotaExhausted):  # not run, not failed: stop
+            if pid is not None:
+                self._untrack(pid)
+            self.cancelled.append(slot.item.key)
+            if self.quota_exhausted is None:
+                self.quota_exhausted = error.message
+            self._stop_requested = True
+            return
         retry = error is not None and retryable(error) and slot.attempt <= self.retries
         if retry and not self.stopped:
             if pid is not None:

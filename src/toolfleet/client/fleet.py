@@ -123,11 +123,17 @@ class Fleet:
         worker: str | None = None,
         session: str | None = None,
         seq: int | None = None,
+        budget: float | None = None,
     ) -> PromptHandle:
         """Enqueue one prompt; ``worker`` targets one node (``name@host``).
 
         An unknown ``profile`` (see :meth:`require_profile`) is refused: nothing is sent.
+        ``budget``: what the prompt's model calls may cost, kept during the prompt by
+        the worker's model gateway (profiles with an ``upstream``): the call that would
+        pass it is refused and the prompt fails with BudgetSpent.
         """
+        if budget is not None and budget <= 0:
+            raise ValueError("budget must be more than 0")
         text = self.validate(text, profile)
         if worker is None and session is None:
             self.require_profile(profile)
@@ -136,6 +142,8 @@ class Fleet:
             kwargs["timeout"] = float(timeout)
         if session is not None:
             kwargs.update(session=session, seq=seq)
+        if budget is not None:
+            kwargs["budget"] = float(budget)
         queue = direct_queue(worker) if worker else shared_queue(profile)
         shown = task_reprs(kwargs)
         with redis_errors(self.settings):
@@ -208,6 +216,7 @@ class Fleet:
         steps: Sequence[str] | None = None,
         budget: float | None = None,
         chunk: int | None = None,
+        item_budget: float | None = None,
     ) -> MapRun:
         """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
 
@@ -223,6 +232,11 @@ class Fleet:
         holds exclusively (a session): the outcome lists every step's result, the item
         fails at its first failing step, and a retry runs it whole on a reset instance.
         With ``budget``, nothing new is sent once the cost the tools report reaches it.
+        Behind a model gateway (profiles with an ``upstream``) ``item_budget`` is what one
+        item's model calls may cost, kept during the item (BudgetSpent), and each item
+        may spend no more than is left of ``budget``; when the provider says the quota
+        is exhausted the run stops and its unfinished items are left not run
+        (``cancelled``, ``quota_exhausted``), for a re-run with the journal.
         ``chunk`` prompts go in one message (default: the profile's ``chunk``, 16 for the
         REPLs, 1 for aider and the agents); ``in_flight`` counts messages.
         """
@@ -242,6 +256,7 @@ class Fleet:
             result_timeout=result_timeout,
             budget=budget,
             chunk=chunk,
+            item_budget=item_budget,
         )
 
     def handle(self, prompt_id: str, profile: str) -> PromptHandle:

@@ -24,7 +24,14 @@ class Handle(Protocol):
 class Submitter(Protocol):
     """Anything with ``Fleet.submit``'s signature (a ``Fleet``)."""
 
-    def submit(self, text: str, profile: str = ..., *, timeout: float | None = ...) -> Handle: ...
+    def submit(
+        self,
+        text: str,
+        profile: str = ...,
+        *,
+        timeout: float | None = ...,
+        budget: float | None = ...,
+    ) -> Handle: ...
 
 
 class FleetLike(Protocol):
@@ -46,6 +53,7 @@ class FleetLike(Protocol):
         worker: str | None = ...,
         session: str | None = ...,
         seq: int | None = ...,
+        budget: float | None = ...,
     ) -> Handle: ...
 
     def cancel(self, *prompt_ids: str) -> dict[str, str]: ...

@@ -28,6 +28,8 @@ class RunOptions(Protocol):
     timeout: float | None
     result_timeout: float | None
 
+    def item_budget_left(self) -> float | None: ...
+
 
 class Sender:
     """Sends a run's items over its fleet, a message at a time: :meth:`take` picks the
@@ -135,9 +137,12 @@ class Sender:
         slot_first = now if first is None else first
         wait = self._deadline_for(profile, item)
         handle: Handle
+        budget = self.run.item_budget_left()
         try:
             if item.steps:
-                handle = self._start_steps(item, profile, timeout, wait)
+                handle = self._start_steps(item, profile, timeout, wait, budget)
+            elif budget is not None:
+                handle = self.run.fleet.submit(item.text, profile, timeout=timeout, budget=budget)
             else:
                 handle = self.run.fleet.submit(item.text, profile, timeout=timeout)
         except ToolfleetError as exc:  # refused before anything was sent (PromptRejected)
@@ -149,7 +154,7 @@ class Sender:
         self._track(Slot(item, handle, attempts + 1, slot_first, now, deadline))
 
     def _start_steps(
-        self, item: MapItem, profile: str, timeout: float | None, wait: float
+        self, item: MapItem, profile: str, timeout: float | None, wait: float, budget: float | None
     ) -> StepsHandle:
         if not hasattr(self.run.fleet, "session"):
             raise ConfigError("multi-step items need a fleet that opens sessions (a Fleet)")
@@ -175,4 +180,5 @@ class Sender:
             lease_wait=wait,
             threads=threads,
             changes=changes,
+            budget=budget,
         )

@@ -120,21 +120,32 @@ class Session:
     def send(self, text: str, timeout: float | None = None) -> Handle:
         """Enqueue ``text`` into this session (runs after the ones sent before).
 
-        With a ``budget``, raises BudgetSpent once the answered prompts' cost reached it.
+        With a ``budget``, raises BudgetSpent once the answered prompts' cost reached it;
+        behind a model gateway the prompt carries what is left of it, kept during the
+        prompt (the model call that would pass it is refused: BudgetSpent).
         """
         if self._closed.is_set():
             raise SessionLost(f"session {self.id} is closed")
+        left = None
         if self.budget is not None:
             usage = self.usage
-            if usage is not None and usage.cost >= self.budget:
+            spent = usage.cost if usage is not None else 0.0
+            if spent >= self.budget:
                 raise BudgetSpent(
-                    f"session {self.id} spent {usage.cost:.4f} of its budget {self.budget:g}"
+                    f"session {self.id} spent {spent:.4f} of its budget {self.budget:g}"
                 )
+            left = self.budget - spent
         if self._lost:
             raise SessionLost(f"session {self.id} lost {self.worker}: {self._lost}")
         seq = leases.next_seq(self.client, self.id, self.ttl)
         handle = self.fleet.submit(
-            text, self.profile, timeout=timeout, worker=self.worker, session=self.id, seq=seq
+            text,
+            self.profile,
+            timeout=timeout,
+            worker=self.worker,
+            session=self.id,
+            seq=seq,
+            budget=left,
         )
         self._handles = [h for h in self._handles if not h.ready()] + [handle]
         self._sent.append(handle)

@@ -27,7 +27,9 @@ _LOOK_EVERY = 2.0
 class SessionOpener(Protocol):
     """A fleet that opens sessions (``Fleet.session``)."""
 
-    def session(self, profile: str = ..., *, wait: float = ...) -> Any: ...
+    def session(
+        self, profile: str = ..., *, wait: float = ..., budget: float | None = ...
+    ) -> Any: ...
 
 
 class StepThreads:
@@ -104,6 +106,7 @@ class StepsHandle:
         lease_wait: float,
         threads: StepThreads,
         changes: Callable[[str], Changes | None] | None = None,
+        budget: float | None = None,
     ) -> None:
         self.fleet = fleet
         self.steps = steps
@@ -111,6 +114,8 @@ class StepsHandle:
         self.timeout = timeout
         self.step_wait = step_wait
         self.lease_wait = lease_wait
+        #: what the item's model calls may cost, all steps together (its session's budget)
+        self.budget = budget
         self.results: list[PromptResult] = []
         #: the item's change record (a worktree profile), once its session ended
         self.changes: Changes | None = None
@@ -142,7 +147,7 @@ class StepsHandle:
     # ---- the thread -------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            session = self.fleet.session(self.profile, wait=self.lease_wait)
+            session = self.fleet.session(self.profile, wait=self.lease_wait, budget=self.budget)
             try:
                 for number, text in enumerate(self.steps, 1):
                     if self._cancelled.is_set():

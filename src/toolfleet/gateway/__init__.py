@@ -1,8 +1,6 @@
-"""The model gateway: the agents' route to their provider, governed fleet-wide."""
+"""The model gateway: the agents' route to their provider, governed fleet-wide.
 
-from toolfleet.gateway.governor import Governor, upstream_stats
-from toolfleet.gateway.meter import Meter
-from toolfleet.gateway.proxy import Gateway
-from toolfleet.gateway.upstream import Upstream
+``upstream`` (the configuration) needs only pydantic; ``proxy``, ``governor`` and
+``meter`` are the worker's (the ``worker`` extra)."""
 
-__all__ = ["Gateway", "Governor", "Meter", "Upstream", "upstream_stats"]
+__all__: list[str] = []

@@ -55,8 +55,8 @@ class Meter:
             if spent + cost <= self._budget:
                 return None
             error = BudgetSpent(
-                f"the model request would pass the item's budget {self._budget:g}: "
-                f"{spent:.6f} spent, the request costs at least {cost:.6f}"
+                f"the model call would pass the budget: {self._budget - spent:.6f} left "
+                f"for this prompt, the call costs at least {cost:.6f}"
             )
             self._error = self._error or error
             return error

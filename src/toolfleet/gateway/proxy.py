@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from toolfleet.gateway.governor import Governor, Ticket
@@ -20,7 +20,11 @@ from toolfleet.gateway.upstream import KEY_HEADERS, Upstream
 from toolfleet.gateway.wire import UsageReader, is_quota, retry_after
 from toolfleet.models import Usage
 
-__all__ = ["Gateway"]
+if TYPE_CHECKING:
+    from toolfleet.profile import Profile
+    from toolfleet.settings import Settings
+
+__all__ = ["Gateway", "start_gateway"]
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,9 @@ class Gateway:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def instance_env(self) -> dict[str, str]:
-        """The variables that send the instance's agent here."""
-        return self.upstream.instance_env(self.url)
+        """The variables that send the instance's agent here (with a key that opens
+        nothing when the gateway holds the real one)."""
+        return self.upstream.instance_env(self.url, hide_key=self.key is not None)
 
     def start(self) -> Gateway:
         self._thread = threading.Thread(
@@ -396,3 +401,21 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         return now
+
+
+def start_gateway(profile: Profile, settings: Settings, client: Any) -> Gateway | None:
+    """The started gateway of a worker whose ``profile`` names an upstream (else None);
+    ConfigError when the profiles file does not define that upstream."""
+    from toolfleet.profiles import get_upstream
+
+    upstream = get_upstream(profile, settings.profiles)
+    if upstream is None:
+        return None
+    gateway = Gateway(upstream, client)
+    if gateway.key is None:
+        log.warning(
+            "%s: no %s in the worker's environment: model calls carry the instance's key",
+            upstream.name,
+            upstream.key_env,
+        )
+    return gateway.start()

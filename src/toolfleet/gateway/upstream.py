@@ -111,9 +111,10 @@ class Upstream(BaseModel):
                 return price
         return None
 
-    def instance_env(self, gateway: str) -> dict[str, str]:
+    def instance_env(self, gateway: str, hide_key: bool = True) -> dict[str, str]:
         """The variables that send an agent of this kind to the gateway at ``gateway``
-        (``http://127.0.0.1:PORT``) with a key that opens nothing."""
+        (``http://127.0.0.1:PORT``), and (``hide_key``) give it a key that opens nothing."""
         env = {var: gateway + self.path for var in _URL_VARS[self.kind]}
-        env.update({var: GATEWAY_KEY for var in _KEY_VARS[self.kind]})
+        if hide_key:
+            env.update({var: GATEWAY_KEY for var in _KEY_VARS[self.kind]})
         return env

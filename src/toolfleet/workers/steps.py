@@ -12,6 +12,7 @@ from celery.signals import worker_shutting_down
 from toolfleet.broker import direct_queue, shared_queue
 from toolfleet.broker.internals import consumer_qos
 from toolfleet.errors import ConfigError
+from toolfleet.gateway.proxy import start_gateway
 from toolfleet.health import readable
 from toolfleet.models import InstanceHealth
 from toolfleet.profiles import get_profile
@@ -53,6 +54,10 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
         self.settings: Settings = worker.app.conf.toolfleet_settings
         self.profile = get_profile(profile, self.settings.profiles)
+        self.gateway = start_gateway(self.profile, self.settings, worker.app.backend.client)
+        if self.gateway is not None:  # the agent is pointed at it, given no real key
+            env = {**self.profile.env, **self.gateway.instance_env()}
+            self.profile = self.profile.model_copy(update={"env": env})
         self.queue = shared_queue(self.profile.name)
         worker.app.amqp.queues.select_add(self.queue)
         queues = [self.queue, direct_queue(worker.hostname).name]
@@ -62,6 +67,8 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
         cwd = None if workspace is None else str(workspace.path)
         tool = make_instance(self.profile, cwd=cwd)
         self.supervisor = Supervisor(tool, worker.hostname, queues)
+        if self.gateway is not None:
+            self.supervisor.meter = self.gateway.meter
         guard = DeliveryGuard(
             worker.app.backend.client,
             Claim(worker.hostname, os.getpid()),
@@ -91,6 +98,8 @@ class ToolStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def stop(self, worker: Any) -> None:
         self.supervisor.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
         if state.installed():
             parts = state.parts()
             parts.tracker.disconnect()

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from toolfleet.errors import SessionLost, ToolCrashed, ToolfleetError, ToolTimeout
 from toolfleet.models import InstanceHealth, PromptResult, State, Usage
@@ -15,6 +16,9 @@ from toolfleet.tool.usage import parse_usage, priced
 from toolfleet.workers.record import health_record
 from toolfleet.workers.restarts import RestartPolicy, recycle_reason
 from toolfleet.workers.stream import Streamer
+
+if TYPE_CHECKING:
+    from toolfleet.gateway.meter import Meter
 
 __all__ = ["Supervisor"]
 
@@ -59,6 +63,9 @@ class Supervisor:
         self._usage = re.compile(pattern) if pattern else None
         #: called about once a second from the watcher thread (e.g. lease checks)
         self.periodic: list[Callable[[], object]] = []
+        #: the model gateway's account of each prompt, when the profile has an upstream:
+        #: its usage is read from the wire, and a budget is kept during the prompt
+        self.meter: Meter | None = None
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -272,10 +279,14 @@ class Supervisor:
         prompt_id: str | None = None,
         session: str | None = None,
         seq: int | None = None,
+        budget: float | None = None,
     ) -> PromptResult:
         """Run one prompt on the instance; raises the typed errors of ``toolfleet.errors``.
 
-        A session's prompt runs only on the generation the session was pinned to.
+        A session's prompt runs only on the generation the session was pinned to. With
+        a model gateway, ``budget`` is what the prompt's model calls may cost: the call
+        that would pass it is refused and the prompt ends with BudgetSpent (the quota's
+        end with ProviderQuotaExhausted).
         """
         with self._lock:
             if session is not None:
@@ -299,6 +310,8 @@ class Supervisor:
             if streamer is not None and prompt_id is not None:
                 streamer.begin(prompt_id)
             answered = False
+            if self.meter is not None:
+                self.meter.begin(budget)
             try:
                 answer = self.instance.ask(text, timeout=timeout)
                 answered = True
@@ -314,17 +327,23 @@ class Supervisor:
                     streamer.end(None)  # failed: the stream ends, the error is the result
                 self.busy_since = None
                 self.prompt_id = None
+                metered, refused = self.meter.end() if self.meter is not None else (None, None)
                 if self._state == "busy":
                     self._set("ready")
             if streamer is not None:
                 streamer.end(answer.output)
             self.served += 1
-            usage = answer.usage or parse_usage(self._usage, answer.output)
-            usage = priced(usage, self.profile.price_per_million)
+            if metered is not None:  # read from the wire: what the provider counted
+                usage: Usage | None = metered
+            else:
+                usage = answer.usage or parse_usage(self._usage, answer.output)
+                usage = priced(usage, self.profile.price_per_million)
             self.usage_total = Usage.total([self.usage_total, usage])
             pid, generation = self.instance.pid or 0, self.instance.generation
             if self._needs_recycle():
                 self._recycle()
+            if refused is not None:  # the agent was told no; the prompt did not finish
+                raise refused
             return PromptResult(
                 output=answer.output,
                 ok=answer.ok,

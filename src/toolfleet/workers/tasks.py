@@ -127,11 +127,13 @@ def prompt(
     timeout: float | None = None,
     session: str | None = None,
     seq: int | None = None,
+    budget: float | None = None,
 ) -> dict[str, Any] | PromptReply:
     """Type ``text`` into this worker's tool and return its PromptResult.
 
     An answer the tool reported as failed raises ToolError (carrying the whole answer),
-    so that Celery and Flower count the prompt as failed.
+    so that Celery and Flower count the prompt as failed. ``budget``: what the prompt's
+    model calls may cost, kept by the worker's model gateway (BudgetSpent).
     """
     parts = self.parts
     sup = parts.supervisor
@@ -143,7 +145,9 @@ def prompt(
     if first is not None:
         return first  # type: ignore[no-any-return]
     prompt_id = str(self.request.id)
-    result = sup.run(text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq)
+    result = sup.run(
+        text, timeout=timeout, prompt_id=prompt_id, session=session, seq=seq, budget=budget
+    )
     if not result.ok:
         raise ToolError(summary(result), result.model_dump(mode="json"))
     return PromptReply(result)
