@@ -15,6 +15,7 @@ from toolfleet.broker.internals import broker_depths
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.unavailable import redis_errors
 from toolfleet.errors import ConfigError, RedisUnavailable
+from toolfleet.gateway.stats import upstream_stats
 from toolfleet.health import read_health
 from toolfleet.metrics import FleetSnapshot, PromptMetrics, SnapshotCollector
 from toolfleet.models import InstanceHealth
@@ -87,6 +88,7 @@ class FleetReader:
         )
         with redis_errors(self.fleet.settings):
             depths = broker_depths(self._broker_channel(), queues)
+            upstreams = upstream_stats(self.client)
         return FleetSnapshot(
             records=records,
             profiles=profiles,
@@ -94,6 +96,7 @@ class FleetReader:
             unacked=depths.unacked,
             oldest_unacked=depths.oldest_unacked,
             taken_at=time.time(),
+            upstreams=upstreams,
         )
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery.events.state import State
@@ -43,6 +43,8 @@ class FleetSnapshot:
     #: Unix time the oldest unacknowledged message was delivered (None: there is none)
     oldest_unacked: float | None
     taken_at: float
+    #: the model gateways' figures by upstream (see toolfleet.gateway.stats)
+    upstreams: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = _INSTANCE) -> GaugeMetricFamily:
@@ -156,9 +158,43 @@ def _queue_families(snap: FleetSnapshot) -> list[Metric]:
     return list(g.values())
 
 
+#: toolfleet_gateway_<suffix>{upstream}: (figure of upstream_stats, counter?, help)
+_GATEWAY_METRICS = (
+    ("requests", True, "Model calls the gateways sent upstream (retries included)."),
+    ("waited", True, "Model calls that waited for their turn under the fleet's limits."),
+    ("retries", True, "Model calls sent again after a slow-down answer or a lost link."),
+    ("throttled", True, "429/529/503 answers of the provider, retried, hidden from agents."),
+    ("quota_refusals", True, "Times the provider said the quota is exhausted."),
+    ("sent", True, "Tokens sent to the model, as the provider counted them."),
+    ("received", True, "Tokens received from the model, as the provider counted them."),
+    ("cost", True, "Money spent, priced from the upstream's price table."),
+    ("waiting", False, "Model calls waiting for their turn now."),
+    ("inflight", False, "Model calls in flight now."),
+    ("ceiling", False, "The concurrency ceiling after 429s (AIMD; 0: none)."),
+    ("quota_exhausted", False, "1 while new work on the upstream is refused for its quota."),
+)
+
+
+def _gateway_families(snap: FleetSnapshot) -> list[Metric]:
+    families: list[Metric] = []
+    for figure, counter, doc in _GATEWAY_METRICS:
+        name = f"toolfleet_gateway_{figure}"
+        family = (CounterMetricFamily if counter else GaugeMetricFamily)(
+            name, doc, labels=["upstream"]
+        )
+        for upstream, figures in sorted(snap.upstreams.items()):
+            family.add_metric([upstream], float(figures.get(figure, 0.0)))
+        families.append(family)
+    return families
+
+
 def fleet_families(snap: FleetSnapshot) -> list[Metric]:
     """The metric families of one snapshot."""
-    return [*_instance_families(snap.records, snap.taken_at), *_queue_families(snap)]
+    return [
+        *_instance_families(snap.records, snap.taken_at),
+        *_queue_families(snap),
+        *_gateway_families(snap),
+    ]
 
 
 class SnapshotCollector(Collector):

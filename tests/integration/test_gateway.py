@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from toolfleet import BudgetSpent, ProviderQuotaExhausted, Settings
-from toolfleet.gateway.governor import upstream_stats
 from toolfleet.gateway.meter import Meter
 from toolfleet.gateway.proxy import Gateway
+from toolfleet.gateway.stats import upstream_stats
 from toolfleet.gateway.upstream import Upstream
 from toolfleet.models import Usage
 
@@ -189,7 +189,7 @@ def test_a_request_past_the_items_budget_is_refused(
     assert status == 400 and b"budget" in body
     usage, error = meter.end()
     assert isinstance(error, BudgetSpent)
-    assert usage is not None and 0 < usage.cost
+    assert usage is not None and usage.cost > 0
     assert len(openai.requests) == 1  # the refused request never reached the provider
 
 

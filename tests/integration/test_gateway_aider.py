@@ -22,7 +22,7 @@ import redis
 
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
-from toolfleet.gateway.governor import upstream_stats
+from toolfleet.gateway.stats import upstream_stats
 
 from ..gitrepo import git, make_repo
 from ..installed import AIDER
@@ -142,7 +142,8 @@ def test_a_rollout_through_the_gateway_keeps_the_providers_limit_and_sees_no_429
     assert sum(u["sent"] for u in usage) == sent  # type: ignore[index]
     assert sum(u["received"] for u in usage) == received  # type: ignore[index]
     assert abs(sum(u["cost"] for u in usage) - (sent + 4 * received) / 1e6) < 1e-6  # type: ignore[index]
-    stats = upstream_stats(redis.Redis.from_url(workers.settings.broker_url))[UPSTREAM]
+    with redis.Redis.from_url(workers.settings.broker_url) as client:
+        stats = upstream_stats(client)[UPSTREAM]
     assert stats["waited"] > 0 and stats["throttled"] == 0
     assert stats["sent"] == sent and stats["received"] == received
     assert f"{len(names)} change(s) applied, 0 conflict(s)" in err

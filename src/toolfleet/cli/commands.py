@@ -21,7 +21,7 @@ from toolfleet.cli.flower_command import flower
 from toolfleet.cli.live import follow_stream, tail
 from toolfleet.cli.local_commands import demo, up, worker
 from toolfleet.cli.map import map_command
-from toolfleet.cli.render import profiles_table, status_plain, status_table
+from toolfleet.cli.render import gateway_lines, profiles_table, status_plain, status_table
 from toolfleet.cli.web_command import web
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.sessions import Strategy
@@ -189,6 +189,8 @@ def status(profile: str | None, as_json: bool, watch: bool, interval: float, wid
                 console.print("no instances are reporting (is a fleet running? see toolfleet up)")
             if console.is_terminal:
                 console.print(f"Redis: {fleet.persistence()}")
+                for line in gateway_lines(fleet.gateways()):
+                    console.print(line, highlight=False)
             return
         try:
             first = status_table(fleet.status(profile), width=console.width, wide=wide)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -19,6 +19,7 @@ from toolfleet.profiles import Profile
 __all__ = [
     "ESSENTIAL_COLUMNS",
     "OPTIONAL_COLUMNS",
+    "gateway_lines",
     "profiles_table",
     "results_table",
     "status_plain",
@@ -223,6 +224,35 @@ def status_plain(records: Iterable[InstanceHealth], now: float | None = None) ->
     lines = [line([(c, c.header) for c in _COLUMNS])]
     lines += [line([(c, cells[c.header][i]) for c in _COLUMNS]) for i in range(len(records))]
     return "\n".join(lines)
+
+
+def _short(count: float) -> str:
+    """12 -> '12', 12345 -> '12.3k', 2_500_000 -> '2.5M'."""
+    for size, unit in ((1e6, "M"), (1e3, "k")):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return f"{count:g}"
+
+
+def gateway_lines(stats: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Two lines per upstream of the model gateways (under 80 columns for short names):
+    calls, what waits and flies now; then what was hidden from the agents and spent."""
+    lines = []
+    for name, f in sorted(stats.items()):
+        head = (
+            f"gateway {name}: {f['requests']:g} calls, {f['waiting']:g} waiting, "
+            f"{f['inflight']:g} in flight"
+        )
+        if f["ceiling"]:
+            head += f" (ceiling {f['ceiling']:.1f})"
+        tail = (
+            f"  {f['throttled']:g} 429/529 hidden, {f['retries']:g} retries, "
+            f"tokens {_short(f['sent'])}/{_short(f['received'])}, cost {f['cost']:.4f}"
+        )
+        if f["quota_exhausted"]:
+            tail += ", QUOTA EXHAUSTED"
+        lines += [head, tail]
+    return lines
 
 
 def results_table(rows: Iterable[tuple[str, PromptResult | Exception]]) -> Table:

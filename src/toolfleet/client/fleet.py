@@ -286,6 +286,14 @@ class Fleet:
                 records = read_health(self.app.backend.client, profile)
             return records
 
+    def gateways(self) -> dict[str, dict[str, float]]:
+        """The model gateways' figures by upstream, fleet-wide (see
+        :func:`toolfleet.gateway.stats.upstream_stats`); empty when none has served."""
+        from toolfleet.gateway.stats import upstream_stats
+
+        with redis_errors(self.settings):
+            return upstream_stats(self.app.backend.client)
+
     def persistence(self) -> str:
         """Whether the broker's Redis keeps queued prompts across its restart, in words."""
         settings = self.settings

@@ -15,7 +15,7 @@ from limits.strategies import MovingWindowRateLimiter
 from toolfleet.gateway.upstream import Upstream
 from toolfleet.keys import GATEWAYS, gateway_key, text
 
-__all__ = ["MARGIN", "Governor", "Ticket", "upstream_stats"]
+__all__ = ["MARGIN", "Governor", "Ticket"]
 
 #: seconds the gateway's windows are longer than the provider's, so that a request still
 #: in transit when the gateway's window moves on falls in the provider's window too
@@ -226,28 +226,3 @@ class Governor:
         if self.tpm is not None and tokens > ticket.tokens:
             extra = min(tokens - ticket.tokens, self.tpm.amount)
             self.windows.hit(self.tpm, self.upstream.name, "window", cost=extra)
-
-
-def upstream_stats(client: Any) -> dict[str, dict[str, float]]:
-    """Every upstream's gateway figures, fleet-wide: its counters (requests, waited,
-    retries, throttled, quota_refusals, sent, received, cost) and what is now waiting,
-    in flight, and the concurrency ceiling (0: none)."""
-    names = sorted(text(n) for n in client.smembers(GATEWAYS))
-    found: dict[str, dict[str, float]] = {}
-    for name in names:
-        pipe = client.pipeline(transaction=False)
-        pipe.hgetall(gateway_key(name, "stats"))
-        pipe.zcard(gateway_key(name, "queue"))
-        pipe.zcount(gateway_key(name, "inflight"), time.time(), "+inf")
-        pipe.get(gateway_key(name, "ceiling"))
-        pipe.exists(gateway_key(name, "quota"))
-        stats, waiting, inflight, ceiling, quota = pipe.execute()
-        figures = {text(k): float(text(v)) for k, v in stats.items()}
-        figures.update(
-            waiting=waiting,
-            inflight=inflight,
-            ceiling=float(text(ceiling)) if ceiling else 0.0,
-            quota_exhausted=float(bool(quota)),
-        )
-        found[name] = figures
-    return found

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from toolfleet.gateway.stats import upstream_stats
 from toolfleet.health import ask_registry, parse_health, worker_names
 from toolfleet.keys import (
     CHANGES_INDEX,
@@ -140,7 +141,8 @@ class FleetView:
             self._fetched.clear()
 
     def read(self) -> dict[str, Any]:
-        """Instances, sessions, runs and pending changes, as the page's JSON."""
+        """Instances, sessions, runs, pending changes and the model gateways' figures,
+        as the page's JSON."""
         pipe = self.client.pipeline(transaction=False)
         ask_registry(pipe)
         pipe.zremrangebyscore(RUNS, "-inf", f"({time.time()}")
@@ -172,6 +174,10 @@ class FleetView:
                 key=lambda row: row["started"],
             ),
             "changes": [change_row(c) for c in sorted(pending, key=lambda c: c.created_at)],
+            "gateways": [
+                {"upstream": name, **figures}
+                for name, figures in upstream_stats(self.client).items()
+            ],
         }
 
     def _changes_to_read(self, ids: list[str]) -> list[str]:

@@ -318,6 +318,24 @@ function renderRuns(state) {
   $("runs-empty").hidden = state.runs.length > 0;
 }
 
+function renderGateways(state) {
+  const gateways = state.gateways || [];
+  sync($("gateways").tBodies[0], gateways, (g) => g.upstream, () => el("tr"), (tr, g) => {
+    const td = cells(tr, 11);
+    setText(td[0], g.upstream);
+    const numbers = [g.requests, g.waiting, g.inflight, g.ceiling ? g.ceiling.toFixed(1) : "-",
+      g.throttled, g.retries, g.sent, g.received, g.cost.toFixed(4)];
+    numbers.forEach((value, i) => {
+      td[1 + i].className = "num";
+      setText(td[1 + i], value);
+    });
+    td[10].className = g.quota_exhausted ? "bad" : "";
+    setText(td[10], g.quota_exhausted ? "exhausted" : "ok");
+  });
+  setText($("gateways-count"), gateways.length || "");
+  $("gateways-empty").hidden = gateways.length > 0;
+}
+
 // ---- changes
 
 function diffView(patch) {
@@ -426,6 +444,7 @@ function render(state) {
   renderInstances(state);
   renderSessions(state);
   renderRuns(state);
+  renderGateways(state);
   renderChanges(state);
 }
 
