@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -209,3 +210,56 @@ def test_an_items_budget_stops_its_agent_before_the_call_that_passes_it(
     assert not outcome["ok"] and outcome["error_type"] == "BudgetSpent", outcome
     assert len(server.requests) == 1  # the edit went; the question never reached the model
     assert 0 < outcome["usage"]["cost"] <= 0.0015
+
+
+def owner_of(port: int) -> int:
+    """The process holding the TCP connection whose local port is ``port``."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    inode = next(f[9] for f in map(str.split, lines) if int(f[1].split(":")[1], 16) == port)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in fds):
+                return int(pid)
+        except OSError:
+            continue
+    raise AssertionError(f"no process holds port {port}")
+
+
+def test_a_gateway_killed_mid_call_loses_nothing(
+    workers: Workers, server: fake_openai.FakeOpenAI, repo: Path, tmp_path: Path
+) -> None:
+    """The gateway lives in its worker: killed (SIGKILL) with a model call in flight,
+    the item runs again whole on another instance, and every change lands once."""
+    names = files(repo, 6)
+    victim_file = names[2]
+    started = workers.start("aider-gw", 3, **aider_env(server, tmp_path))
+    workers.wait_ready(started, 240)
+    held = server.hold(f"header line to {victim_file}")
+    argv = [sys.executable, "-m", "toolfleet", "map", "-p", "aider-gw", "--json", "--apply"]
+    argv += ["--retries", "2", "--in-flight", "3", *[a for s in STEPS for a in ("-s", s)]]
+    run = subprocess.Popen(
+        [*argv, *names],
+        cwd=repo,
+        env=env_for(workers.settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert held.arrived.wait(300), "the held call never reached the provider"
+        (peer,) = [r["peer"] for r in server.requests if r.get("held")]
+        pid = owner_of(int(peer))  # the worker whose gateway's connection waits
+        holder = next(name for name, proc in workers.procs.items() if proc.pid == pid)
+        workers.stop(holder, signal.SIGKILL)
+    finally:
+        held.release()
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 0, err[-3000:]
+    outcomes = {o["key"]: o for o in map(json.loads, out.splitlines())}
+    assert set(outcomes) == set(names) and all(o["ok"] for o in outcomes.values())
+    assert outcomes[victim_file]["attempts"] > 1
+    assert not str(outcomes[victim_file]["worker"]).startswith(f"{holder}@")
+    for name in names:
+        lines = (repo / name).read_text().splitlines()
+        assert sum(line.startswith("# DOC_ID:") for line in lines) == 1, name

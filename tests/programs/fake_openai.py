@@ -219,8 +219,9 @@ class FakeOpenAI(FakeServer):
             self.holds.append(held)
         return held
 
-    def answer(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The reply's text for one chat request, and what was decided (for the log)."""
+    def answer(self, body: dict[str, Any], peer: int | None = None) -> tuple[str, dict[str, Any]]:
+        """The reply's text for one chat request, and what was decided (for the log);
+        ``peer``: the client's port (recorded)."""
         messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
         request = last_request(messages)
         files, fence = chat_files(messages)
@@ -233,6 +234,7 @@ class FakeOpenAI(FakeServer):
                 "stream": bool(body.get("stream")),
                 "files": sorted(files),
                 "request": request[:200],
+                "peer": peer,
             }
             self.requests.append(record)
             held = next((h for h in self.holds if h.text in request), None)
@@ -306,7 +308,7 @@ class Handler(JsonHandler):
         if self.refused(tokens(json.dumps(body.get("messages", []))) + 16):
             self.log(f"POST {self.path}: refused by the provider's limits")
             return
-        reply, record = self.server.answer(body)
+        reply, record = self.server.answer(body, self.client_address[1])
         model = str(body.get("model") or "fake-model")
         usage = {
             "prompt_tokens": tokens(json.dumps(body.get("messages", []))),

@@ -148,10 +148,17 @@ class Governor:
         self.count("quota_refusals")
 
     def count(self, field: str, amount: float = 1) -> None:
-        if isinstance(amount, float) and not amount.is_integer():
-            self.client.hincrbyfloat(self.keys["stats"], field, amount)
-        else:
-            self.client.hincrby(self.keys["stats"], field, int(amount))
+        self.count_many({field: amount})
+
+    def count_many(self, amounts: dict[str, float]) -> None:
+        """Add to the upstream's counters (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        for field, amount in amounts.items():
+            if isinstance(amount, float) and not amount.is_integer():
+                pipe.hincrbyfloat(self.keys["stats"], field, amount)
+            elif amount:
+                pipe.hincrby(self.keys["stats"], field, int(amount))
+        pipe.execute()
 
     def admit(self, tokens: int, deadline: float | None = None) -> Ticket:
         """Wait for this request's turn and room under every limit; its ticket.
