@@ -15,7 +15,7 @@ from toolfleet.cli.map import map_command
 from toolfleet.client.bulk import run_map
 from toolfleet.client.items import MapItem, MapOutcome, expand_template, read_jsonl, text_digest
 from toolfleet.client.journal import Journal
-from toolfleet.errors import ConfigError
+from toolfleet.errors import ConfigError, ProviderQuotaExhausted
 from toolfleet.models import Usage
 from toolfleet.validation import validate_prompt
 
@@ -204,6 +204,8 @@ class FakeHandle:
                 raise ToolfleetError(f"WorkerLostError: {exc}") from exc
         if kind == "fail":
             return _result(f"failed {arg}", ok=False, status=int(arg))
+        if kind == "quota":
+            raise ProviderQuotaExhausted(arg)
         if kind == "cost":
             spent = Usage(sent=100, received=10, cost=float(arg.split()[0]))
             return _result(f"did {self.text}").model_copy(update={"usage": spent})
@@ -222,12 +224,22 @@ class FakeFleet:
         self.handles: list[FakeHandle] = []
         self.polls = 0
         self.interrupt_at_poll = -1
+        #: the budget each prompt was sent with (what is left of a run's)
+        self.budgets: list[float | None] = []
 
     def running(self, handle: FakeHandle) -> bool:
         return handle in self.queue[: self.workers]
 
-    def submit(self, text: str, profile: str = "python", *, timeout: float | None = None):
+    def submit(
+        self,
+        text: str,
+        profile: str = "python",
+        *,
+        timeout: float | None = None,
+        budget: float | None = None,
+    ):
         validate_prompt(text, max_bytes=100)
+        self.budgets.append(budget)
         attempt = self.submitted.count(text) + 1
         self.submitted.append(text)
         handle = FakeHandle(self, f"id{len(self.submitted)}", text, attempt)
@@ -478,6 +490,31 @@ def test_a_budget_stops_sending_once_the_reported_cost_reaches_it():
     assert run.usage == Usage(sent=400, received=40, cost=1.0)
     assert len(run.cancelled) == 6 and len(fleet.submitted) == 4
     assert all(o.ok for o in outcomes.values())
+    # each prompt carries what is left of the run's budget, for a model gateway to keep
+    assert fleet.budgets == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_an_item_budget_is_carried_within_what_is_left_of_the_runs():
+    items = [MapItem(f"k{i}", f"cost:0.25 {i}") for i in range(3)]
+    fleet, _, _ = _run(items, in_flight=1, budget=0.6, item_budget=0.3)
+    assert fleet.budgets == [0.3, 0.3, pytest.approx(0.1)]
+    fleet, _, _ = _run(items[:2], in_flight=1, item_budget=0.2)
+    assert fleet.budgets == [0.2, 0.2]
+
+
+def test_quota_exhausted_stops_the_run_leaving_items_not_run_and_unrecorded(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    items = [MapItem(f"k{i}", f"ok:{i}") for i in range(3)] + [MapItem("q", "quota:gone")]
+    items += [MapItem(f"z{i}", f"ok:{i}") for i in range(3)]
+    _, run, outcomes = _run(items, in_flight=1, journal=journal)
+    assert run.quota_exhausted == "gone" and run.stop_reason == "quota exhausted"
+    assert sorted(outcomes) == ["k0", "k1", "k2"]  # none failed
+    assert run.cancelled == ["q", "z0", "z1", "z2"]
+    assert [json.loads(line)["key"] for line in journal.read_text().splitlines()] == [
+        "k0",
+        "k1",
+        "k2",
+    ]
 
 
 def test_without_a_budget_usage_is_summed_and_nothing_stops():

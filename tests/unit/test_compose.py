@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from toolfleet.profiles import BUILTIN_PROFILES, load_profiles
+from toolfleet.profiles import BUILTIN_PROFILES, load_profiles, load_upstreams
 from toolfleet.settings import Settings
 
 from ..flower_options import assert_flower_options
@@ -546,7 +546,10 @@ def test_doc_toolfleet_commands_are_real():
 
 
 def test_doc_profile_example_loads_and_the_override_runs_it(tmp_path):
-    (block,) = doc_blocks("toml")
+    block, upstreams = doc_blocks("toml")
+    path = tmp_path / "upstreams.toml"
+    path.write_text(upstreams, encoding="utf-8")
+    assert list(load_upstreams(path)) == ["openai-main"]
     path = tmp_path / "profiles.toml"
     path.write_text(block, encoding="utf-8")
     profiles = load_profiles(path)

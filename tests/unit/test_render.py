@@ -182,6 +182,9 @@ class FakeFleet:
     def status(self, profile: str | None = None) -> list[InstanceHealth]:
         return [r for r in self.records if profile is None or r.profile == profile]
 
+    def gateways(self) -> dict[str, dict[str, float]]:
+        return {}
+
     def persistence(self) -> str:
         return "persistent (append-only file, fsync everysec)"
 
@@ -234,3 +237,20 @@ def test_status_without_instances_says_so(monkeypatch):
     result = CliRunner().invoke(cli, ["status"])
     assert result.exit_code == 0, result.output
     assert "no instances are reporting" in result.output
+
+
+def test_gateway_lines_fit_80_columns_and_say_when_the_quota_is_gone() -> None:
+    from toolfleet.cli.render import gateway_lines
+    from toolfleet.gateway.stats import COUNTERS
+
+    figures = dict.fromkeys(COUNTERS, 0.0)
+    figures.update(
+        requests=1234, waiting=12, inflight=6, ceiling=3.5, throttled=17, retries=18,
+        sent=2_345_678, received=45_678, cost=12.3456, quota_exhausted=1,
+    )  # fmt: skip
+    head, tail = gateway_lines({"openai-main": figures})
+    assert head == "gateway openai-main: 1234 calls, 12 waiting, 6 in flight (ceiling 3.5)"
+    assert tail == (
+        "  17 429s hidden, 18 retries, tokens 2.3M/45.7k, cost 12.3456, QUOTA EXHAUSTED"
+    )
+    assert max(len(head), len(tail)) <= 80

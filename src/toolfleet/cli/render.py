@@ -246,7 +246,7 @@ def gateway_lines(stats: Mapping[str, Mapping[str, float]]) -> list[str]:
         if f["ceiling"]:
             head += f" (ceiling {f['ceiling']:.1f})"
         tail = (
-            f"  {f['throttled']:g} 429/529 hidden, {f['retries']:g} retries, "
+            f"  {f['throttled']:g} 429s hidden, {f['retries']:g} retries, "
             f"tokens {_short(f['sent'])}/{_short(f['received'])}, cost {f['cost']:.4f}"
         )
         if f["quota_exhausted"]:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from toolfleet.client.attempts import Slot, retryable, settle_outcome
+from toolfleet.client.budgets import budget_left
 from toolfleet.client.inflight import InFlight
 from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.client.journal import Journal
@@ -109,12 +110,10 @@ class MapRun:
         #: cost reaches it nothing new is sent (``budget_reached``; the rest in cancelled)
         self.budget = budget
         self.budget_reached = False
-        #: what one item's model calls may cost (kept by the model gateway during the
-        #: item; each item also gets no more than what is left of ``budget``)
+        #: what one item's model calls may cost, kept by the model gateway during the item
         self.item_budget = item_budget
-        #: the provider's words when an upstream's quota ran out: nothing new is sent,
-        #: and the item that met it is not run either (both in ``cancelled``, no journal
-        #: record: a re-run with the journal runs them)
+        #: the provider's words when an upstream's quota ran out: what was not run is in
+        #: ``cancelled``, unrecorded in the journal (a re-run with it runs them)
         self.quota_exhausted: str | None = None
         #: what the items reported spending so far
         self.usage: Usage | None = None
@@ -207,18 +206,12 @@ class MapRun:
     @property
     def stop_reason(self) -> str:
         """Why items were not run: budget reached, quota exhausted, or stopped."""
-        if self.quota_exhausted is not None:
-            return "quota exhausted"
-        return "budget reached" if self.budget_reached else "stopped"
+        quota = "quota exhausted" if self.quota_exhausted is not None else None
+        return quota or ("budget reached" if self.budget_reached else "stopped")
 
     def item_budget_left(self) -> float | None:
-        """What the next item's model calls may cost: the item budget, and no more than
-        is left of the run's (None: no limit)."""
-        limits = [b for b in (self.item_budget,) if b is not None]
-        if self.budget is not None:
-            spent = self.usage.cost if self.usage is not None else 0.0
-            limits.append(max(self.budget - spent, 1e-9))
-        return min(limits) if limits else None
+        """What the next item's model calls may cost (None: no limit)."""
+        return budget_left(self.item_budget, self.budget, self.usage)
 
     @property
     def stop_requested(self) -> bool:
@@ -371,7 +364,7 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
 
     Options (keywords of :class:`MapRun`): ``profile``, ``in_flight`` (8), ``retries``
     (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s), ``budget``,
-    ``chunk`` (each profile's ``chunk``).
+    ``chunk`` (each profile's ``chunk``), ``item_budget``.
 
     - ``items``: :class:`MapItem` (unique keys), or plain strings keyed by their index.
       An item's own ``profile``/``timeout`` win over ``profile``/``timeout`` here;
@@ -391,19 +384,17 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
       started may wait its prompts' times in its queue). A result not there by then
       counts as lost: ``ResultTimeout``; the late prompt is revoked so that, if it had
       not started, it does not run as well as its retry.
-    - A message the broker lost (nowhere: not queued, not delivered, no result, at two
-      looks ten seconds apart, e.g. after a Redis restart) is sent again at once under
-      its id; the workers' redelivery guard keeps what did run from running twice.
-    - ``budget`` (the tools' currency, e.g. USD): once the cost the items' tools report
-      (their profile's ``usage_pattern``) reaches it, nothing new is sent; the items
-      already sent finish, the others are listed in ``cancelled`` (``budget_reached``).
-      Unless ``chunk`` is given, a run with a budget sends a prompt a message.
-    - ``journal`` (a path or :class:`Journal`): every outcome is appended as it arrives;
-      items it records as ok are skipped (``MapRun.skipped``).
-    - Stopping (:meth:`MapRun.stop`, or KeyboardInterrupt inside the iteration, then
-      iterating on or :meth:`MapRun.close`): nothing new is submitted and the prompts
-      already sent are waited for and recorded, so a re-run with the journal runs each
-      item once. ``close(wait=False)`` (a second Ctrl-C) revokes them instead and lists
-      them in ``abandoned``.
+    - A message the broker lost (nowhere at two looks ten seconds apart, e.g. after a
+      Redis restart) is sent again under its id; the redelivery guard keeps what did
+      run from running twice.
+    - ``budget`` (e.g. USD): once the items' reported cost reaches it nothing new is
+      sent (``budget_reached``, the rest in ``cancelled``); a run with a budget sends a
+      prompt a message unless ``chunk`` says otherwise. ``item_budget``: see Fleet.map.
+    - ``journal`` (a path or :class:`Journal`): each outcome is appended as it comes;
+      items recorded ok are skipped (``MapRun.skipped``).
+    - Stopping (:meth:`MapRun.stop`, or KeyboardInterrupt in the iteration, then
+      iterating on or :meth:`MapRun.close`): nothing new is sent, the prompts sent are
+      waited for and recorded (a re-run with the journal runs each item once);
+      ``close(wait=False)`` (a second Ctrl-C) revokes them, listed in ``abandoned``.
     """
     return MapRun(fleet, items, **options)

@@ -30,8 +30,8 @@ OPEN_CEILING = 64
 POLL = 0.02
 
 # Whose turn it is: drops waiters that stopped asking, enqueues the caller on its first
-# call, then says: 1 (go), or 0 and why not (seconds of a hold-off; -1: others are
-# ahead; -2: the ceiling of requests in flight is reached).
+# call, then says: 1 (go), or 0 and why not (seconds of a hold-off; -N: N others are
+# ahead; 0: the ceiling of requests in flight is reached).
 _TURN = """
 local now = tonumber(ARGV[2])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
@@ -43,11 +43,12 @@ redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZADD', KEYS[1], 'NX', now, ARGV[1])
 local hold = tonumber(redis.call('GET', KEYS[5]) or '0')
 if hold > now then return {0, tostring(hold - now)} end
-if redis.call('ZRANGE', KEYS[1], 0, 0)[1] ~= ARGV[1] then return {0, '-1'} end
+local ahead = redis.call('ZRANK', KEYS[1], ARGV[1])
+if ahead > 0 then return {0, tostring(-ahead)} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local cap = tonumber(redis.call('GET', KEYS[4]) or ARGV[4])
 if cap > 0 and redis.call('ZCARD', KEYS[3]) >= math.max(1, math.floor(cap)) then
-  return {0, '-2'}
+  return {0, '0'}
 end
 return {1, '0'}
 """
@@ -160,8 +161,9 @@ class Governor:
                 pipe.hincrby(self.keys["stats"], field, int(amount))
         pipe.execute()
 
-    def admit(self, tokens: int, deadline: float | None = None) -> Ticket:
-        """Wait for this request's turn and room under every limit; its ticket.
+    def admit(self, tokens: int) -> Ticket:
+        """Wait for this request's turn and room under every limit, however long that
+        takes (the prompt's own timeout is what ends a wait too long); its ticket.
         ``tokens``: the request's estimated size, held in the token window."""
         ticket = Ticket(uuid.uuid4().hex, max(1, tokens))
         counted = False
@@ -173,8 +175,6 @@ class Governor:
                 if not counted:
                     self.count("waited")
                     counted = True
-                if deadline is not None and time.time() + wait > deadline:
-                    wait = max(0.0, deadline - time.time())
                 time.sleep(wait)
         except BaseException:
             self.client.zrem(self.keys["queue"], ticket.id)
@@ -190,7 +190,11 @@ class Governor:
         )
         if not int(ok):
             held = float(text(why))
-            return min(held, 1.0) if held > 0 else POLL
+            if held > 0:  # every gateway holds off, as the provider said
+                return min(held, 1.0)
+            # behind others: the further back, the less often it asks (Redis's load
+            # stays flat however many wait)
+            return min(POLL * (1 - held), 1.0)
         name = self.upstream.name
         for item, cost in ((self.rpm, 1), (self.tpm, ticket.tokens)):
             if item is None:
