@@ -1,10 +1,11 @@
-"""Claude Code and Codex behind the model gateway, on a provider that enforces its limits.
+"""Claude Code, Codex and Gemini CLI behind the model gateway, on a provider that
+enforces its limits.
 
 Three workers of each agent (worktree workspaces, confined) roll out a header to twelve
-files; the agents' fake model server (``fake_anthropic.py``, ``fake_responses.py``)
-allows 8 requests per 10 s and answers 429 past it. Through the gateway the rollout
-finishes with no 429 answered to anyone, the provider's limit held, and each item's
-usage the provider's own count read from the wire.
+files; the agent's fake model server (``fake_anthropic.py``, ``fake_responses.py``,
+``fake_gemini.py``) allows 8 requests per 10 s and answers 429 past it. Through the
+gateway the rollout finishes with no 429 answered to anyone, the provider's limit held,
+and each item's usage the provider's own count read from the wire.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from toolfleet.gateway.stats import upstream_stats
 
 from ..gitrepo import git, make_repo
 from ..installed import AGENTS
-from ..programs import fake_anthropic, fake_responses
+from ..programs import fake_anthropic, fake_gemini, fake_responses
 from .conftest import _fresh_settings
 from .procs import Workers, confined_as, env_for
 
-AGENT_SERVERS = {"claude": fake_anthropic, "codex": fake_responses}
-KINDS = {"claude": ("anthropic", ""), "codex": ("openai", "/v1")}
+AGENT_SERVERS = {"claude": fake_anthropic, "codex": fake_responses, "gemini": fake_gemini}
+KINDS = {"claude": ("anthropic", ""), "codex": ("openai", "/v1"), "gemini": ("gemini", "")}
 RPM, WINDOW = 8, 10
 
 

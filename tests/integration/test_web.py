@@ -66,8 +66,15 @@ def test_a_read_of_the_fleet_costs_the_same_commands_for_3_or_300_workers() -> N
                     if name != "info" and after[name] != before.get(name, 0)
                 }
             # the registry (prune, read), the runs' index (prune, read), the changes'
-            # index, then one MGET of every record: no command per worker
-            expected = {"zremrangebyscore": 2, "zrangebyscore": 1, "zrange": 2, "mget": 1}
+            # index, then one MGET of every record: no command per worker; and the
+            # model gateways' upstreams (none here)
+            expected = {
+                "zremrangebyscore": 2,
+                "zrangebyscore": 1,
+                "zrange": 2,
+                "mget": 1,
+                "smembers": 1,
+            }
             assert used[3] == used[300] == expected
         finally:
             client.close()

@@ -113,6 +113,8 @@ class _Handler(JsonHandler):
 
     def do_POST(self) -> None:
         body = self.read_json()
+        if self.refused(len(json.dumps(body.get("contents", []))) // 4 + 12, "gemini"):
+            return
         parts = self.server.answer(body)
         if "stream" in self.path and len(parts) > 1 and all("text" in p for p in parts):
             self._stream(body, parts)

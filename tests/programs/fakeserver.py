@@ -76,6 +76,45 @@ _WORDS: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {
             },
         ),
     },
+    "gemini": {
+        "limited": (
+            429,
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Resource has been exhausted (e.g. check quota).",
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                            "retryDelay": "{wait}s",
+                        }
+                    ],
+                }
+            },
+        ),
+        "overloaded": (
+            503,
+            {
+                "error": {
+                    "code": 503,
+                    "message": "The model is overloaded.",
+                    "status": "UNAVAILABLE",
+                }
+            },
+        ),
+        "quota": (
+            429,
+            {
+                "error": {
+                    "code": 429,
+                    "message": "You exceeded your current quota, please check your plan and "
+                    "billing details.",
+                    "status": "RESOURCE_EXHAUSTED",
+                }
+            },
+        ),
+    },
     "anthropic": {
         "limited": (
             429,

@@ -318,3 +318,27 @@ def test_the_command_has_its_options(option):
     result = CliRunner().invoke(cli, ["exporter", "--help"])
     assert result.exit_code == 0 and option in result.output
     assert "default: 9808" in result.output
+
+
+def test_the_model_gateways_figures_are_served_per_upstream():
+    from dataclasses import replace
+
+    from toolfleet.gateway.stats import COUNTERS
+
+    figures = dict.fromkeys(COUNTERS, 0.0) | {
+        "requests": 61.0,
+        "throttled": 3.0,
+        "cost": 0.25,
+        "waiting": 4,
+        "inflight": 2,
+        "ceiling": 1.5,
+        "quota_exhausted": 1.0,
+    }
+    found = samples(scrape(snapshot_registry(replace(SNAPSHOT, upstreams={"openai": figures}))))
+    up = {"upstream": "openai"}
+    assert value(found, "toolfleet_gateway_requests_total", **up) == 61
+    assert value(found, "toolfleet_gateway_throttled_total", **up) == 3
+    assert value(found, "toolfleet_gateway_cost_total", **up) == 0.25
+    assert value(found, "toolfleet_gateway_waiting", **up) == 4
+    assert value(found, "toolfleet_gateway_ceiling", **up) == 1.5
+    assert value(found, "toolfleet_gateway_quota_exhausted", **up) == 1

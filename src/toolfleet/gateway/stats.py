@@ -25,19 +25,24 @@ COUNTERS = (
 
 
 def upstream_stats(client: Any) -> dict[str, dict[str, float]]:
-    """Every upstream's gateway figures, fleet-wide: its counters (requests, waited,
-    retries, throttled, quota_refusals, sent, received, cost) and what is now waiting,
-    in flight, and the concurrency ceiling (0: none)."""
+    """Every upstream's gateway figures, fleet-wide, in two round trips whatever their
+    number: its counters (:data:`COUNTERS`) and what is now waiting, in flight, the
+    concurrency ceiling (0: none) and whether its quota is exhausted (1)."""
     names = sorted(text(n) for n in client.smembers(GATEWAYS))
-    found: dict[str, dict[str, float]] = {}
+    if not names:
+        return {}
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe = client.pipeline(transaction=False)
         pipe.hgetall(gateway_key(name, "stats"))
         pipe.zcard(gateway_key(name, "queue"))
-        pipe.zcount(gateway_key(name, "inflight"), time.time(), "+inf")
+        pipe.zcount(gateway_key(name, "inflight"), now, "+inf")
         pipe.get(gateway_key(name, "ceiling"))
         pipe.exists(gateway_key(name, "quota"))
-        stats, waiting, inflight, ceiling, quota = pipe.execute()
+    replies = pipe.execute()
+    found: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(names):
+        stats, waiting, inflight, ceiling, quota = replies[5 * i : 5 * i + 5]
         figures = dict.fromkeys(COUNTERS, 0.0)
         figures.update({text(k): float(text(v)) for k, v in stats.items()})
         figures.update(
