@@ -36,6 +36,7 @@ from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..installed import AGENTS
 from ..programs import fake_anthropic, fake_gemini, fake_responses
+from ..programs.fakeserver import stop_serving
 from .conftest import _fresh_settings
 from .procs import Workers, confined_as, env_for
 
@@ -115,9 +116,7 @@ def agent(request: pytest.FixtureRequest) -> Agent:
 def server(agent: Agent) -> Iterator[Any]:
     srv, thread = agent.serve(0)
     yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    stop_serving(srv, thread)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from toolfleet.gateway.upstream import Upstream
 from toolfleet.models import Usage
 
 from ..programs import fake_anthropic, fake_openai
+from ..programs.fakeserver import stop_serving
 
 
 @pytest.fixture
@@ -34,9 +35,7 @@ def client(settings: Settings) -> Iterator[redis.Redis]:
 def openai() -> Iterator[fake_openai.FakeOpenAI]:
     server, thread = fake_openai.serve(0, chunk_delay=0.05)
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    stop_serving(server, thread)
 
 
 def upstream(port: int, **fields: Any) -> Upstream:
@@ -218,6 +217,4 @@ def test_anthropic_streams_are_read_for_their_usage(
         assert response.status == 200 and b"message_stop" in data
         assert usage is not None and usage.sent > 0 and usage.received == 12
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        stop_serving(server, thread)

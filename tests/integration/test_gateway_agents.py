@@ -28,6 +28,7 @@ from toolfleet.gateway.stats import upstream_stats
 from ..gitrepo import git, make_repo
 from ..installed import AGENTS
 from ..programs import fake_anthropic, fake_gemini, fake_responses
+from ..programs.fakeserver import stop_serving
 from .conftest import _fresh_settings
 from .procs import Workers, confined_as, env_for
 
@@ -57,9 +58,7 @@ def server(agent: str) -> Iterator[Any]:
     srv, thread = AGENT_SERVERS[agent].serve(0)
     srv.provider.rpm, srv.provider.window = RPM, float(WINDOW)
     yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    stop_serving(srv, thread)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from toolfleet.gateway.stats import upstream_stats
 from ..gitrepo import git, make_repo
 from ..installed import AIDER
 from ..programs import fake_openai
+from ..programs.fakeserver import stop_serving
 from .conftest import _fresh_settings
 from .procs import Workers, env_for
 
@@ -44,11 +45,7 @@ UPSTREAM = "fake-openai"
 def server() -> Iterator[fake_openai.FakeOpenAI]:
     srv, thread = fake_openai.serve(0)
     yield srv
-    for held in srv.holds:
-        held.release()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    stop_serving(srv, thread)
 
 
 @pytest.fixture

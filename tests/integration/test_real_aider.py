@@ -28,6 +28,7 @@ from toolfleet.workers.supervisor import Supervisor
 from ..helpers import eventually
 from ..installed import AIDER
 from ..programs import fake_openai
+from ..programs.fakeserver import stop_serving
 from .procs import descendants, pid_alive
 
 pytestmark = [
@@ -43,9 +44,7 @@ pytestmark = [
 def server() -> Iterator[fake_openai.FakeOpenAI]:
     srv, thread = fake_openai.serve(0)
     yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    stop_serving(srv, thread)
 
 
 @pytest.fixture

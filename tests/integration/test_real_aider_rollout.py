@@ -26,6 +26,7 @@ from toolfleet.cli.local import EmbeddedRedis
 from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..programs import fake_openai
+from ..programs.fakeserver import stop_serving
 from .conftest import _fresh_settings
 from .procs import Workers, confined_as, env_for
 from .test_real_aider import AIDER
@@ -49,11 +50,7 @@ STEPS = [
 def server() -> Iterator[fake_openai.FakeOpenAI]:
     srv, thread = fake_openai.serve(0)
     yield srv
-    for held in srv.holds:
-        held.release()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    stop_serving(srv, thread)
 
 
 @pytest.fixture

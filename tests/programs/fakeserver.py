@@ -22,6 +22,7 @@ __all__ = [
     "counted_lines",
     "run",
     "serve_in_thread",
+    "stop_serving",
 ]
 
 S = TypeVar("S", bound=ThreadingHTTPServer)
@@ -290,6 +291,16 @@ def serve_in_thread(server: S, name: str) -> tuple[S, threading.Thread]:
     thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     return server, thread
+
+
+def stop_serving(server: ThreadingHTTPServer, thread: threading.Thread) -> None:
+    """Release the requests a test held (a FakeOpenAI's ``holds``), stop serving, close
+    the socket and wait for the thread."""
+    for held in getattr(server, "holds", []):
+        held.release()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
 
 
 def run(make: Callable[[int], ThreadingHTTPServer], doc: str, argv: list[str] | None) -> int:
