@@ -14,6 +14,8 @@ from toolfleet.broker.app import add_worker_steps
 from toolfleet.broker.app import celery_config as fleet_config
 from toolfleet.cli.local import EmbeddedRedis
 
+from ..programs import fake_openai
+from ..programs.fakeserver import stop_serving
 from .procs import Workers
 
 _db = itertools.count(1)
@@ -92,3 +94,18 @@ def celery_worker_pool() -> str:
 @pytest.fixture(scope="session")
 def celery_worker_parameters() -> dict[str, object]:
     return {"profile": "python", "concurrency": 1}
+
+
+@pytest.fixture
+def server() -> Iterator[fake_openai.FakeOpenAI]:
+    """The fake OpenAI-compatible model server (aider's), on a free port; stopped after
+    the test, with any request it held let go."""
+    srv, thread = fake_openai.serve(0)
+    yield srv
+    stop_serving(srv, thread)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """Where a test makes its git repository (not made yet)."""
+    return tmp_path / "repo"

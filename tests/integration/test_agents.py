@@ -214,11 +214,6 @@ def test_a_running_prompt_is_cancelled_through_the_protocol(server: Any, started
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return tmp_path / "repo"
-
-
-@pytest.fixture
 def settings(redis_server: EmbeddedRedis, tmp_path: Path, repo: Path, agent: Agent) -> Settings:
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(

@@ -62,11 +62,6 @@ def server(agent: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return tmp_path / "repo"
-
-
-@pytest.fixture
 def settings(
     redis_server: EmbeddedRedis, tmp_path: Path, repo: Path, agent: str, server: Any
 ) -> Settings:

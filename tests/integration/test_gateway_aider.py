@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ from toolfleet.gateway.stats import upstream_stats
 from ..gitrepo import git, make_repo
 from ..installed import AIDER
 from ..programs import fake_openai
-from ..programs.fakeserver import stop_serving
 from .conftest import _fresh_settings
 from .procs import Workers, env_for
 
@@ -39,18 +37,6 @@ pytestmark = pytest.mark.skipif(
 
 STEPS = ["/add {path}", 'Add a "# DOC_ID: {stem}" header line to {path}', "/drop {path}"]
 UPSTREAM = "fake-openai"
-
-
-@pytest.fixture
-def server() -> Iterator[fake_openai.FakeOpenAI]:
-    srv, thread = fake_openai.serve(0)
-    yield srv
-    stop_serving(srv, thread)
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return tmp_path / "repo"
 
 
 @pytest.fixture

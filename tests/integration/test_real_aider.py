@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ from toolfleet.workers.supervisor import Supervisor
 from ..helpers import eventually
 from ..installed import AIDER
 from ..programs import fake_openai
-from ..programs.fakeserver import stop_serving
 from .procs import descendants, pid_alive
 
 pytestmark = [
@@ -38,13 +36,6 @@ pytestmark = [
     ),
     pytest.mark.skipif(shutil.which("git") is None, reason="no git (aider works in a git repo)"),
 ]
-
-
-@pytest.fixture
-def server() -> Iterator[fake_openai.FakeOpenAI]:
-    srv, thread = fake_openai.serve(0)
-    yield srv
-    stop_serving(srv, thread)
 
 
 @pytest.fixture

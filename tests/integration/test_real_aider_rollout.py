@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from toolfleet.cli.local import EmbeddedRedis
 from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..programs import fake_openai
-from ..programs.fakeserver import stop_serving
 from .conftest import _fresh_settings
 from .procs import Workers, confined_as, env_for
 from .test_real_aider import AIDER
@@ -44,18 +42,6 @@ STEPS = [
     "Is {path} done?",  # a plain question: the step the test holds for one file
     "/drop {path}",
 ]
-
-
-@pytest.fixture
-def server() -> Iterator[fake_openai.FakeOpenAI]:
-    srv, thread = fake_openai.serve(0)
-    yield srv
-    stop_serving(srv, thread)
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return tmp_path / "repo"
 
 
 @pytest.fixture
