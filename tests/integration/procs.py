@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from toolfleet import Fleet, InstanceHealth, Settings
@@ -17,6 +18,23 @@ from ..helpers import eventually, wait_until
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that gives a child process exactly ``settings``."""
     return {**os.environ, **settings.to_env(), **extra}
+
+
+def map_steps_in_background(
+    settings: Settings, repo: Path, profile: str, steps: list[str], names: list[str]
+) -> subprocess.Popen[str]:
+    """``toolfleet map -p PROFILE --json --apply --retries 2 --in-flight 3 -s STEP...``
+    over ``names`` in ``repo``, running: its output piped, as text."""
+    argv = [sys.executable, "-m", "toolfleet", "map", "-p", profile, "--json", "--apply"]
+    argv += ["--retries", "2", "--in-flight", "3", *[a for s in steps for a in ("-s", s)]]
+    return subprocess.Popen(
+        [*argv, *names],
+        cwd=repo,
+        env=env_for(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def pid_alive(pid: int) -> bool:

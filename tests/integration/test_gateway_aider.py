@@ -28,7 +28,7 @@ from ..gitrepo import git, make_repo
 from ..installed import AIDER
 from ..programs import fake_openai
 from .conftest import _fresh_settings
-from .procs import Workers, env_for
+from .procs import Workers, env_for, map_steps_in_background
 
 pytestmark = pytest.mark.skipif(
     not AIDER.is_file(),
@@ -219,16 +219,7 @@ def test_a_gateway_killed_mid_call_loses_nothing(
     started = workers.start("aider-gw", 3, **aider_env(server, tmp_path))
     workers.wait_ready(started, 240)
     held = server.hold(f"header line to {victim_file}")
-    argv = [sys.executable, "-m", "toolfleet", "map", "-p", "aider-gw", "--json", "--apply"]
-    argv += ["--retries", "2", "--in-flight", "3", *[a for s in STEPS for a in ("-s", s)]]
-    run = subprocess.Popen(
-        [*argv, *names],
-        cwd=repo,
-        env=env_for(workers.settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = map_steps_in_background(workers.settings, repo, "aider-gw", STEPS, names)
     try:
         assert held.arrived.wait(300), "the held call never reached the provider"
         (peer,) = [r["peer"] for r in server.requests if r.get("held")]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from ..programs import fake_openai
 from .conftest import _fresh_settings
-from .procs import Workers, confined_as, env_for
+from .procs import Workers, confined_as, map_steps_in_background
 from .test_real_aider import AIDER
 
 pytestmark = pytest.mark.skipif(
@@ -81,17 +79,7 @@ def test_rollout_on_real_aider_with_a_worker_killed_mid_item(
     started = workers.start("aider-wt", 3, **env)
     confined_as(workers.wait_ready(started, timeout=180), "strict")
     held = server.hold(f"Is {VICTIM_FILE} done?")
-
-    argv = [sys.executable, "-m", "toolfleet", "map", "-p", "aider-wt", "--json", "--apply"]
-    argv += ["--retries", "2", "--in-flight", "3", *[a for s in STEPS for a in ("-s", s)]]
-    run = subprocess.Popen(
-        [*argv, *names],
-        cwd=repo,
-        env=env_for(workers.settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = map_steps_in_background(workers.settings, repo, "aider-wt", STEPS, names)
     try:
         assert held.arrived.wait(300), "the held step never reached the model"
         # the item's header is in its worktree now, its change not yet committed
