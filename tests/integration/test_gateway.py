@@ -66,11 +66,15 @@ def start(
     return gateway
 
 
-def chat(gateway: Gateway, text: str, stream: bool = False) -> tuple[int, bytes, list[float]]:
+def chat(
+    gateway: Gateway, text: str, stream: bool = False, max_tokens: int | None = None
+) -> tuple[int, bytes, list[float]]:
     """POST a chat request through ``gateway``: status, body, and when each piece came."""
     port = int(gateway.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
     conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Authorization": "Bearer x"})
@@ -129,6 +133,30 @@ def test_the_request_window_is_kept_by_gateways_together(
     assert openai.provider.accepted == 12
     assert took >= 2 * 3  # 12 requests, 4 a window: two full windows waited
     assert upstream_stats(client)[up.name]["waited"] >= 8
+
+
+def test_the_token_window_is_kept_too(
+    openai: fake_openai.FakeOpenAI, client: redis.Redis, gateways: list[Gateway]
+) -> None:
+    openai.provider.tpm, openai.provider.window = 150, 3.0
+    up = upstream(openai.port, tpm=150, window=3)
+    two = [start(gateways, up, client) for _ in range(2)]
+    statuses: list[int] = []
+
+    def agent(gateway: Gateway) -> None:
+        for i in range(6):  # about 20 tokens in and 10 asked for: 12 calls, 2 windows+
+            statuses.append(chat(gateway, f"hello {i}", max_tokens=10)[0])
+
+    threads = [threading.Thread(target=agent, args=(g,)) for g in two]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert statuses == [200] * 12
+    assert openai.provider.limited == 0 and 0 < openai.provider.peak_tokens <= 150
+    assert time.monotonic() - began >= 3  # more than a window's tokens: they waited
+    assert upstream_stats(client)[up.name]["waited"] > 0
 
 
 def test_slow_down_answers_are_retried_out_of_the_agents_sight(

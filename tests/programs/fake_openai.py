@@ -305,7 +305,10 @@ class Handler(JsonHandler):
             error = {"message": f"bad JSON: {exc}", "type": "invalid_request_error"}
             self.send_json(400, {"error": error})
             return
-        if self.refused(tokens(json.dumps(body.get("messages", []))) + 16):
+        # a provider's token window counts the input and the tokens the request may
+        # answer with (OpenAI's rule)
+        asked = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        if self.refused(tokens(json.dumps(body.get("messages", []))) + asked):
             self.log(f"POST {self.path}: refused by the provider's limits")
             return
         reply, record = self.server.answer(body, self.client_address[1])

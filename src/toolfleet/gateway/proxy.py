@@ -5,6 +5,7 @@ come, their usage read from the wire."""
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import threading
@@ -137,10 +138,19 @@ class Gateway:
         return Usage(sent=reader.sent, received=reader.received, cost=cost)
 
     def estimate(self, body: bytes, model: str | None) -> tuple[int, float]:
-        """A request's tokens in (about 4 bytes a token) and the least it costs."""
-        tokens = max(1, len(body) // 4)
+        """A request's tokens (about 4 bytes a token in, and for OpenAI's API the
+        ``max_tokens`` it asks for, which its token window counts) and the least it
+        costs (the tokens in)."""
+        tokens_in = max(1, len(body) // 4)
         price = self.upstream.price(model)
-        return tokens, (tokens * price[0] / 1e6 if price else 0.0)
+        asked = 0
+        if self.upstream.kind == "openai" and b"max_" in body:
+            try:
+                fields = json.loads(body)
+                asked = int(fields.get("max_tokens") or fields.get("max_completion_tokens") or 0)
+            except (ValueError, TypeError, AttributeError):
+                asked = 0
+        return tokens_in + asked, (tokens_in * price[0] / 1e6 if price else 0.0)
 
     def record(self, usage: Usage) -> None:
         self.meter.add(usage)
