@@ -19,7 +19,7 @@ from toolfleet import Fleet, InstanceHealth, RedisUnavailable, Settings
 from toolfleet.cli.local import EmbeddedRedis, free_port
 from toolfleet.client.items import MapOutcome
 from toolfleet.health import write_health
-from toolfleet.keys import RUNS, run_key
+from toolfleet.keys import GATEWAYS, RUNS, gateway_key, run_key
 from toolfleet.web.view import FleetView
 
 from ..helpers import eventually
@@ -76,6 +76,13 @@ def test_a_read_of_the_fleet_costs_the_same_commands_for_3_or_300_workers() -> N
                 "smembers": 1,
             }
             assert used[3] == used[300] == expected
+            assert state["gateways"] == []
+            # an upstream a gateway served: its figures are on the page
+            client.sadd(GATEWAYS, "openai-main")
+            client.hset(gateway_key("openai-main", "stats"), mapping={"requests": 7})
+            (row,) = view.read()["gateways"]
+            assert row["upstream"] == "openai-main" and row["requests"] == 7
+            assert row["throttled"] == 0 and row["quota_exhausted"] == 0
         finally:
             client.close()
 
