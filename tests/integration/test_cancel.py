@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.models import InstanceHealth
 
 from ..helpers import eventually
-from .procs import Workers, env_for
+from .procs import Workers, env_for, fleet_thread
 
 
 def running(workers: Workers, prompt_id: str) -> InstanceHealth:
@@ -135,8 +134,9 @@ def test_a_cancelled_item_fails_its_map_with_prompt_cancelled_and_is_not_retried
     workers.wait_ready([name])
     items = [MapItem("slow", "sleep 60; echo slow"), MapItem("fast", "echo fast")]
     outcomes: list[MapOutcome] = []
-    run = threading.Thread(
-        target=lambda: outcomes.extend(workers.fleet.map(items, "bash", in_flight=1, retries=2))
+    run = fleet_thread(
+        workers.fleet,
+        lambda: outcomes.extend(workers.fleet.map(items, "bash", in_flight=1, retries=2)),
     )
     run.start()
     busy = eventually(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from toolfleet import ToolCrashed
 from toolfleet.client.journal import Journal
 
 from ..helpers import eventually
-from .procs import Workers
+from .procs import Workers, fleet_thread
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,7 @@ def test_a_worker_killed_mid_chunk_loses_no_item(workers: Workers, tmp_path: Pat
     def collect() -> None:
         outcomes.extend(run)
 
-    collector = threading.Thread(target=collect)
+    collector = fleet_thread(workers.fleet, collect)
     collector.start()
     eventually(lambda: log.exists() and len(log.read_text().split()) > 60, 60, "items ran")
     workers.stop(names[0], sig=signal.SIGKILL)
@@ -119,7 +118,7 @@ def test_a_chunk_the_broker_lost_is_sent_again_within_seconds(
     items = [f"echo {i} >> {log}; echo {i}" for i in range(40)]
     run = workers.fleet.map(items, "bash", chunk=10, in_flight=4, result_timeout=600)
     outcomes = []
-    collector = threading.Thread(target=lambda: outcomes.extend(run))
+    collector = fleet_thread(workers.fleet, lambda: outcomes.extend(run))
     collector.start()  # no worker yet: the four chunks wait in their queue
     with redis.Redis.from_url(workers.settings.broker_url) as client:
         eventually(lambda: client.llen(shared_queue("bash")) == 4, 30, "4 chunks queued")
@@ -144,7 +143,7 @@ def test_a_frozen_chunk_is_given_up_after_one_result_timeout_not_the_chunks(
     items = [f"sleep 0.2; echo {i} >> {log}; echo {i}" for i in range(40)]
     run = workers.fleet.map(items, "bash", chunk=20, in_flight=1, retries=1, result_timeout=4)
     outcomes = []
-    collector = threading.Thread(target=lambda: outcomes.extend(run))
+    collector = fleet_thread(workers.fleet, lambda: outcomes.extend(run))
     collector.start()
     eventually(lambda: log.exists() and len(log.read_text().split()) >= 3, 30, "items ran")
     workers.procs[first[0]].send_signal(signal.SIGSTOP)

@@ -196,12 +196,12 @@ def test_quota_exhaustion_stops_the_upstream_and_ends_the_prompt_so(
     other = start(gateways, up, client)  # another worker's gateway
     meter.begin()
     assert chat(gateway, "one")[0] == 200
-    status, body, _ = chat(gateway, "two")
-    assert status == 429 and b"insufficient_quota" in body
+    status, body, _ = chat(gateway, "two")  # 403: an agent would retry a 429
+    assert status == 403 and b"insufficient_quota" in body and b"exceeded" in body
     _, error = meter.end()
     assert isinstance(error, ProviderQuotaExhausted) and "quota" in error.message
     status, _, _ = chat(other, "three")  # refused without asking the provider
-    assert status == 429 and openai.provider.quota_refused == 1
+    assert status == 403 and openai.provider.quota_refused == 1
     assert upstream_stats(client)[up.name]["quota_exhausted"] == 1
 
 

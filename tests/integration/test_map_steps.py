@@ -4,7 +4,6 @@ items, stopped at the first failing step, and retried whole when a worker dies."
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 from toolfleet.cli.map import map_command
 from toolfleet.client.items import MapOutcome
 
-from .procs import Workers, env_for
+from .procs import Workers, env_for, fleet_thread
 
 STEPS = [
     'echo "before: ${x:-unset}"',  # a reset instance: nothing left from the last item
@@ -96,7 +95,7 @@ def test_a_worker_killed_mid_item_is_retried_whole_elsewhere_and_nothing_is_lost
     steps = ["x={stem}", "sleep 1", 'echo "{stem}" >> {path!q}.done; echo "$x"']
     run = workers.fleet.map(paths, "bash", steps=steps, in_flight=2, retries=2)
     outcomes: list[MapOutcome] = []
-    driver = threading.Thread(target=lambda: outcomes.extend(run))
+    driver = fleet_thread(workers.fleet, lambda: outcomes.extend(run))
     driver.start()
     victim = None
     deadline = time.monotonic() + 60

@@ -122,8 +122,9 @@ class Handler(BaseHTTPRequestHandler):
         model = _model_of(urlsplit(path).path, body)
         said = gw.governor.quota_refused()
         if said is not None:
-            error = gw.meter.quota_gone(gw.upstream.name, said)
-            self.refuse(429, "insufficient_quota", error.message)
+            self.refuse(
+                403, "insufficient_quota", gw.meter.quota_gone(gw.upstream.name, said).message
+            )
             return
         tokens, least = gw.estimate(body, model)
         refused = gw.meter.refusal(least)
@@ -182,8 +183,12 @@ class Handler(BaseHTTPRequestHandler):
             if is_quota(response.status, answer):
                 said = answer[:300].decode("utf-8", "replace")
                 gw.governor.refuse_quota(said)
-                gw.meter.quota_gone(gw.upstream.name, said)
+                error = gw.meter.quota_gone(gw.upstream.name, said)
                 log.warning("%s: the provider's quota is exhausted: %s", gw.upstream.name, said)
+                # 403, not the provider's 429: an agent retries a 429 for a minute,
+                # and no retry helps here
+                self.refuse(403, "insufficient_quota", error.message)
+                return
             self.send_whole(response, answer)
             return
 
