@@ -27,6 +27,15 @@ __all__ = [
 ]
 
 
+def _said(exc: ValidationError) -> str:
+    """Pydantic's errors in one line: ``field: problem; field: problem``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'value'}: "
+        + str(e["msg"]).removeprefix("Value error, ")
+        for e in exc.errors()
+    )
+
+
 def _read(path: Path | str) -> dict[str, Any]:
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -51,7 +60,7 @@ def load_upstreams(path: Path | str | None = None) -> dict[str, Upstream]:
         try:
             found[name] = Upstream.model_validate({**table, "name": name})
         except ValidationError as exc:
-            raise ConfigError(f"{path}: upstreams.{name} is invalid: {exc}") from None
+            raise ConfigError(f"{path}: upstreams.{name} is invalid: {_said(exc)}") from None
     return found
 
 
@@ -87,6 +96,14 @@ def load_profiles(path: Path | str | None = None) -> dict[str, Profile]:
         raise ConfigError(f"{path}: [profiles] must be a table of tables")
     for name, table in tables.items():
         profiles[name] = _from_table(name, table, profiles, path)
+    upstreams = load_upstreams(path)  # checked here too: an error shows before any worker
+    for profile in profiles.values():
+        if profile.upstream is not None and profile.upstream not in upstreams:
+            known = ", ".join(sorted(upstreams)) or "none"
+            raise ConfigError(
+                f"{path}: profiles.{profile.name} names upstream {profile.upstream!r}, "
+                f"which the file does not define; defined: {known}"
+            )
     return profiles
 
 
@@ -103,7 +120,7 @@ def _from_table(name: str, table: Any, known: dict[str, Profile], path: Path | s
     try:
         return Profile.model_validate({**base, **fields, "name": name})
     except ValidationError as exc:
-        raise ConfigError(f"{path}: profiles.{name} is invalid: {exc}") from None
+        raise ConfigError(f"{path}: profiles.{name} is invalid: {_said(exc)}") from None
 
 
 def get_profile(name: str, path: Path | str | None = None) -> Profile:
