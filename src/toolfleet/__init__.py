@@ -5,6 +5,7 @@ from toolfleet.client.fleet import Fleet, PromptHandle
 from toolfleet.client.sessions import Session
 from toolfleet.errors import (
     BudgetSpent,
+    CheckFailed,
     ConfigError,
     IncompleteInput,
     NoWorkers,
@@ -27,6 +28,7 @@ from toolfleet.settings import Settings
 
 __all__ = [
     "BudgetSpent",
+    "CheckFailed",
     "ConfigError",
     "Fleet",
     "IncompleteInput",

@@ -11,6 +11,7 @@
     ├── PromptCancelled     cancelled: never run, or interrupted while it ran
     ├── BudgetSpent         a budget is spent: nothing more is sent
     ├── ProviderQuotaExhausted  the provider said the account's quota is gone
+    ├── CheckFailed         an item's check failed after its repair turns
     ├── SessionLost         the instance restarted (or the lease ended) under a session
     ├── NoWorkers           no healthy worker serves the profile
     ├── ResultTimeout       the producer gave up waiting for a result
@@ -32,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "BudgetSpent",
+    "CheckFailed",
     "ConfigError",
     "DirtyTarget",
     "GitError",
@@ -133,6 +135,10 @@ class ProviderQuotaExhausted(ToolfleetError):
     """The model provider said the account's quota (or credit) is exhausted: no retry
     helps, so new work on that upstream stops; the prompt did not finish and may run
     again once the quota is back (a map leaves such items not run, resumable)."""
+
+
+class CheckFailed(ToolfleetError):
+    """An item's check failed after its repair turns: its change is rejected."""
 
 
 class SessionLost(ToolfleetError):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "STATES",
     "Changes",
+    "CheckResult",
     "InstanceHealth",
     "PromptResult",
     "State",
@@ -71,6 +72,19 @@ class PromptResult(BaseModel):
     )
 
 
+class CheckResult(BaseModel):
+    """How a change's check command ended (in the item's worktree, or on a merged tree)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str
+    passed: bool = Field(description="It exited with status 0 within its timeout.")
+    exit_status: int | None = Field(None, description="None: killed at its timeout.")
+    duration_ms: float = Field(ge=0)
+    output: str = Field("", description="The last lines of what it printed.")
+    tree: str | None = Field(None, description="The git tree it ran on.")
+
+
 class Changes(BaseModel):
     """What a session or item changed in its instance's worktree, committed on a branch."""
 
@@ -91,7 +105,13 @@ class Changes(BaseModel):
     deletions: int = Field(0, ge=0)
     patch: str = Field("", description="The diff from base, capped.")
     truncated: bool = Field(False, description="The patch was cut at its cap.")
-    state: Literal["pending", "applied", "discarded", "empty"] = "pending"
+    state: Literal["pending", "ready", "rejected", "applied", "discarded", "empty"] = Field(
+        "pending",
+        description="pending: no check ran on it; ready: its check passed; rejected: "
+        "its check failed (never applied without --force).",
+    )
+    check: CheckResult | None = Field(None, description="The last check, on this tree.")
+    repairs: int = Field(0, ge=0, description="Repair turns the agent was given.")
     created_at: float = Field(description="Unix time it was committed.")
 
 

@@ -157,6 +157,21 @@ class Profile(BaseModel):
         description="Files the tool writes in its worktree that are no change (git "
         "pathspecs, e.g. aider's '.aider*' caches): never committed, kept across resets.",
     )
+    check: str | None = Field(
+        None,
+        description="A shell command that checks a map item's change in its worktree "
+        "after its steps ({path} {name} {stem} {index} filled in), e.g. 'pytest -q': "
+        "only a change whose check passed is ready to apply (toolfleet map --check).",
+    )
+    check_timeout: float = Field(600.0, gt=0, description="Seconds a check may run.")
+    repairs: int = Field(
+        0, ge=0, description="Repair turns when the check fails (toolfleet map --repair)."
+    )
+    repair: str = Field(
+        "The check `{check}` failed with:\n{check_output}\nFix {path} so that it passes.",
+        description="The repair step: {check} (the command), {check_output} (the tail of "
+        "its output) and the item's {path} {name} {stem} {index}.",
+    )
     protocol: Literal["pty", "claude-stream-json", "codex-app-server", "acp"] = Field(
         "pty",
         description="How the tool is spoken to: 'pty' (a terminal, markers or sentinels), "

@@ -2,6 +2,7 @@
 and every use of kombu's private internals."""
 
 from toolfleet.broker.app import (
+    CHECK_TASK,
     CHUNK_PROGRESS,
     CHUNK_TASK,
     PRODUCER_CONFIG,
@@ -14,6 +15,7 @@ from toolfleet.broker.app import (
 )
 
 __all__ = [
+    "CHECK_TASK",
     "CHUNK_PROGRESS",
     "CHUNK_TASK",
     "PRODUCER_CONFIG",

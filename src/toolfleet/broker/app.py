@@ -17,6 +17,7 @@ from toolfleet.broker.internals import self_check
 from toolfleet.settings import Settings
 
 __all__ = [
+    "CHECK_TASK",
     "CHUNK_PROGRESS",
     "CHUNK_TASK",
     "PRODUCER_CONFIG",
@@ -32,6 +33,8 @@ __all__ = [
 PROMPT_TASK = "toolfleet.prompt"
 #: several prompts in one message, run in order on one instance (``Fleet.submit_many``)
 CHUNK_TASK = "toolfleet.prompts"
+#: a session's check command, run in its instance's worktree (``Session.check``)
+CHECK_TASK = "toolfleet.check"
 #: the state a chunk's worker records as it runs it, ``{"done": N}``: how many of its
 #: prompts have finished (so a producer tells a chunk at work from a lost one)
 CHUNK_PROGRESS = "PROGRESS"
@@ -130,7 +133,7 @@ def make_app(
     app = Celery(
         main,
         set_as_current=False,
-        include=["toolfleet.workers.tasks"],
+        include=["toolfleet.workers.tasks", "toolfleet.workers.checking"],
         # one Redis client per channel, not per command
         amqp="toolfleet.broker.transport:FleetAMQP",
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from celery.exceptions import WorkerLostError
 
@@ -63,17 +63,23 @@ class NoHandle:
 def settle_outcome(
     slot: Slot, result: PromptResult | None, error: BaseException | None
 ) -> MapOutcome:
-    """The item's outcome from its last attempt's ``result`` or ``error``."""
-    duration_ms = (time.monotonic() - slot.first_submit) * 1000
-    key, attempts = slot.item.key, slot.attempt
-    steps = tuple(getattr(slot.handle, "results", ()))
-    changes = getattr(slot.handle, "changes", None)
-    if result is not None:
-        worker = result.worker
+    """The item's outcome from its last attempt's ``result`` or ``error`` (with what a
+    multi-step item changed and how its check ended, whichever way it ended)."""
+    handle = slot.handle
+    steps: tuple[PromptResult, ...] = tuple(getattr(handle, "results", ()))
+    ended = MapOutcome(
+        slot.item.key,
+        False,
+        attempts=slot.attempt,
+        duration_ms=(time.monotonic() - slot.first_submit) * 1000,
+        steps=steps,
+        changes=getattr(handle, "changes", None),
+        check=getattr(handle, "check_result", None),
+        repairs=getattr(handle, "repairs", 0),
+    )
+    if result is not None and error is None:
         if result.ok:
-            return MapOutcome(
-                key, True, result, None, None, attempts, worker, duration_ms, steps, changes
-            )
+            return replace(ended, ok=True, result=result, worker=result.worker)
         why = (
             "the tool reported an error"
             if result.exit_status is None
@@ -81,11 +87,11 @@ def settle_outcome(
         )
         if steps:
             why = f"step {len(steps)} of {len(slot.item.steps)}: {why}"
-        return MapOutcome(key, False, result, TOOL_ERROR, why, attempts, worker, duration_ms, steps)
+        return replace(ended, result=result, error_type=TOOL_ERROR, error=why, worker=result.worker)
     assert error is not None
     message = error.message if isinstance(error, ToolfleetError) else str(error)
-    kind = error_type(error)
-    return MapOutcome(key, False, None, kind, message, attempts, None, duration_ms, steps)
+    worker = steps[-1].worker if steps else None
+    return replace(ended, error_type=error_type(error), error=message, worker=worker)
 
 
 def local_profile(fleet: object, profile: str) -> Profile | None:

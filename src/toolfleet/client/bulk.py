@@ -19,6 +19,7 @@ from toolfleet.client.progress import RunProgress
 from toolfleet.client.protocols import Submitter
 from toolfleet.client.results import ready_ids, revoke
 from toolfleet.client.sending import Sender, Waiting
+from toolfleet.client.verify import CheckSpec
 from toolfleet.errors import ProviderQuotaExhausted, ResultTimeout, ToolfleetError
 from toolfleet.models import PromptResult, Usage
 
@@ -54,6 +55,7 @@ class MapRun:
         budget: float | None = None,
         chunk: int | None = None,
         item_budget: float | None = None,
+        check: CheckSpec | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
@@ -78,6 +80,7 @@ class MapRun:
                 raise ValueError(f"item {it.key!r} has no profile and no default profile is set")
         self.fleet = fleet
         self.profile = profile
+        self.check = check  # after each item's steps, with repair turns (worktree profiles)
         self.in_flight = in_flight
         #: prompts per message (None: each profile's ``chunk``); items with steps go alone,
         #: and a run with a budget sends one prompt a message unless told otherwise, so
@@ -267,7 +270,9 @@ class MapRun:
 
     def _fill(self) -> None:
         while self._pending and len(self._inflight) < self.in_flight:
-            batch = self._sender.take(self._pending)
+            batch = self._sender.take(self._pending, self._outstanding.values())
+            if not batch:  # the next items work on files of items in flight: they wait
+                return
             try:
                 self._sender.send(batch)
             except BaseException:
@@ -364,7 +369,8 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
 
     Options (keywords of :class:`MapRun`): ``profile``, ``in_flight`` (8), ``retries``
     (0), ``journal``, ``timeout``, ``result_timeout``, ``poll`` (0.005 s), ``budget``,
-    ``chunk`` (each profile's ``chunk``), ``item_budget``.
+    ``chunk`` (each profile's ``chunk``), ``item_budget``, ``check`` (see Fleet.map).
+    Items sharing one of their ``paths`` never run at the same time.
 
     - ``items``: :class:`MapItem` (unique keys), or plain strings keyed by their index.
       An item's own ``profile``/``timeout`` win over ``profile``/``timeout`` here;
@@ -384,17 +390,11 @@ def run_map(fleet: Submitter, items: Iterable[MapItem | str], **options: Any) ->
       started may wait its prompts' times in its queue). A result not there by then
       counts as lost: ``ResultTimeout``; the late prompt is revoked so that, if it had
       not started, it does not run as well as its retry.
-    - A message the broker lost (nowhere at two looks ten seconds apart, e.g. after a
-      Redis restart) is sent again under its id; the redelivery guard keeps what did
-      run from running twice.
     - ``budget`` (e.g. USD): once the items' reported cost reaches it nothing new is
       sent (``budget_reached``, the rest in ``cancelled``); a run with a budget sends a
       prompt a message unless ``chunk`` says otherwise. ``item_budget``: see Fleet.map.
     - ``journal`` (a path or :class:`Journal`): each outcome is appended as it comes;
       items recorded ok are skipped (``MapRun.skipped``).
-    - Stopping (:meth:`MapRun.stop`, or KeyboardInterrupt in the iteration, then
-      iterating on or :meth:`MapRun.close`): nothing new is sent, the prompts sent are
-      waited for and recorded (a re-run with the journal runs each item once);
-      ``close(wait=False)`` (a second Ctrl-C) revokes them, listed in ``abandoned``.
+    - Stopping, and messages the broker lost: see :meth:`MapRun.stop`, :meth:`MapRun.close`.
     """
     return MapRun(fleet, items, **options)

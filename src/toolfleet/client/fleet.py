@@ -27,6 +27,7 @@ from toolfleet.client.items import MapItem, expand_steps
 from toolfleet.client.persistence import persistence
 from toolfleet.client.sessions import Session, Strategy, attach, open_session
 from toolfleet.client.unavailable import redis_errors
+from toolfleet.client.verify import CheckSpec, as_steps
 from toolfleet.errors import (
     ConfigError,
     NoWorkers,
@@ -186,10 +187,12 @@ class Fleet:
         ttl: float | None = None,
         wait: float = 30.0,
         budget: float | None = None,
+        base: str | None = None,
     ) -> Session:
         """Lease one instance of ``profile`` for an exclusive, ordered conversation.
 
-        ``strategy`` is ``least-busy`` or ``round-robin``; ``worker`` pins to one node.
+        ``strategy`` is ``least-busy`` or ``round-robin``; ``worker`` pins to one node;
+        ``base``: the commit a worktree profile's instance starts from (default: its base).
         Raises NoWorkers when no instance is free within ``wait`` seconds, and
         UnknownProfile at once when nothing knows ``profile``. With ``budget``, ``send``
         raises BudgetSpent once the cost the session's answers reported reaches it.
@@ -198,7 +201,7 @@ class Fleet:
             self.require_profile(profile)
         with redis_errors(self.settings):
             session = open_session(
-                self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait
+                self, profile, strategy=strategy, worker=worker, ttl=ttl, wait=wait, base=base
             )
         session.budget = budget
         return session
@@ -217,6 +220,7 @@ class Fleet:
         budget: float | None = None,
         chunk: int | None = None,
         item_budget: float | None = None,
+        check: CheckSpec | None = None,
     ) -> MapRun:
         """Run many prompts, at most ``in_flight`` at once; iterate for outcomes as they come.
 
@@ -239,12 +243,17 @@ class Fleet:
         (``cancelled``, ``quota_exhausted``), for a re-run with the journal.
         ``chunk`` prompts go in one message (default: the profile's ``chunk``, 16 for the
         REPLs, 1 for aider and the agents); ``in_flight`` counts messages.
+        ``check`` (a :class:`CheckSpec`, worktree profiles): after each item's steps its
+        command runs in the item's worktree, with repair turns while it fails; the change
+        is ``ready`` if it passed, else ``rejected`` and the item fails with CheckFailed.
         """
         if profile is not None:
             self.require_profile(profile)
         if steps is not None:
             paths = [p if isinstance(p, str) else p.key for p in prompts]
             prompts = expand_steps(list(steps), paths)
+        if check is not None:  # a check needs the session and worktree steps run in
+            prompts = as_steps(prompts)
         return run_map(
             self,
             prompts,
@@ -257,6 +266,7 @@ class Fleet:
             budget=budget,
             chunk=chunk,
             item_budget=item_budget,
+            check=check,
         )
 
     def handle(self, prompt_id: str, profile: str) -> PromptHandle:

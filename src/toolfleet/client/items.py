@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from toolfleet.models import Changes, PromptResult, Usage
+from toolfleet.models import Changes, CheckResult, PromptResult, Usage
 
 __all__ = [
     "TOOL_ERROR",
@@ -20,6 +20,7 @@ __all__ = [
     "MapOutcome",
     "expand_steps",
     "expand_template",
+    "fill_fields",
     "read_jsonl",
     "text_digest",
 ]
@@ -33,7 +34,10 @@ class MapItem:
     """One item of a bulk run; ``key`` names it in results and in the journal.
 
     An item is one prompt (``text``), or with ``steps`` several prompts run in order on
-    one instance it holds exclusively (``text`` then shows them, one a line).
+    one instance it holds exclusively (``text`` then shows them, one a line). ``paths``:
+    the files it works on (``{path}`` of a template, or a JSONL line's): items sharing
+    one never run at the same time in a map, and the first fills a check's ``{path}``.
+    ``base``: the commit a worktree profile's instance starts it from (a redo).
     """
 
     key: str
@@ -41,6 +45,9 @@ class MapItem:
     profile: str | None = None
     timeout: float | None = None
     steps: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    index: int = 0
+    base: str | None = None
 
     @property
     def digest(self) -> str:
@@ -64,6 +71,9 @@ class MapOutcome:
     steps: tuple[PromptResult, ...] = ()
     #: what the item changed (a worktree profile's multi-step item)
     changes: Changes | None = None
+    #: its last check (``--check``) and the repair turns before it
+    check: CheckResult | None = None
+    repairs: int = 0
 
     @property
     def usage(self) -> Usage | None:
@@ -96,10 +106,14 @@ class MapOutcome:
             record["changes"] = {
                 "id": c.id,
                 "branch": c.branch if c.commit else None,
+                "state": c.state,
                 "files": c.files,
                 "insertions": c.insertions,
                 "deletions": c.deletions,
             }
+        if self.check is not None:
+            record["check"] = self.check.model_dump(exclude={"tree"})
+            record["repairs"] = self.repairs
         if self.steps:
             record["steps"] = [
                 {"output": r.output, "ok": r.ok, "exit_status": r.exit_status} for r in self.steps
@@ -125,7 +139,12 @@ def expand_template(template: str, paths: Sequence[str | os.PathLike[str]]) -> l
     if _PLACEHOLDER.search(template) is None:
         raise ValueError("the template uses none of {path} {name} {stem} {index}")
     return [
-        MapItem(key=os.fspath(raw), text=_fill(template, os.fspath(raw), index))
+        MapItem(
+            key=os.fspath(raw),
+            text=_fill(template, os.fspath(raw), index),
+            paths=(os.fspath(raw),),
+            index=index,
+        )
         for index, raw in enumerate(paths)
     ]
 
@@ -143,8 +162,16 @@ def expand_steps(
     for index, raw in enumerate(paths):
         path = os.fspath(raw)
         steps = tuple(_fill(t, path, index) for t in templates)
-        items.append(MapItem(key=path, text="\n".join(steps), steps=steps))
+        items.append(
+            MapItem(key=path, text="\n".join(steps), steps=steps, paths=(path,), index=index)
+        )
     return items
+
+
+def fill_fields(template: str, item: MapItem) -> str:
+    """``template`` with the placeholders of ``item``'s first path (or, without one,
+    its key) filled in, as :func:`expand_template` fills them."""
+    return _fill(template, item.paths[0] if item.paths else item.key, item.index)
 
 
 def _fill(template: str, path: str, index: int) -> str:
@@ -163,16 +190,17 @@ def _fill(template: str, path: str, index: int) -> str:
     return _PLACEHOLDER.sub(fill, template)
 
 
-_JSONL_FIELDS = {"key", "text", "profile", "timeout"}
+_JSONL_FIELDS = {"key", "text", "profile", "timeout", "paths"}
 
 
 def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> list[MapItem]:
-    """Items from JSON lines ``{"key": ..., "text": ..., "profile": ..., "timeout": ...}``.
+    """Items from JSON lines ``{"key": ..., "text": ..., "profile": ..., "timeout": ...,
+    "paths": [...]}``.
 
     Only ``text`` is required; ``key`` defaults to the line number. Blank lines are
     skipped. A bad line raises ValueError naming ``source`` and the line.
     """
-    items = []
+    items: list[MapItem] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -198,5 +226,11 @@ def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> list[MapItem]:
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
             raise ValueError(f"{where}: 'timeout' must be a positive number of seconds")
-        items.append(MapItem(str(key), text, profile, None if timeout is None else float(timeout)))
+        paths = obj.get("paths", [])
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+            raise ValueError(f"{where}: 'paths' must be a list of file names")
+        seconds = None if timeout is None else float(timeout)
+        items.append(
+            MapItem(str(key), text, profile, seconds, paths=tuple(paths), index=len(items))
+        )
     return items

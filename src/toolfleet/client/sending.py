@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 from toolfleet.client.attempts import NoHandle, Slot, profile_chunk, profile_deadline
 from toolfleet.client.items import MapItem
 from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.stepped import SessionOpener, StepsHandle, StepThreads
+from toolfleet.client.verify import CheckSpec
 from toolfleet.errors import ConfigError, ToolfleetError
 
 __all__ = ["RunOptions", "Sender", "Waiting"]
@@ -27,6 +28,7 @@ class RunOptions(Protocol):
     chunk: int | None
     timeout: float | None
     result_timeout: float | None
+    check: CheckSpec | None
 
     def item_budget_left(self) -> float | None: ...
 
@@ -56,9 +58,17 @@ class Sender:
         if self._threads is not None:
             self._threads.close()
 
-    def take(self, pending: deque[Waiting]) -> list[Waiting]:
+    def take(self, pending: deque[Waiting], sent: Iterable[Slot] = ()) -> list[Waiting]:
         """The next message's items: one, or up to a chunk of plain prompts for the same
-        profile and deadline, in order."""
+        profile and deadline, in order. An item sharing a file (``paths``) with an item
+        in flight (``sent``) waits: the first that shares none goes (none: [])."""
+        busy = {path for slot in sent for path in slot.item.paths}
+        if busy and any(busy.intersection(entry[0].paths) for entry in pending):
+            free = next((e for e in pending if not busy.intersection(e[0].paths)), None)
+            if free is None:
+                return []
+            pending.remove(free)
+            return [free]
         batch = [pending.popleft()]
         item = batch[0][0]
         profile = item.profile or self.run.profile
@@ -181,4 +191,6 @@ class Sender:
             threads=threads,
             changes=changes,
             budget=budget,
+            check=self.run.check,
+            item=item,
         )

@@ -12,10 +12,11 @@ import redis
 
 import toolfleet.client.leases as leases
 from toolfleet.client.changes import ChangeBook
+from toolfleet.client.checking import session_check
 from toolfleet.client.protocols import FleetLike, Handle
 from toolfleet.errors import BudgetSpent, NoWorkers, SessionLost, ToolfleetError
 from toolfleet.keys import free_key, rr_key, session_key
-from toolfleet.models import Changes, InstanceHealth, Usage
+from toolfleet.models import Changes, CheckResult, InstanceHealth, Usage
 
 __all__ = [
     "FIRST_PAUSE",
@@ -151,6 +152,17 @@ class Session:
         self._sent.append(handle)
         return handle
 
+    def check(self, command: str, timeout: float = 600.0, turn: int = 0) -> CheckResult:
+        """Run ``command`` in the instance's worktree (a worktree profile) once the
+        prompts sent have been answered; its result. The change recorded at close is
+        ``ready`` if the last check on its tree passed, ``rejected`` if it failed.
+        ``turn``: the repair turns given before it (kept with the change)."""
+        if self._closed.is_set():
+            raise SessionLost(f"session {self.id} is closed")
+        if self._lost:
+            raise SessionLost(f"session {self.id} lost {self.worker}: {self._lost}")
+        return session_check(self.fleet, self.worker, self.id, command, timeout, turn)
+
     def cancel(self) -> dict[str, str]:
         """Cancel the session's prompts not answered yet (the running one is interrupted,
         the queued ones never run); what became of each. The session stays open, but a
@@ -219,8 +231,10 @@ def open_session(
     ttl: float | None = None,
     wait: float = 30.0,
     renew: bool = True,
+    base: str | None = None,
 ) -> Session:
-    """Lease an instance of ``profile`` (or ``worker``); wait up to ``wait`` s for one."""
+    """Lease an instance of ``profile`` (or ``worker``); wait up to ``wait`` s for one.
+    ``base``: the commit a worktree profile's instance starts the session from."""
     ttl = ttl or fleet.settings.session_ttl
     client = fleet.app.backend.client
     session_id = uuid.uuid4().hex[:16]
@@ -237,7 +251,7 @@ def open_session(
                 continue
             replies = fleet.app.control.broadcast(
                 "tool_lease",
-                arguments={"session": session_id},
+                arguments={"session": session_id, **({"base": base} if base else {})},
                 reply=True,
                 destination=[record.worker],
                 timeout=5.0,

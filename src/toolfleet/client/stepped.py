@@ -9,14 +9,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from toolfleet.client.items import MapItem
+from toolfleet.client.verify import CheckSpec, check_and_repair
 from toolfleet.errors import (
+    CheckFailed,
     NoWorkers,
     ResultTimeout,
     SessionLost,
     ToolCrashed,
     ToolfleetError,
 )
-from toolfleet.models import Changes, PromptResult
+from toolfleet.models import Changes, CheckResult, PromptResult
 
 __all__ = ["SessionOpener", "StepThreads", "StepsHandle"]
 
@@ -28,7 +31,12 @@ class SessionOpener(Protocol):
     """A fleet that opens sessions (``Fleet.session``)."""
 
     def session(
-        self, profile: str = ..., *, wait: float = ..., budget: float | None = ...
+        self,
+        profile: str = ...,
+        *,
+        wait: float = ...,
+        budget: float | None = ...,
+        base: str | None = ...,
     ) -> Any: ...
 
 
@@ -93,6 +101,10 @@ class StepsHandle:
 
     An instance lost under the item (its worker killed, its tool restarted) raises a
     retryable ToolCrashed: the item runs again, whole, on a reset instance.
+
+    With ``check`` (a worktree profile) the check runs after the steps, with repair
+    turns (:func:`check_and_repair`): ``check_result`` and ``repairs`` say how it ended;
+    a check still failing ends the item with CheckFailed (its change is ``rejected``).
     """
 
     def __init__(
@@ -107,6 +119,8 @@ class StepsHandle:
         threads: StepThreads,
         changes: Callable[[str], Changes | None] | None = None,
         budget: float | None = None,
+        check: CheckSpec | None = None,
+        item: MapItem | None = None,
     ) -> None:
         self.fleet = fleet
         self.steps = steps
@@ -121,6 +135,11 @@ class StepsHandle:
         self.changes: Changes | None = None
         self._changes = changes
         self.error: ToolfleetError | None = None
+        self.check = check
+        self.item = item or MapItem(key="", text="\n".join(steps), steps=steps)
+        #: the item's last check, and the repair steps sent before it
+        self.check_result: CheckResult | None = None
+        self.repairs = 0
         self._id = f"steps-{uuid.uuid4()}"
         self._done = threading.Event()
         self._cancelled = threading.Event()
@@ -147,7 +166,10 @@ class StepsHandle:
     # ---- the thread -------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            session = self.fleet.session(self.profile, wait=self.lease_wait, budget=self.budget)
+            options: dict[str, Any] = {"wait": self.lease_wait, "budget": self.budget}
+            if self.item.base is not None:
+                options["base"] = self.item.base
+            session = self.fleet.session(self.profile, **options)
             try:
                 for number, text in enumerate(self.steps, 1):
                     if self._cancelled.is_set():
@@ -156,11 +178,21 @@ class StepsHandle:
                     self.results.append(result)
                     if not result.ok:
                         break
+                if self.check is not None and self.results[-1].ok:
+                    self._verify(session, self.check)
             finally:
                 # every step sent was awaited, or its instance is lost: no wait
                 session.close(wait=0.0)
             if self._changes is not None:
                 self.changes = self._changes(session.id)
+            checked = self.check_result
+            if checked is not None and not checked.passed:
+                turns = f" after {self.repairs} repair turn(s)" if self.repairs else ""
+                last = checked.output.strip().splitlines()[-1:] or [""]
+                self.error = CheckFailed(
+                    f"the check `{checked.command}` failed{turns}: exit status "
+                    f"{checked.exit_status}: {last[0]}"
+                )
         except SessionLost as exc:
             self.error = ToolCrashed(self._lost(exc.message))
         except ToolfleetError as exc:
@@ -169,6 +201,22 @@ class StepsHandle:
             self.error = ToolfleetError(f"{type(exc).__name__}: {exc}")
         finally:
             self._done.set()
+
+    def _verify(self, session: Any, check: CheckSpec) -> None:
+        """The check, and repair steps while it fails (:func:`check_and_repair`)."""
+
+        def repair(text: str) -> PromptResult:
+            if self._cancelled.is_set():
+                raise ToolfleetError("cancelled before a repair step")
+            answer = self._step(session, len(self.results) + 1, text)
+            self.results.append(answer)
+            self.repairs += 1
+            return answer
+
+        try:
+            self.check_result, _ = check_and_repair(session, check, self.item, repair)
+        except NoWorkers as exc:  # its worker died during the check
+            raise ToolCrashed(self._lost(exc.message)) from exc
 
     def _step(self, session: Any, number: int, text: str) -> PromptResult:
         """Send step ``number`` and wait for it, looking at the instance's health."""

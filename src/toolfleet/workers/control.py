@@ -46,11 +46,14 @@ def tool_cancel(panel: Any, prompt_id: str) -> dict[str, Any]:
     return {"error": f"{prompt_id} is not running here"}
 
 
-@control_command(args=[("session", str)], signature="<session>")  # type: ignore[untyped-decorator]
-def tool_lease(panel: Any, session: str) -> dict[str, Any]:
-    """Pin this worker's instance to ``session`` (whose lease key the producer holds)."""
+@control_command(  # type: ignore[untyped-decorator]
+    args=[("session", str), ("base", str)], signature="<session> [base]"
+)
+def tool_lease(panel: Any, session: str, base: str | None = None) -> dict[str, Any]:
+    """Pin this worker's instance to ``session`` (whose lease key the producer holds);
+    ``base``: the commit its worktree starts from (default: the profile's base)."""
     keeper = state.parts().leases
-    return {"error": "no lease support"} if keeper is None else keeper.take(session)
+    return {"error": "no lease support"} if keeper is None else keeper.take(session, base)
 
 
 @control_command(args=[("session", str)], signature="<session>")  # type: ignore[untyped-decorator]

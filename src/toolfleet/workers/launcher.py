@@ -67,6 +67,7 @@ _PRELOAD = (
     "kombu.transport.redis",
     "toolfleet.broker",
     "toolfleet.workers.tasks",
+    "toolfleet.workers.checking",
     "toolfleet.tool.instance",
     "toolfleet.workers.steps",
     "toolfleet.workers.reconnect",

@@ -37,8 +37,9 @@ class LeaseKeeper:
         self.changes_ttl = changes_ttl
         self._ending = threading.Lock()
 
-    def take(self, session: str) -> dict[str, Any]:
-        """A producer acquired the lease key for ``session``: pin the instance to it."""
+    def take(self, session: str, base: str | None = None) -> dict[str, Any]:
+        """A producer acquired the lease key for ``session``: pin the instance to it
+        (its worktree reset to ``base`` when given, else to the profile's base)."""
         sup = self.supervisor
         if sup.session == session:
             return {"ok": session, "generation": sup.session_generation}
@@ -53,7 +54,7 @@ class LeaseKeeper:
             return {"error": "busy with a prompt"}
         if self.workspace is not None:
             try:
-                self.workspace.reset()
+                self.workspace.reset(base)
             except GitError as exc:
                 sup.end_session()
                 return {"error": f"could not reset the worktree: {exc.message}"}

@@ -1,5 +1,6 @@
-"""An instance's git worktree: made at start, reset before each session, its changes
-committed on a branch of their own and recorded in Redis when the session ends."""
+"""An instance's git worktree: made at start, reset before each session (to the base, or
+to a commit the session names), checked on demand, its changes committed as one commit
+on a branch of their own and recorded in Redis when the session ends."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from toolfleet.checks import run_check
 from toolfleet.errors import ConfigError, GitError
 from toolfleet.gitops import git, is_url
 from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key
-from toolfleet.models import Changes
+from toolfleet.models import Changes, CheckResult
 from toolfleet.profiles import Profile
+from toolfleet.tool.sandbox import SandboxPolicy
 
 __all__ = ["MAX_PATCH_BYTES", "Worktree", "change_branch"]
 
@@ -46,6 +49,12 @@ class Worktree:
         self.base = ""
         self.base_tree = ""
         self.git_dir: Path | None = None  # the worktree's own git directory
+        #: the session's base (the base, or the commit its producer named), and its tree
+        self.session_base = ""
+        self.session_base_tree = ""
+        #: the session's last check (on the tree it names) and the repair turns before it
+        self.checked: CheckResult | None = None
+        self.repairs = 0
 
     def prepare(self) -> None:
         """Make the worktree at the base commit; ConfigError says why it cannot be."""
@@ -75,6 +84,7 @@ class Worktree:
             "rev-parse", "--absolute-git-dir", "HEAD^{tree}", cwd=self.path
         ).splitlines()
         self.git_dir = Path(git_dir)
+        self.session_base, self.session_base_tree = self.base, self.base_tree
 
     def _abort_unfinished(self) -> None:
         """Abort a merge, rebase or cherry-pick the tool left half-done (conflicts): the
@@ -88,49 +98,110 @@ class Worktree:
             if self.git_dir is None or any((self.git_dir / n).exists() for n in names):
                 git(command, "--abort", cwd=self.path, check=False)
 
-    def reset(self) -> None:
-        """Back to the base commit: no change, no untracked file, no merge in progress."""
+    def reset(self, base: str | None = None) -> None:
+        """Back to the base commit (or to ``base``, a commit of the repository: a change
+        redone on a branch that moved): no change, no untracked file, no merge going on."""
         wt = self.path
         self._abort_unfinished()
-        git("checkout", "--quiet", "--force", "--detach", self.base, cwd=wt)
+        start, tree = self.base, self.base_tree
+        if base and base != self.base:
+            start = self._commit_of(base)
+            tree = self._tree(start)
+        git("checkout", "--quiet", "--force", "--detach", start, cwd=wt)
         git("clean", "-fdxq", *(f"--exclude={pattern}" for pattern in self.ignore), cwd=wt)
+        self.session_base, self.session_base_tree = start, tree
+        self.checked, self.repairs = None, 0
+
+    def _commit_of(self, base: str) -> str:
+        """The commit ``base`` names, fetched first from a repository given by URL."""
+        if not re.fullmatch(r"[0-9a-f]{7,64}", base):
+            raise GitError(f"base {base!r} is no commit id")
+        found = git(
+            "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", cwd=self.path, check=False
+        )
+        if not found.strip() and is_url(self.source):
+            git("fetch", "--quiet", self.source, "+refs/heads/*:refs/heads/*", cwd=self.repo)
+            found = git(
+                "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", cwd=self.path, check=False
+            )
+        if not found.strip():
+            raise GitError(f"base {base} is no commit of {self.source}")
+        return found.strip()
+
+    def _stage(self) -> str:
+        """Everything in the worktree (but ``workspace_ignore``) staged; its tree."""
+        wt = self.path
+        git("add", "--all", "--", ".", *(f":(exclude){p}" for p in self.ignore), cwd=wt)
+        return git("write-tree", cwd=wt).strip()
+
+    def check(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        turn: int = 0,
+        sandbox: tuple[str, SandboxPolicy] | None = None,
+        passed_env: tuple[str, ...] = (),
+    ) -> CheckResult:
+        """Run the session's check ``command`` in the worktree as it is now (after
+        ``turn`` repair turns); the result, kept for the change record with its tree."""
+        self._abort_unfinished()
+        tree = self._stage()
+        result = run_check(
+            command, str(self.path), timeout=timeout, sandbox=sandbox, passed_env=passed_env
+        )
+        result = result.model_copy(update={"tree": tree})
+        self.checked, self.repairs = result, turn
+        self._restore(tree)
+        return result
+
+    def _restore(self, tree: str) -> None:
+        """The worktree as ``tree`` (what was staged before the check): what the check
+        wrote (caches, builds; files git does not ignore) is never part of the change."""
+        wt = self.path
+        git("read-tree", tree, cwd=wt)
+        git("checkout-index", "--all", "--force", cwd=wt)
+        git("clean", "-fdq", *(f"--exclude={pattern}" for pattern in self.ignore), cwd=wt)
 
     def commit(self, change: str) -> Changes:
-        """Commit what changed since the reset on ``toolfleet/changes/<change>``.
+        """Commit what changed since the reset on ``toolfleet/changes/<change>``: ONE
+        commit on the session's base, whatever the tool committed meanwhile (aider's
+        auto-commits of a first answer its check then failed never reach a branch).
 
         Plumbing, not ``git commit``: the index's tree (``write-tree``) becomes a commit
-        (``commit-tree``) only if it differs from HEAD's, and one ``git diff`` gives the
-        files, the line counts and the patch: five git processes a change, not nine
-        (no hooks, no automatic maintenance, no second and third diff)."""
+        (``commit-tree``) only if it differs from the base's, and one ``git diff`` gives
+        the files, the line counts and the patch (no hooks, no automatic maintenance).
+        A check that ran on this very tree decides the state: ``ready`` or ``rejected``;
+        without one (or after further edits) the change is ``pending``."""
         wt = self.path
         # a merge the tool left in conflict is no change: never commit conflict markers
         self._abort_unfinished()
-        git("add", "--all", "--", ".", *(f":(exclude){p}" for p in self.ignore), cwd=wt)
-        tree = git("write-tree", cwd=wt).strip()
-        # the tool may have committed too (aider's auto-commits): all since the base counts
-        head = self._head()
-        head_tree = self.base_tree if head == self.base else self._tree(head)
-        commit = head
-        if tree != head_tree:
+        tree = self._stage()
+        base = self.session_base or self.base
+        commit = base
+        if tree != (self.session_base_tree or self.base_tree):
             message = f"toolfleet change {change}"
-            commit = git("commit-tree", tree, "-p", head, "-m", message, cwd=wt).strip()
+            commit = git("commit-tree", tree, "-p", base, "-m", message, cwd=wt).strip()
         now = time.time()
         branch = change_branch(change)
         files: list[str] = []
         insertions = deletions = 0
         patch = ""
-        if commit != self.base:
+        if commit != base:
             files, insertions, deletions, patch = _diff(
-                git("diff", "-z", "--numstat", "--patch", self.base, commit, cwd=wt)
+                git("diff", "-z", "--numstat", "--patch", base, commit, cwd=wt)
             )
+        checked = self.checked if self.checked is not None and self.checked.tree == tree else None
         if not files:
             return Changes(
                 id=change,
                 worker=self.worker,
                 repo=self.source,
                 branch=branch,
-                base=self.base,
+                base=base,
                 state="empty",
+                check=checked,
+                repairs=self.repairs,
                 created_at=now,
             )
         git("branch", "--force", branch, commit, cwd=wt)
@@ -139,32 +210,24 @@ class Worktree:
         cut = len(patch.encode()) > MAX_PATCH_BYTES
         if cut:
             patch = patch.encode()[:MAX_PATCH_BYTES].decode(errors="ignore")
+        state = "pending" if checked is None else ("ready" if checked.passed else "rejected")
         return Changes(
             id=change,
             worker=self.worker,
             repo=self.source,
             branch=branch,
-            base=self.base,
+            base=base,
             commit=commit,
             files=files,
             insertions=insertions,
             deletions=deletions,
             patch=patch,
             truncated=cut,
+            state=state,
+            check=checked,
+            repairs=self.repairs,
             created_at=now,
         )
-
-    def _head(self) -> str:
-        """The worktree's HEAD commit: read from its git directory when detached (as
-        the reset leaves it), else asked of git (the tool checked out a branch)."""
-        if self.git_dir is not None:
-            try:
-                text = (self.git_dir / "HEAD").read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError):
-                text = ""
-            if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text):
-                return text
-        return git("rev-parse", "HEAD", cwd=self.path).strip()
 
     def _tree(self, commit: str) -> str:
         return git("rev-parse", f"{commit}^{{tree}}", cwd=self.path).strip()
