@@ -3,6 +3,7 @@ with a timeout, its whole process group killed at the end; the tail of what it p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -98,10 +99,8 @@ def run_check(
         except subprocess.TimeoutExpired:
             status = None
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # what it left running, too
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # what it left running, too
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
