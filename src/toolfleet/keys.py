@@ -157,6 +157,16 @@ class RedisLike(Protocol):
     def zadd(self, name: str, mapping: dict[str, float]) -> Any: ...
     def zrem(self, name: str, *values: str) -> Any: ...
     def pipeline(self, transaction: bool = True) -> Any: ...
+    def lock(
+        self,
+        name: str,
+        timeout: float | None = ...,
+        sleep: float = ...,
+        blocking: bool = ...,
+        blocking_timeout: float | None = ...,
+        lock_class: Any | None = ...,
+        thread_local: bool = ...,
+    ) -> Any: ...
     def xadd(
         self,
         name: str,

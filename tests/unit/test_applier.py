@@ -10,7 +10,7 @@ from toolfleet.errors import DirtyTarget
 
 
 class Book:
-    """A ChangeBook stand-in: 'c*' apply, 'x*' conflict, 'dirty' raises."""
+    """A ChangeBook and MergeQueue stand-in: 'c*' apply, 'x*' conflict, 'dirty' raises."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
@@ -19,7 +19,7 @@ class Book:
         self.hold: threading.Event | None = None
         self.entered = threading.Event()
 
-    def apply(self, changes, repo=".", onto=None):  # type: ignore[no-untyped-def]
+    def land(self, changes):  # type: ignore[no-untyped-def]
         self.entered.set()
         if self.hold is not None:
             self.hold.wait(10)
@@ -39,7 +39,7 @@ class Book:
 
 def test_changes_are_applied_in_order_in_a_thread_and_each_reported() -> None:
     book = Book()
-    with Applier(book, repo="/somewhere") as applier:  # type: ignore[arg-type]
+    with Applier(book, repo="/somewhere", merge_queue=book) as applier:  # type: ignore[arg-type]
         for change in ["c1", "x2", "dirty", "c3"]:
             applier.add(change)
     result = applier.result
@@ -53,7 +53,7 @@ def test_changes_are_applied_in_order_in_a_thread_and_each_reported() -> None:
 def test_changes_that_come_in_during_a_merge_are_applied_in_one_batch() -> None:
     book = Book()
     book.hold = threading.Event()
-    with Applier(book) as applier:  # type: ignore[arg-type]
+    with Applier(book, merge_queue=book) as applier:  # type: ignore[arg-type]
         applier.add("c1")
         assert book.entered.wait(10)  # the thread has taken c1 and waits in apply
         for change in ["c2", "x3", "c4"]:
@@ -67,7 +67,7 @@ def test_changes_that_come_in_during_a_merge_are_applied_in_one_batch() -> None:
 def test_an_error_in_a_batch_is_found_change_by_change() -> None:
     book = Book()
     book.hold = threading.Event()
-    with Applier(book) as applier:  # type: ignore[arg-type]
+    with Applier(book, merge_queue=book) as applier:  # type: ignore[arg-type]
         applier.add("c1")
         assert book.entered.wait(10)
         for change in ["c2", "dirty", "c3"]:
@@ -80,7 +80,7 @@ def test_an_error_in_a_batch_is_found_change_by_change() -> None:
 
 def test_changes_that_come_in_soon_after_a_merge_wait_for_the_next_batch() -> None:
     book = Book()
-    with Applier(book, every=30.0) as applier:  # type: ignore[arg-type]
+    with Applier(book, every=30.0, merge_queue=book) as applier:  # type: ignore[arg-type]
         applier.add("c1")
         assert book.entered.wait(10)  # the first batch goes at once
         applier.add("c2")

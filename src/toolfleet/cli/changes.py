@@ -10,15 +10,14 @@ import click
 from rich.table import Table
 
 from toolfleet.cli.common import connect, console, error, fail
-from toolfleet.client.applier import Applier
 from toolfleet.client.changes import ApplyResult
-from toolfleet.client.items import MapOutcome
+from toolfleet.client.mergequeue import MergeQueue
 from toolfleet.errors import ToolfleetError
 from toolfleet.gitops import git, is_url
 from toolfleet.profiles import load_profiles
 from toolfleet.settings import Settings
 
-__all__ = ["apply_as_done", "changes", "refuse_dirty", "report_apply", "worktree_root"]
+__all__ = ["changes", "refuse_dirty", "report_apply", "worktree_root"]
 
 
 @click.group()
@@ -64,6 +63,15 @@ def show(change_id: str) -> None:
     except ToolfleetError as exc:
         error(exc)
     click.echo(f"# {record.id} on {record.branch} ({record.state}), base {record.base[:12]}")
+    checked = record.check
+    if checked is not None:
+        verdict = "passed" if checked.passed else f"failed (exit status {checked.exit_status})"
+        turns = f", after {record.repairs} repair turn(s)" if record.repairs else ""
+        took = checked.duration_ms / 1000
+        click.echo(f"# check `{checked.command}` {verdict} in {took:.1f} s{turns}")
+        if not checked.passed:
+            for line in checked.output.splitlines():
+                click.echo(f"#   {line}")
     click.echo(record.patch, nl=False)
     if record.truncated:
         click.echo(f"# ... cut; see: git diff {record.base} {record.branch}")
@@ -72,19 +80,55 @@ def show(change_id: str) -> None:
 @changes.command("apply")
 @click.argument("change_ids", nargs=-1, required=True)
 @click.option("--onto", default=None, help="Target branch (default: the one checked out).")
-def apply(change_ids: tuple[str, ...], onto: str | None) -> None:
+@click.option(
+    "--check",
+    "check_command",
+    default=None,
+    metavar="CMD",
+    help="Merge one change at a time onto the tip and run CMD on the merged tree; the "
+    "branch moves only if it passed.",
+)
+@click.option(
+    "--check-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds the check may run.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Take changes their check rejected too (they failed it: look first).",
+)
+def apply(
+    change_ids: tuple[str, ...],
+    onto: str | None,
+    check_command: str | None,
+    check_timeout: float,
+    force: bool,
+) -> None:
     """Merge changes into a branch of the repository in the current directory.
 
     A conflicting change leaves the target as it was and lists its files; a checkout
-    with uncommitted changes is refused. Exit status 1 if any change conflicted.
+    with uncommitted changes is refused; a change its check rejected is not taken
+    without --force. One applier a branch at a time, fleet-wide. Exit status 1 if any
+    change was not applied.
     """
     try:
         with connect() as fleet:
-            result = fleet.changes.apply(list(change_ids), onto=onto)
+            queue = MergeQueue(
+                fleet.changes,
+                ".",
+                onto,
+                check=check_command,
+                check_timeout=check_timeout,
+                force=force,
+            )
+            result = queue.land(list(change_ids))
     except ToolfleetError as exc:
         error(exc)
     report_apply(result)
-    if result.conflicts:
+    if result.conflicts or result.broken or result.refused:
         raise SystemExit(1)
 
 
@@ -105,15 +149,24 @@ def report_apply(result: ApplyResult) -> None:
     """One line per change applied, empty or conflicting."""
     for change_id in result.applied:
         click.echo(f"applied {change_id}")
+    for change_id in result.already:
+        click.echo(f"{change_id} is in the target already")
     for change_id in result.empty:
         click.echo(f"nothing to apply in {change_id} (it changed no file)")
+    for change_id, why in result.refused.items():
+        click.echo(f"refused: {change_id} not applied: {why}", err=True)
+    for change_id, output in result.broken.items():
+        last = (output.strip().splitlines() or [""])[-1]
+        click.echo(
+            f"broken: {change_id} fails the check once merged ({last}); not applied", err=True
+        )
     for change_id, files in result.conflicts.items():
         click.echo(
             f"conflict: {change_id} not applied ({', '.join(files) or 'see git'}); "
             "the target branch is unchanged",
             err=True,
         )
-    if not (result.applied or result.empty or result.conflicts):
+    if not (result.applied or result.empty or result.conflicts or result.already):
         fail("nothing applied")
 
 
@@ -131,14 +184,6 @@ def worktree_root(profile: str | None) -> Path | None:
         return Path(git("rev-parse", "--show-toplevel", cwd=repo).strip())
     except (ToolfleetError, OSError) as exc:
         raise click.UsageError(f"profile {profile!r} works in worktrees of {repo}: {exc}") from None
-
-
-def apply_as_done(outcome: MapOutcome, applier: Applier) -> None:
-    """--apply: merge an ok item's change into the checked-out branch as it completes
-    (in the applier's thread: the map goes on meanwhile)."""
-    changes = outcome.changes
-    if outcome.ok and changes is not None and changes.commit is not None:
-        applier.add(changes.id)
 
 
 def refuse_dirty() -> None:

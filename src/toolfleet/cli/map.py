@@ -12,14 +12,17 @@ from typing import TextIO
 import click
 from rich.console import Console
 
-from toolfleet.cli.changes import apply_as_done, refuse_dirty, worktree_root
+from toolfleet.cli.changes import refuse_dirty, worktree_root
 from toolfleet.cli.common import fail
+from toolfleet.cli.landing import Landing
 from toolfleet.cli.map_report import drive, failures_table, spent, summary_line, summary_table
-from toolfleet.client.applier import Applier
+from toolfleet.client.attempts import local_profile
 from toolfleet.client.changes import ApplyResult
 from toolfleet.client.fleet import Fleet
 from toolfleet.client.items import MapItem, MapOutcome, expand_steps, expand_template, read_jsonl
+from toolfleet.client.journal import Journal
 from toolfleet.client.unavailable import ensure_reachable
+from toolfleet.client.verify import CheckSpec
 from toolfleet.errors import ToolfleetError
 
 __all__ = ["map_command"]
@@ -61,6 +64,16 @@ def _items(
         return expand_steps(steps, list(paths))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _journal(path: Path | None, outcomes: list[MapOutcome], items: list[MapItem]) -> None:
+    """Record a redo round's outcomes in the run's journal (after the first round's)."""
+    if path is None:
+        return
+    digests = {item.key: item.digest for item in items}
+    with Journal(path) as journal:
+        for outcome in outcomes:
+            journal.write(outcome, sha=digests.get(outcome.key))
 
 
 def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
@@ -172,10 +185,44 @@ def _check_workers(fleet: Fleet, profiles: set[str], err: Console) -> None:
     "gateway refuses the call that would pass it; the item fails with BudgetSpent).",
 )
 @click.option(
+    "--check",
+    "check_command",
+    default=None,
+    metavar="CMD",
+    help="After each item's steps run CMD in its worktree (worktree profiles; same "
+    "fields as --template; default: the profile's check): its change is ready only if "
+    "CMD passed, else rejected and the item fails with CheckFailed.",
+)
+@click.option(
+    "--check-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds the check may run (default: the profile's, 600).",
+)
+@click.option(
+    "--repair",
+    "repairs",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="K",
+    help="When the check fails, give the agent up to K repair steps carrying its "
+    "output (the profile's 'repair' text), checking again after each.",
+)
+@click.option(
     "--apply",
     is_flag=True,
-    help="Merge each ok item's change (worktree profiles) into the branch checked out "
-    "here as it completes; conflicts are listed and make the exit status 1.",
+    help="Land each ok item's change (worktree profiles) on the branch checked out here "
+    "as it completes, one at a time, checked once merged (with a check); what "
+    "conflicts or breaks the check is redone on the new tip (--redo), else listed.",
+)
+@click.option(
+    "--redo",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="With --apply: times an item whose change conflicted or broke the check once "
+    "merged is run again from the branch's new tip.",
 )
 @click.option(
     "--json",
@@ -197,7 +244,11 @@ def map_command(
     result_timeout: float | None,
     budget: float | None,
     item_budget: float | None,
+    check_command: str | None,
+    check_timeout: float | None,
+    repairs: int | None,
     apply: bool,
+    redo: int,
     as_json: bool,
 ) -> None:
     """Run one prompt per FILE (--template), several (--step ...), or one per JSONL line.
@@ -233,21 +284,27 @@ def map_command(
     items = _items(files, template, steps, jsonl, err, root)
     if profile is None and any(it.profile is None for it in items):
         raise click.UsageError("--profile is needed (or a 'profile' on every JSONL line)")
+    options = {
+        "profile": profile,
+        "in_flight": in_flight,
+        "retries": retries,
+        "timeout": timeout,
+        "result_timeout": result_timeout,
+        "budget": budget,
+        "chunk": chunk,
+        "item_budget": item_budget,
+    }
     with Fleet.from_env() as fleet:
         _check_workers(fleet, {it.profile or profile or "" for it in items}, err)
+        known = local_profile(fleet, profile) if profile else None
         try:
-            run = fleet.map(
-                items,
-                profile=profile,
-                in_flight=in_flight,
-                retries=retries,
-                journal=journal,
-                timeout=timeout,
-                result_timeout=result_timeout,
-                budget=budget,
-                chunk=chunk,
-                item_budget=item_budget,
-            )
+            spec = CheckSpec.of(known, check_command, check_timeout, repairs)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--check") from None
+        if spec is not None and not (profile and fleet.uses_worktree(profile)):
+            fail("--check needs a worktree profile (workspace = 'worktree'): it runs there")
+        try:
+            run = fleet.map(items, journal=journal, check=spec, **options)  # type: ignore[arg-type]
         except ToolfleetError as exc:
             fail(f"{type(exc).__name__}: {exc.message}")
             return
@@ -267,21 +324,37 @@ def map_command(
         if run.skipped:
             err.print(f"{len(run.skipped)} of {run.total} items already ok in {journal}")
 
-        applier = None
+        landing = None
         if apply:
             refuse_dirty()
-            applier = Applier(fleet.changes)
+            landing = Landing(fleet.changes, items, spec)
+            if journal is not None:
+                landing.resume(journal, err)
 
         def emit(outcome: MapOutcome) -> None:
-            if applier is not None:
-                apply_as_done(outcome, applier)
+            if landing is not None:
+                landing.take(outcome)
             if as_json:
                 click.echo(json.dumps(outcome.to_record(), ensure_ascii=False))
 
         try:
             outcomes, quit_now = drive(run, err, emit)
         finally:
-            applied = applier.close() if applier is not None else ApplyResult()
+            done = landing.settle() if landing is not None else ApplyResult()
+        for round_ in range(1, redo + 1):
+            if landing is None or not done.redo or run.stopped or quit_now:
+                break
+            anew = landing.redo_items(done)
+            err.print(f"redo {round_}: {len(anew)} item(s) again from the branch's new tip")
+            rerun = fleet.map(anew, check=spec, **options)  # type: ignore[arg-type]
+            try:
+                more, quit_now = drive(rerun, err, emit)
+            finally:
+                done = landing.settle()
+            _journal(journal, more, anew)
+            redone = {o.key for o in more}
+            outcomes = [o for o in outcomes if o.key not in redone] + more
+    applied = landing.result if landing is not None else ApplyResult()
 
     if as_json:
         err.print(summary_line(outcomes, run), highlight=False)
@@ -295,10 +368,8 @@ def map_command(
             f"[yellow]{len(run.abandoned)} prompt(s) may still run on the workers; "
             "their outcomes are not recorded[/]"
         )
-    if applied.applied or applied.conflicts:
-        err.print(f"{len(applied.applied)} change(s) applied, {len(applied.conflicts)} conflict(s)")
-        for change_id, conflicted in applied.conflicts.items():
-            err.print(f"[red]conflict: {change_id}: {', '.join(conflicted)} (not applied)[/]")
+    if landing is not None:
+        landing.report(err)
     if run.budget_reached:
         err.print(
             f"[yellow]budget reached: spent {spent(run)}; {len(run.cancelled)} item(s) not sent[/]"
@@ -315,5 +386,5 @@ def map_command(
         again = "run the same command again" if journal else "use --journal next time"
         err.print(f"interrupted ({'quit' if quit_now else 'stopped'}); {again} to finish")
         sys.exit(130)
-    if any(not o.ok for o in outcomes) or applied.conflicts:
+    if any(not o.ok for o in outcomes) or applied.redo:
         sys.exit(1)

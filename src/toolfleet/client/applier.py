@@ -7,11 +7,19 @@ import queue
 import threading
 import time
 from types import TracebackType
+from typing import Protocol
 
 from toolfleet.client.changes import ApplyResult, ChangeBook
+from toolfleet.client.mergequeue import MergeQueue
 from toolfleet.errors import ToolfleetError
 
-__all__ = ["Applier"]
+__all__ = ["Applier", "Lander"]
+
+
+class Lander(Protocol):
+    """What lands changes on their target (a :class:`MergeQueue`)."""
+
+    def land(self, changes: list[str]) -> ApplyResult: ...
 
 
 class Applier:
@@ -33,10 +41,11 @@ class Applier:
         repo: str | os.PathLike[str] = ".",
         onto: str | None = None,
         every: float = 0.5,
+        merge_queue: Lander | None = None,
     ) -> None:
         self.book = book
-        self.repo = repo
-        self.onto = onto
+        #: what lands the changes (with a check: one at a time, checked once merged)
+        self.merge_queue: Lander = merge_queue or MergeQueue(book, repo, onto)
         self.every = every
         self.result = ApplyResult()
         self._closing = threading.Event()
@@ -74,7 +83,7 @@ class Applier:
 
     def _apply(self, changes: list[str]) -> None:
         try:
-            done = self.book.apply(changes, repo=self.repo, onto=self.onto)
+            done = self.merge_queue.land(changes)
         except Exception as exc:  # never lost: reported with the change
             if len(changes) > 1:  # find which change it was: one at a time
                 for change in changes:

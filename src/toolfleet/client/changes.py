@@ -14,7 +14,7 @@ from toolfleet.gitops import git, run_git
 from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key, text
 from toolfleet.models import Changes
 
-__all__ = ["MERGE_HOOKS", "ApplyResult", "ChangeBook"]
+__all__ = ["MERGE_HOOKS", "ApplyResult", "ChangeBook", "target_of"]
 
 #: the hooks ``git merge`` runs when it makes a merge commit: a checkout with any of
 #: them gets its merges from ``git merge`` itself, so that they run
@@ -29,12 +29,26 @@ class ApplyResult:
     empty: list[str] = field(default_factory=list)
     #: change id -> the files that conflicted (the target branch is untouched)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    #: change id -> the tail of the check's output on the merged tree (not applied)
+    broken: dict[str, str] = field(default_factory=dict)
+    #: change id -> why it was not taken (rejected by its check; see ``force``)
+    refused: dict[str, str] = field(default_factory=dict)
+    #: changes the target holds already (an apply resumed after a stop)
+    already: list[str] = field(default_factory=list)
 
     def add(self, other: ApplyResult) -> None:
         """Count what ``other`` did too (after what this one did)."""
         self.applied += other.applied
         self.empty += other.empty
         self.conflicts.update(other.conflicts)
+        self.broken.update(other.broken)
+        self.refused.update(other.refused)
+        self.already += other.already
+
+    @property
+    def redo(self) -> list[str]:
+        """Changes to make again on the target's new tip: conflicting, or broken once merged."""
+        return [*self.conflicts, *self.broken]
 
 
 class ChangeBook:
@@ -84,33 +98,43 @@ class ChangeBook:
         self._mark(record, "discarded")
         return record
 
+    def mark(self, change: str, state: str) -> None:
+        """Record that ``change`` is now in ``state`` (e.g. ``applied``)."""
+        self._mark(self.get(change), state)
+
     def apply(
         self,
         changes: list[str],
         *,
         repo: str | os.PathLike[str] = ".",
         onto: str | None = None,
+        force: bool = False,
     ) -> ApplyResult:
         """Merge each change's branch into ``onto`` (default: the branch checked out in
         ``repo``). A conflicting change leaves the target as it was and is listed; a
-        target with uncommitted changes is refused (DirtyTarget) before anything."""
-        # one git process tells the branch checked out and whether the checkout is clean
-        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", cwd=repo)
-        lines = status.splitlines()
-        head = next((ln.split(" ", 2)[2] for ln in lines if ln.startswith("# branch.head ")), "")
-        current = "HEAD" if head in ("", "(detached)") else head
-        target = onto or current
+        target with uncommitted changes is refused (DirtyTarget) before anything. A
+        change its check rejected is not taken (``refused``) unless ``force``."""
+        target, current, dirty = target_of(repo, onto)
         records = [self.get(c) for c in changes]
+        refused = ApplyResult()
+        if not force:
+            for record in [r for r in records if r.state == "rejected"]:
+                records.remove(record)
+                refused.refused[record.id] = "rejected by its check (--force takes it)"
         checkout = Path(repo)
         if target == current:
-            if any(not line.startswith("#") for line in lines):
+            if dirty:
                 where = checkout.resolve()
                 raise DirtyTarget(f"{where} has uncommitted changes; commit or stash them first")
-            return self._merge_all(records, checkout)
+            done = self._merge_all(records, checkout)
+            done.add(refused)
+            return done
         place = Path(tempfile.mkdtemp(prefix="toolfleet-apply-"))
         try:  # another branch: merged in a worktree of its own, the user's checkout untouched
             git("worktree", "add", "--quiet", str(place / "wt"), target, cwd=checkout)
-            return self._merge_all(records, place / "wt")
+            done = self._merge_all(records, place / "wt")
+            done.add(refused)
+            return done
         finally:
             git("worktree", "remove", "--force", str(place / "wt"), cwd=checkout, check=False)
             shutil.rmtree(place, ignore_errors=True)
@@ -188,3 +212,14 @@ class ChangeBook:
             self._mark(record, "applied")
             result.applied.append(record.id)
         return result
+
+
+def target_of(repo: str | os.PathLike[str], onto: str | None) -> tuple[str, str, bool]:
+    """The branch to apply to (``onto``, else the one checked out in ``repo``), the one
+    checked out there ("HEAD" when detached), and whether that checkout has uncommitted
+    changes: one git process."""
+    status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", cwd=repo)
+    lines = status.splitlines()
+    head = next((ln.split(" ", 2)[2] for ln in lines if ln.startswith("# branch.head ")), "")
+    current = "HEAD" if head in ("", "(detached)") else head
+    return onto or current, current, any(not line.startswith("#") for line in lines)
