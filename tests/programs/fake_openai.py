@@ -27,12 +27,24 @@ that already starts with the header gets "No changes are needed."; a DOC_ID requ
 no file in the chat gets a request to add it. Any other request gets a short plain reply,
 ``Fake reply #N.``.
 
+Slips and repairs: the first DOC_ID edit of a file in ``server.slipping`` (names as aider
+sends them, ``src/m07.py``) also appends a slip line at the end of the file, once per
+file, the kinds alternating in the order files slip: ``syntax`` first, the line
+``def slip(:  # fake-model slip`` (a SyntaxError), then ``assert``, the line
+``VALUE = -1  # fake-model slip`` (the test repositories' tests assert their modules'
+``VALUE``). Such an edit, and a repair, SEARCHes the whole file in the diff formats. A
+request whose last user message contains ``failed with`` (a failed check's output; looked
+at before DOC_ID) is a repair: its file (found as a DOC_ID request's) loses every line
+with ``fake-model slip`` and gets the header if it lacks it; a file without such a line
+gets "No changes are needed.". ``server.slipped`` and ``server.repaired`` list the files
+in order.
+
 Run: ``python fake_openai.py [--port N] [--chunk-delay S] [--env-file F]`` prints the
 port (``--port 0``, the default, picks a free one) on stdout when it listens; each
 request is logged to stderr in one line. ``--env-file F`` writes ``export`` lines to F
 that point aider at this server, offline (:func:`aider_env`): source it in the shell
 that starts the aider workers. In tests: ``server, thread = serve(0)``; ``server.port``,
-``server.requests`` (one dict per chat request: kind, format, file, usage), then
+``server.requests`` (one dict per chat request: kind, format, file, slip, usage), then
 ``server.shutdown(); server.server_close()``.
 """
 
@@ -63,6 +75,12 @@ FENCES = {
 }
 MODELS = ("gpt-4o-mini", "gpt-4o", "fake-model")
 HEADER = "# DOC_ID: {stem}"
+#: what marks a slip line; the lines of each kind of slip, in the order files slip
+SLIP_MARK = "fake-model slip"
+SLIPS = {
+    "syntax": f"def slip(:  # {SLIP_MARK}",
+    "assert": f"VALUE = -1  # {SLIP_MARK}",
+}
 #: the model aider is told to use: known to aider (its settings) and to litellm
 MODEL = "openai/gpt-4o-mini"
 #: litellm's metadata for MODEL, given to aider as a file: it would download the price list
@@ -162,26 +180,62 @@ def target_file(request: str, files: dict[str, str]) -> str | None:
     return None
 
 
-def edit_reply(name: str, content: str, fmt: str, fence: tuple[str, str]) -> str:
-    header = HEADER.format(stem=PurePosixPath(name).stem)
+def header_of(name: str) -> str:
+    return HEADER.format(stem=PurePosixPath(name).stem)
+
+
+def ended(text: str) -> str:
+    """``text`` with a final newline (none added to an empty text)."""
+    return text if text == "" or text.endswith("\n") else text + "\n"
+
+
+def with_header(name: str, content: str) -> str:
+    """``content`` with the DOC_ID header as its first line (added when missing)."""
+    header = header_of(name)
+    return content if content.split("\n", 1)[0] == header else f"{header}\n{content}"
+
+
+def edit(name: str, old: str, new: str, fmt: str, fence: tuple[str, str]) -> str:
+    """The edit of ``name`` in aider's format ``fmt``: for ``whole`` the file ``new``;
+    for ``diff``/``diff-fenced`` a SEARCH/REPLACE block that turns ``old`` (a part of the
+    file, empty for an empty file) into ``new``."""
+    if fmt == "whole":
+        return f"{name}\n{fence[0]}\n{ended(new)}{fence[1]}\n"
+    block = f"<<<<<<< SEARCH\n{ended(old)}=======\n{ended(new)}>>>>>>> REPLACE\n"
+    lang = "python" if name.endswith(".py") else ""
+    if fmt == "diff-fenced":
+        return f"{fence[0]}{lang}\n{name}\n{block}{fence[1]}\n"
+    return f"{name}\n{fence[0]}{lang}\n{block}{fence[1]}\n"
+
+
+def edit_reply(
+    name: str, content: str, fmt: str, fence: tuple[str, str], slip: str | None = None
+) -> str:
+    """The DOC_ID edit, or "No changes are needed." for a file with its header; with
+    ``slip`` (a kind of :data:`SLIPS`), that slip's line appended at the end of the file."""
+    header = header_of(name)
     if content.split("\n", 1)[0] == header:
         return "No changes are needed."
     intro = f"I will add the line `{header}` at the top of `{name}`.\n\n"
-    if fmt == "whole":
-        body = f"{header}\n{content}"
-        if not body.endswith("\n"):
-            body += "\n"
-        return f"{intro}{name}\n{fence[0]}\n{body}{fence[1]}\n"
-    first, _, _ = content.partition("\n")
-    if content == "":
-        search, replace = "", f"{header}\n"
-    else:
-        search, replace = f"{first}\n", f"{header}\n{first}\n"
-    block = f"<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n"
-    lang = "python" if name.endswith(".py") else ""
-    if fmt == "diff-fenced":
-        return f"{intro}{fence[0]}{lang}\n{name}\n{block}{fence[1]}\n"
-    return f"{intro}{name}\n{fence[0]}{lang}\n{block}{fence[1]}\n"
+    if slip is not None:
+        new = ended(with_header(name, content)) + SLIPS[slip] + "\n"
+        return intro + edit(name, content, new, fmt, fence)
+    if fmt == "whole" or content == "":
+        return intro + edit(name, content, f"{header}\n{content}", fmt, fence)
+    first, _, _ = content.partition("\n")  # the diff formats search the first line only
+    return intro + edit(name, f"{first}\n", f"{header}\n{first}\n", fmt, fence)
+
+
+def repair_reply(name: str, content: str, fmt: str, fence: tuple[str, str]) -> str | None:
+    """The edit that removes ``name``'s slip lines (and restores its header); None when
+    the file has no slip line."""
+    lines = content.splitlines(keepends=True)
+    kept = [line for line in lines if SLIP_MARK not in line]
+    if len(kept) == len(lines):
+        return None
+    new = with_header(name, "".join(kept))
+    intro = f"I will remove the broken line from `{name}`.\n\n"
+    return intro + edit(name, content, new, fmt, fence)
 
 
 class Hold:
@@ -206,6 +260,10 @@ class FakeOpenAI(FakeServer):
         super().__init__(port, Handler, host)
         self.chunk_delay = chunk_delay
         self.holds: list[Hold] = []
+        #: files whose first DOC_ID edit slips; those that slipped and were repaired
+        self.slipping: set[str] = set()
+        self.slipped: list[str] = []
+        self.repaired: list[str] = []
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (a killed tool) is no error of the server's."""
@@ -243,13 +301,31 @@ class FakeOpenAI(FakeServer):
         if held is not None:
             record.update(held=True)
             held.wait()
-        if "DOC_ID" in request:
+        repair = "failed with" in request
+        if repair or "DOC_ID" in request:
             name = target_file(request, files)
             if name is None:
                 record.update(kind="no-file")
                 return "Please add the file to the chat first.", record
+            content = files[name]
+            if repair:
+                record.update(kind="repair", format=fmt, file=name)
+                reply = repair_reply(name, content, fmt, fence)
+                if reply is None:
+                    return "No changes are needed.", record
+                with self.lock:
+                    self.repaired.append(name)
+                return reply, record
             record.update(kind="edit", format=fmt, file=name)
-            return edit_reply(name, files[name], fmt, fence), record
+            slip = None
+            if content.split("\n", 1)[0] != header_of(name):
+                with self.lock:
+                    if name in self.slipping and name not in self.slipped:
+                        slip = list(SLIPS)[len(self.slipped) % len(SLIPS)]
+                        self.slipped.append(name)
+            if slip is not None:
+                record.update(slip=slip)
+            return edit_reply(name, content, fmt, fence, slip), record
         record.update(kind="text")
         return f"Fake reply #{number}.", record
 
@@ -322,6 +398,8 @@ class Handler(JsonHandler):
         what = record["kind"] + (
             f" {record['format']} {record['file']}" if "file" in record else ""
         )
+        if "slip" in record:
+            what += f" slip={record['slip']}"
         self.log(
             f"POST {self.path} #{record['n']} model={model} stream={record['stream']} "
             f"files={','.join(record['files']) or '-'}: {what}"

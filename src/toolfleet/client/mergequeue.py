@@ -60,7 +60,7 @@ class MergeQueue:
         self.onto = onto
         self.check = check
         self.check_timeout = check_timeout
-        self.checks = dict(checks or {})
+        self.checks = checks if checks is not None else {}  # filled as changes come
         self.force = force
         self.lock_wait = lock_wait
 
