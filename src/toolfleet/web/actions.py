@@ -97,8 +97,9 @@ def applied_message(result: ApplyResult) -> dict[str, Any]:
         f"conflict: {c} not applied ({', '.join(files) or 'see git'}); the branch is unchanged"
         for c, files in result.conflicts.items()
     ]
+    parts += [f"refused: {c} not applied: {why}" for c, why in result.refused.items()]
     return {
-        "ok": not result.conflicts,
+        "ok": not (result.conflicts or result.refused),
         "message": "; ".join(parts) or "nothing applied",
         "applied": result.applied,
         "empty": result.empty,

@@ -99,6 +99,10 @@ def run_row(raw: dict[Any, Any]) -> dict[str, Any] | None:
     return row
 
 
+#: the states of a change waiting for someone: not yet applied, discarded or empty
+_TO_REVIEW = ("pending", "ready", "rejected")
+
+
 def change_row(record: Changes) -> dict[str, Any]:
     """A change waiting for review, without its patch (the page asks for it)."""
     return {
@@ -112,6 +116,16 @@ def change_row(record: Changes) -> dict[str, Any]:
         "deletions": record.deletions,
         "empty": record.commit is None,
         "created_at": record.created_at,
+        "state": record.state,
+        "check": None
+        if record.check is None
+        else {
+            "command": record.check.command,
+            "passed": record.check.passed,
+            "exit_status": record.check.exit_status,
+            "output": record.check.output,
+            "repairs": record.repairs,
+        },
     }
 
 
@@ -165,7 +179,7 @@ class FleetView:
         records = sorted(parse_health(raw_health), key=lambda r: natural(r.worker))
         self._store_changes(wanted, raw_changes)
         with self._lock:
-            pending = [c for c in self._changes.values() if c and c.state == "pending"]
+            pending = [c for c in self._changes.values() if c and c.state in _TO_REVIEW]
         return {
             "instances": [instance_row(r) for r in records],
             "sessions": session_rows(records),
@@ -192,7 +206,7 @@ class FleetView:
 
     def _due(self, change: str, due: float) -> bool:
         record = self._changes[change]
-        final = record is not None and record.state != "pending"
+        final = record is not None and record.state not in _TO_REVIEW
         return not final and self._fetched.get(change, 0.0) < due
 
     def _store_changes(self, ids: list[str], raws: list[Any]) -> None:

@@ -406,7 +406,13 @@ function updateChange(tr, change, apply) {
   const conflict = change.conflict
     ? `conflict: not applied (${change.conflict.join(", ") || "see git"}); the branch is unchanged`
     : "";
-  setText(td[2].querySelector(".conflict"), conflict);
+  const check = change.check;
+  const turns = check && check.repairs ? ` after ${check.repairs} repair turn(s)` : "";
+  const verdict = !check ? ""
+    : check.passed ? `ready: check passed${turns}`
+    : `rejected: check failed (exit status ${check.exit_status})${turns}: ${check.output.trim().split("\n").slice(-1)[0] || ""}`;
+  setText(td[2].querySelector(".conflict"), [conflict, verdict].filter(Boolean).join("; "));
+  td[2].title = check && !check.passed ? check.output : "";
   td[3].className = "num add";
   setText(td[3], change.insertions);
   td[4].className = "num del";
@@ -414,8 +420,10 @@ function updateChange(tr, change, apply) {
   td[5].dataset.since = change.created_at;
   setText(td[5], age(change.created_at));
   const button = td[6].querySelector(".apply");
-  button.disabled = !apply.enabled;
-  button.title = apply.enabled ? `merge into the branch checked out in ${apply.repo}` : apply.reason;
+  const rejected = change.state === "rejected";
+  button.disabled = !apply.enabled || rejected;
+  button.title = rejected ? "its check failed: rejected changes are not applied"
+    : apply.enabled ? `merge into the branch checked out in ${apply.repo}` : apply.reason;
 }
 
 function renderChanges(state) {
