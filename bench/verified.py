@@ -44,7 +44,11 @@ from tests.programs import fake_openai  # noqa: E402
 
 AIDER = ROOT / ".aider-venv" / "bin" / "aider"
 STEPS = ["/add {path}", 'Add a "# DOC_ID: {stem}" header line to {path}']
-SUITE = f"{sys.executable} -m pytest -q -x -p no:cacheprovider tests"
+#: plugins not loaded: the suite needs none, and the venv's (xdist, celery, playwright)
+#: would cost seconds a run
+SUITE = (
+    f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -x -p no:cacheprovider tests"
+)
 WORKERS = 3
 TEST_FILE = """import importlib
 

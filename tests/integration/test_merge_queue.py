@@ -19,6 +19,7 @@ from ..gitrepo import git, make_repo
 from ..helpers import eventually
 from .conftest import _fresh_settings
 from .procs import Workers, env_for
+from .test_worktrees import toolfleet
 
 HEADER = "sed -i '1i # DOC_ID: {stem}' {path}"
 #: items p0 and p1 both append to pair0.txt, p2 and p3 to pair1.txt, ...: pairs conflict
@@ -34,18 +35,6 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> Settings:
         encoding="utf-8",
     )
     return _fresh_settings(redis_server, profiles=profiles)
-
-
-def toolfleet(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "toolfleet", *args],
-        cwd=cwd,
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def first_parents(repo: Path, start: str) -> list[str]:
