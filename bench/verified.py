@@ -9,10 +9,13 @@ repository of ``--files`` modules with a pytest suite over them:
 1. rounds, interleaved: the DOC_ID rollout (``/add``, the request) without a check, then
    with ``--check "pytest"`` (the suite in each item's worktree, confined like aider).
    Figure: checked / unchecked wall time, per round and median.
-2. the merge queue: the checked run's ready changes landed one at a time on a branch,
-   each merged onto the tip and the suite run on the merged tree before the branch
-   moves. Figure: seconds a change, and that over an aider item's time (an instance's
-   seconds an item in the unchecked run: wall time x workers / items).
+2. the merge queue, as ``map --apply`` runs it: during each checked rollout its ready
+   changes land on a branch of their own as they come, in trains (those that came
+   during the last landing go together: merged onto the tip, the suite run once on the
+   merged tree, the branch moved once). Figure: the queue's busy seconds a change, and
+   that over an aider item's time (an instance's seconds an item in the unchecked run:
+   wall time x workers / items). Then the last run's changes landed one at a time
+   (trains of one) on another branch: the cost without trains.
 
 Figures go to bench/out/verified.json and the output.
 """
@@ -33,7 +36,9 @@ from pathlib import Path
 from harness import BENCH, Procs, with_redis
 
 from toolfleet import Fleet
+from toolfleet.client.applier import Applier
 from toolfleet.client.bulk import run_map
+from toolfleet.client.changes import ApplyResult
 from toolfleet.client.items import expand_steps
 from toolfleet.client.mergequeue import MergeQueue
 from toolfleet.client.verify import CheckSpec
@@ -86,13 +91,34 @@ def make_repo(root: Path, files: int) -> list[str]:
     return names
 
 
-def rollout(fleet: Fleet, names: list[str], check: CheckSpec | None) -> dict[str, object]:
+class TimedQueue(MergeQueue):
+    """A merge queue that counts the seconds it spends landing."""
+
+    busy = 0.0
+
+    def land(self, changes: list[str]) -> ApplyResult:
+        started = time.perf_counter()
+        try:
+            return super().land(changes)
+        finally:
+            self.busy += time.perf_counter() - started
+
+
+def rollout(
+    fleet: Fleet, names: list[str], check: CheckSpec | None, queue: MergeQueue | None = None
+) -> dict[str, object]:
     items = expand_steps(STEPS, names)
+    applier = None if queue is None else Applier(fleet.changes, merge_queue=queue)
     started = time.perf_counter()
-    outcomes = list(
-        run_map(fleet, items, profile="aider-wt", in_flight=WORKERS, retries=1, check=check)
-    )
+    outcomes = []
+    for outcome in run_map(
+        fleet, items, profile="aider-wt", in_flight=WORKERS, retries=1, check=check
+    ):
+        outcomes.append(outcome)
+        if applier is not None and outcome.ok and outcome.changes is not None:
+            applier.add(outcome.changes.id)
     elapsed = time.perf_counter() - started
+    landed = applier.close() if applier is not None else None
     ok = [o for o in outcomes if o.ok]
     ready = [o.changes.id for o in ok if o.changes is not None and o.changes.state == "ready"]
     checks = [o.check.duration_ms / 1000 for o in ok if o.check is not None]
@@ -102,6 +128,8 @@ def rollout(fleet: Fleet, names: list[str], check: CheckSpec | None) -> dict[str
         "failed": [f"{o.key}: {o.error_type} {o.error}" for o in outcomes if not o.ok],
         "ready": ready,
         "check_median_s": statistics.median(checks) if checks else None,
+        "landed": None if landed is None else len(landed.applied),
+        "not_landed": None if landed is None else len(landed.redo) + len(landed.refused),
     }
 
 
@@ -137,9 +165,16 @@ def main() -> None:
                     procs.toolfleet_worker("aider-wt", f"aider{i + 1}")
                 procs.wait_toolfleet(fleet, WORKERS, timeout=300)
                 rollout(fleet, names[:WORKERS], None)  # warm: every instance answered once
-                for _ in range(args.rounds):
+                queues = []
+                for round_ in range(args.rounds):
                     plain = rollout(fleet, names, None)
-                    checked = rollout(fleet, names, check)
+                    git(repo, "branch", f"landing{round_}", "main")
+                    queue = TimedQueue(
+                        fleet.changes, repo, f"landing{round_}", check=SUITE, check_timeout=300
+                    )
+                    checked = rollout(fleet, names, check, queue)
+                    checked["queue_busy_s"] = round(queue.busy, 2)
+                    queues.append(queue.busy / max(1, int(checked["landed"] or 0)))
                     runs.append({"unchecked": plain, "checked": checked})
                     print(
                         f"round: unchecked {plain['seconds']} s, checked {checked['seconds']} s"
@@ -147,11 +182,11 @@ def main() -> None:
                         flush=True,
                     )
                 ready = list(runs[-1]["checked"]["ready"])  # type: ignore[index]
-                git(repo, "branch", "landing", "main")
-                queue = MergeQueue(fleet.changes, repo, "landing", check=SUITE, check_timeout=300)
+                git(repo, "branch", "serial", "main")
+                serial = MergeQueue(fleet.changes, repo, "serial", check=SUITE, check_timeout=300)
                 started = time.perf_counter()
-                landed = queue.land(ready)
-                queue_s = time.perf_counter() - started
+                alone = [serial.land([change]) for change in ready]
+                serial_s = time.perf_counter() - started
     finally:
         server.shutdown()
         server.server_close()
@@ -164,7 +199,8 @@ def main() -> None:
         float(r["unchecked"]["seconds"]) * WORKERS / args.files  # type: ignore[index]
         for r in runs
     )
-    per_change = queue_s / max(1, len(ready))
+    per_change = statistics.median(queues)
+    per_change_serial = serial_s / max(1, len(ready))
     figures = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "files": args.files,
@@ -172,11 +208,12 @@ def main() -> None:
         "checked_over_unchecked": [round(x, 3) for x in ratios],
         "checked_over_unchecked_median": round(statistics.median(ratios), 3),
         "aider_item_s": round(item_s, 3),
-        "queue_changes": len(ready),
-        "queue_applied": len(landed.applied),
-        "queue_broken_or_conflicting": len(landed.redo),
-        "queue_s_per_change": round(per_change, 3),
-        "queue_over_item": round(per_change / item_s, 3),
+        "queue_s_per_change_trains": round(per_change, 3),
+        "queue_over_item_trains": round(per_change / item_s, 3),
+        "serial_changes": len(ready),
+        "serial_applied": sum(len(a.applied) for a in alone),
+        "queue_s_per_change_serial": round(per_change_serial, 3),
+        "queue_over_item_serial": round(per_change_serial / item_s, 3),
         "runs": [
             {k: {kk: vv for kk, vv in v.items() if kk != "ready"} for k, v in r.items()}  # type: ignore[attr-defined]
             for r in runs

@@ -11,17 +11,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from toolfleet.models import CheckResult
 from toolfleet.state import default_state_dir
-from toolfleet.tool.sandbox import (
-    SandboxPolicy,
-    confine,
-    program_folders,
-    sandbox_support,
-    worktree_git,
-)
-from toolfleet.tool.spawn import tool_env
+
+if TYPE_CHECKING:  # the tool layer is imported when a check runs, not by producers at start
+    from toolfleet.tool.sandbox import SandboxPolicy
 
 __all__ = ["CHECK_TAIL_BYTES", "CHECK_TAIL_LINES", "default_sandbox", "run_check", "tail"]
 
@@ -46,6 +42,8 @@ def _confined(
     writable."""
     if sandbox is None:
         return argv
+    from toolfleet.tool.sandbox import SandboxPolicy, confine, worktree_git
+
     binary, policy = sandbox
     writable = [*policy.writable, os.path.abspath(tree), home]
     admin, common = worktree_git(tree)
@@ -60,6 +58,8 @@ def _confined(
 def default_sandbox() -> tuple[str, SandboxPolicy] | None:
     """The confinement of a check run by a producer (a merged tree): the agents' code
     runs there, so it sees no HOME, no fleet state and no network, where the host can."""
+    from toolfleet.tool.sandbox import SandboxPolicy, program_folders, sandbox_support
+
     binary, _ = sandbox_support()
     if binary is None:
         return None
@@ -80,6 +80,8 @@ def run_check(
     """Run ``command`` (``sh -c``) in ``tree``; what became of it. Past ``timeout`` s its
     process group is killed (``exit_status`` None). The environment is a tool's (an
     allow-list of the caller's, never the fleet's secrets) plus ``env``."""
+    from toolfleet.tool.spawn import tool_env
+
     home = tempfile.mkdtemp(prefix="toolfleet-check-")
     argv = _confined(["sh", "-c", command], tree, home, sandbox)
     environment = tool_env({"HOME": home, **(env or {})}, passed=passed_env)

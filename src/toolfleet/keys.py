@@ -14,7 +14,9 @@ __all__ = [
     "GATEWAYS",
     "GATEWAY_PREFIX",
     "HEALTH_PREFIX",
+    "LEASEBOX_PREFIX",
     "LEASE_PREFIX",
+    "LEASE_REPLY_PREFIX",
     "RR_PREFIX",
     "RUNS",
     "RUN_PREFIX",
@@ -30,6 +32,7 @@ __all__ = [
     "gateway_key",
     "health_key",
     "lease_key",
+    "leasebox_key",
     "rr_key",
     "run_key",
     "seq_key",
@@ -52,6 +55,10 @@ RR_PREFIX = "toolfleet:rr:"
 #: per profile, a list a worker pushes its name on when its instance becomes free (ready,
 #: no session): producers waiting for a session wake on it instead of polling
 FREE_PREFIX = "toolfleet:free:"
+#: a worker's lease mailbox (a list: the producers' take and drop requests, only its
+#: own), and the lists their answers come back on
+LEASEBOX_PREFIX = "toolfleet:leasebox:"
+LEASE_REPLY_PREFIX = "toolfleet:leasereply:"
 #: which worker runs a prompt that may be redelivered (see workers/guard.py)
 CLAIM_PREFIX = "toolfleet:claim:"
 #: a change record (JSON) by its id, and the index of all of them (a sorted set by time)
@@ -118,6 +125,11 @@ def free_key(profile: str) -> str:
     return FREE_PREFIX + profile
 
 
+def leasebox_key(worker: str) -> str:
+    """The list of lease requests for ``worker`` (its own mailbox)."""
+    return LEASEBOX_PREFIX + worker
+
+
 def change_key(change: str) -> str:
     """The key of a change record."""
     return CHANGE_PREFIX + change
@@ -157,6 +169,8 @@ class RedisLike(Protocol):
     def zadd(self, name: str, mapping: dict[str, float]) -> Any: ...
     def zrem(self, name: str, *values: str) -> Any: ...
     def pipeline(self, transaction: bool = True) -> Any: ...
+    def blpop(self, keys: list[str], timeout: float | None = ...) -> Any: ...
+    def rpush(self, name: str, *values: Any) -> Any: ...
     def lock(
         self,
         name: str,

@@ -44,6 +44,7 @@ def test_value(number: int) -> None:
 """
 
 
+@pytest.mark.timeout(1200)  # 100 aider items with checks, then the suite on 100 commits
 def test_a_rollout_with_slips_is_repaired_checked_and_landed_without_a_broken_commit(
     workers: Workers, server: fake_openai.FakeOpenAI, repo: Path, tmp_path: Path
 ) -> None:

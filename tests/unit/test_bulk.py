@@ -27,8 +27,18 @@ def test_template_fills_every_placeholder_and_keys_items_by_path():
         'sed -i "1i # DOC_ID: {stem}" {path} # {name} #{index}', ["src/a/x.py", "lib/y.tar.gz"]
     )
     assert items == [
-        MapItem("src/a/x.py", 'sed -i "1i # DOC_ID: x" src/a/x.py # x.py #0'),
-        MapItem("lib/y.tar.gz", 'sed -i "1i # DOC_ID: y.tar" lib/y.tar.gz # y.tar.gz #1'),
+        MapItem(
+            "src/a/x.py",
+            'sed -i "1i # DOC_ID: x" src/a/x.py # x.py #0',
+            paths=("src/a/x.py",),
+            index=0,
+        ),
+        MapItem(
+            "lib/y.tar.gz",
+            'sed -i "1i # DOC_ID: y.tar" lib/y.tar.gz # y.tar.gz #1',
+            paths=("lib/y.tar.gz",),
+            index=1,
+        ),
     ]
 
 
@@ -54,12 +64,12 @@ def test_jsonl_items_with_defaults():
         '{"key": "a", "text": "1 + 1"}\n',
         "\n",
         '{"text": "echo hi", "profile": "bash", "timeout": 5}\n',
-        '{"key": 7, "text": "x"}',
+        '{"key": 7, "text": "x", "paths": ["a.py", "b.py"]}',
     ]
     assert read_jsonl(lines) == [
         MapItem("a", "1 + 1"),
-        MapItem("3", "echo hi", "bash", 5.0),  # key: the line number
-        MapItem("7", "x"),
+        MapItem("3", "echo hi", "bash", 5.0, index=1),  # key: the line number
+        MapItem("7", "x", index=2, paths=("a.py", "b.py")),
     ]
 
 
@@ -70,6 +80,7 @@ def test_jsonl_items_with_defaults():
         ('["text"]', "expected a JSON object"),
         ('{"text": "x", "timout": 3}', "unknown field.*timout"),
         ('{"key": "k"}', "'text' must be a string"),
+        ('{"text": "x", "paths": "a.py"}', "'paths' must be a list"),
         ('{"text": "x", "timeout": -1}', "'timeout' must be a positive"),
         ('{"text": "x", "timeout": true}', "'timeout' must be a positive"),
         ('{"text": "x", "key": [1]}', "'key' must be"),

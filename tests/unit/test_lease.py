@@ -35,7 +35,7 @@ class SlowWorkspace:
     def __init__(self) -> None:
         self.finished: list[str] = []
 
-    def reset(self) -> None:
+    def reset(self, base: str | None = None) -> None:
         pass
 
     def finish(self, change: str, client: Any, ttl: float) -> Changes | None:

@@ -155,7 +155,9 @@ def test_a_change_lists_renamed_binary_and_edited_files_with_counts_and_patch(
         wt.remove()
 
 
-def test_the_tools_own_commits_count_and_a_reverted_change_is_empty(repo: Path) -> None:
+def test_the_tools_own_commits_count_as_one_commit_on_the_base_and_a_reverted_change_is_empty(
+    repo: Path,
+) -> None:
     wt = worktree(repo)
     try:
         (wt.path / "a.py").write_text("A = 5\n")
@@ -163,8 +165,10 @@ def test_the_tools_own_commits_count_and_a_reverted_change_is_empty(repo: Path) 
         (wt.path / "b.py").write_text("B = 1\n")  # and more after it, not committed
         record = wt.commit("c1")
         assert record.files == ["a.py", "b.py"]
+        # one commit on the base: the tool's own commits never reach a branch
         log = git(wt.path, "log", "--format=%s", record.branch).splitlines()
-        assert log[:2] == ["toolfleet change c1", "the tool's commit"]
+        assert log[:2] == ["toolfleet change c1", "start"]
+        assert git(wt.path, "rev-parse", f"{record.branch}^").strip() == record.base
         wt.reset()
         # committed on a branch of its own, then reverted: nothing changed since the base
         git(wt.path, "checkout", "--quiet", "-b", "tool-branch")

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
-from toolfleet.keys import RedisLike, lease_key, seq_key, session_key
+from toolfleet.keys import (
+    LEASE_REPLY_PREFIX,
+    RedisLike,
+    lease_key,
+    leasebox_key,
+    seq_key,
+    session_key,
+)
 from toolfleet.models import InstanceHealth
 
 __all__ = [
     "acquire",
+    "ask_worker",
     "holder",
     "next_seq",
     "read_session",
@@ -101,3 +110,31 @@ def read_session(client: RedisLike, session: str) -> dict[str, Any] | None:
     """What :func:`write_session` stored, or None once the session ended or expired."""
     raw = client.get(session_key(session))
     return None if raw is None else dict(json.loads(raw))
+
+
+def ask_worker(
+    client: RedisLike,
+    worker: str,
+    op: str,
+    session: str,
+    base: str | None = None,
+    wait: float = 5.0,
+) -> dict[str, Any] | None:
+    """Send a lease request (``take`` or ``drop``) to ``worker``'s own mailbox: only that
+    worker reads it, so its cost does not grow with the fleet (a broadcast is decoded by
+    every worker). With ``wait`` its answer, None if none came by then; without, None
+    at once. The mailbox expires a minute after the last request (a worker gone)."""
+    reply = f"{LEASE_REPLY_PREFIX}{uuid.uuid4().hex}" if wait > 0 else None
+    request = {"op": op, "session": session, "base": base, "reply": reply}
+    box = leasebox_key(worker)
+    pipe = client.pipeline(transaction=False)
+    pipe.rpush(box, json.dumps(request))
+    pipe.expire(box, 60)
+    pipe.execute()
+    if reply is None:
+        return None
+    popped = client.blpop([reply], timeout=wait)
+    if popped is None:
+        return None
+    answer: dict[str, Any] = json.loads(popped[1])
+    return answer

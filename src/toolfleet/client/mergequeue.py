@@ -12,6 +12,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,27 @@ APPLY_LOCK_PREFIX = "toolfleet:apply:"
 LOCK_TTL = 20.0
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a train lands: the branch's ref, the scratch worktree its checks run in,
+    and whether the branch is the one checked out in the user's checkout."""
+
+    ref: str
+    tree_dir: Path
+    checked_out: bool
+
+
 class MergeQueue:
     """Lands changes on ``onto`` (default: the branch checked out in ``repo``).
 
     Without ``check`` it merges as :meth:`ChangeBook.apply` does, under the lock. With
     ``check`` (a shell command; ``checks`` may give a change its own, e.g. with its
-    item's ``{path}`` filled in) each change is merged onto the current tip in git's
-    object store, the merged tree checked out in a scratch worktree and checked there
-    (confined: :func:`default_sandbox`), and the branch moved only if the check passed
-    (bors' rule: the branch never holds a commit that failed). A change that
-    conflicts or breaks the check is listed (``conflicts``, ``broken``: ``redo``);
+    item's ``{path}`` filled in) the changes given together land as a train: merged in
+    turn onto the current tip in git's object store, the merged tree checked out in a
+    scratch worktree and checked there (confined: :func:`default_sandbox`), and the
+    branch moved to one merge commit of them only if the check passed (bors' rule: the
+    branch never holds a commit that failed); a failing train is bisected. A change
+    that conflicts or breaks the check is listed (``conflicts``, ``broken``: ``redo``);
     a change the target holds already is listed in ``already``, never merged twice.
     """
 
@@ -111,58 +123,113 @@ class MergeQueue:
         ref = f"refs/heads/{target}" if target != "HEAD" else "HEAD"
         git("worktree", "add", "--quiet", "--detach", str(tree_dir), ref, cwd=self.repo)
         try:
-            for change in changes:
-                record = self.book.get(change)
-                self._land_one(record, ref, tree_dir, checked_out, result)
+            records = [self.book.get(change) for change in changes]
+            waiting = [r for r in records if self._admit(r, ref, result)]
+            self._train(waiting, _Target(ref, tree_dir, checked_out), result)
         finally:
             git("worktree", "remove", "--force", str(tree_dir), cwd=self.repo, check=False)
             shutil.rmtree(scratch, ignore_errors=True)
         return result
 
-    def _land_one(
-        self, record: Changes, ref: str, tree_dir: Path, checked_out: bool, result: ApplyResult
-    ) -> None:
+    def _admit(self, record: Changes, ref: str, result: ApplyResult) -> bool:
+        """Whether ``record`` is to be merged: not rejected (without ``force``), not
+        empty, not on the branch already (landed by a run that stopped before marking)."""
         if record.state == "rejected" and not self.force:
             result.refused[record.id] = "rejected by its check (--force takes it)"
-            return
+            return False
         if record.commit is None:
             result.empty.append(record.id)
-            return
-        tip, tip_tree = git("rev-parse", ref, f"{ref}^{{tree}}", cwd=self.repo).split()
+            return False
+        tip = git("rev-parse", ref, cwd=self.repo).strip()
         ancestor = run_git("merge-base", "--is-ancestor", record.commit, tip, cwd=self.repo)
-        if ancestor.returncode == 0:  # landed by an earlier run that stopped before marking
+        if ancestor.returncode == 0:
             self._landed(record, result.already)
+            return False
+        return True
+
+    def _train(self, records: list[Changes], target: _Target, result: ApplyResult) -> None:
+        """Land ``records`` as one train (GitLab's merge trains): merged in turn onto the
+        tip in git's object store (a conflicting one left out, listed), the merged tree
+        checked once, and the branch moved to ONE merge commit of them all, so that
+        every commit the branch holds was checked. A train whose check fails is split
+        in halves, each landed in turn on the tip then; a change failing alone is
+        ``broken``."""
+        if not records:
             return
-        args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", tip, record.commit)
-        merged = run_git(*args, cwd=self.repo)
-        lines = merged.stdout.splitlines()
-        if merged.returncode == 1:
-            result.conflicts[record.id] = sorted({name for name in lines[1:] if name})
-            return
-        if merged.returncode != 0 or not lines:
-            result.conflicts[record.id] = [f"git merge-tree: {merged.stderr.strip()}"]
-            return
-        if lines[0] == tip_tree:  # its content is there already
-            self._landed(record, result.already)
-            return
-        message = f"toolfleet: apply change {record.id}"
-        parents = ("-p", tip, "-p", record.commit)
-        commit = git("commit-tree", lines[0], *parents, "-m", message, cwd=self.repo).strip()
+        ref = target.ref
+        tip, tip_tree = git("rev-parse", ref, f"{ref}^{{tree}}", cwd=self.repo).split()
+        head, tree = tip, tip_tree
+        taken: list[Changes] = []
+        later: list[Changes] = []
+        for record in records:
+            args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", head)
+            merged = run_git(*args, record.commit or "", cwd=self.repo)
+            lines = merged.stdout.splitlines()
+            if merged.returncode == 1:
+                result.conflicts[record.id] = sorted({name for name in lines[1:] if name})
+            elif merged.returncode != 0 or not lines:
+                result.conflicts[record.id] = [f"git merge-tree: {merged.stderr.strip()}"]
+            elif lines[0] == tree and head == tip:  # its content is there already
+                self._landed(record, result.already)
+            elif lines[0] == tree:  # the same as the train's so far: after the train
+                later.append(record)
+            else:
+                tree = lines[0]
+                parents = ("-p", head, "-p", record.commit or "")
+                head = git("commit-tree", tree, *parents, "-m", "train", cwd=self.repo).strip()
+                taken.append(record)
+        if taken:
+            commit = self._merge_commit(tip, tree, taken)
+            failed = self._checked(commit, taken, target.tree_dir)
+            if failed is None:
+                self._move(target, commit, tip)
+                for record in taken:
+                    self._landed(record, result.applied)
+            elif len(taken) == 1:
+                result.broken[taken[0].id] = failed
+            else:
+                half = len(taken) // 2
+                self._train(taken[:half], target, result)
+                self._train(taken[half:], target, result)
+        self._train(later, target, result)
+
+    def _merge_commit(self, tip: str, tree: str, taken: list[Changes]) -> str:
+        """The commit of ``tree`` whose parents are the tip and each change's commit."""
+        parents = ["-p", tip]
+        for record in taken:
+            parents += ["-p", record.commit or ""]
+        if len(taken) == 1:
+            message = f"toolfleet: apply change {taken[0].id}"
+        else:
+            ids = "\n".join(r.id for r in taken)
+            message = f"toolfleet: apply {len(taken)} changes\n\n{ids}"
+        return git("commit-tree", tree, *parents, "-m", message, cwd=self.repo).strip()
+
+    def _checked(self, commit: str, taken: list[Changes], tree_dir: Path) -> str | None:
+        """Run the checks of ``taken`` (each distinct command once) on ``commit``'s tree;
+        None if all passed, else the failing one's output."""
+        commands = dict.fromkeys(
+            c for r in taken if (c := self.checks.get(r.id, self.check)) is not None
+        )
+        if not commands:
+            return None
         git("checkout", "--quiet", "--force", "--detach", commit, cwd=tree_dir)
         git("clean", "-fdxq", cwd=tree_dir)
-        command = self.checks.get(record.id, self.check)
-        if command:
+        for command in commands:
             checked = run_check(
                 command, str(tree_dir), timeout=self.check_timeout, sandbox=default_sandbox()
             )
             if not checked.passed:
-                result.broken[record.id] = checked.output
-                return
-        if checked_out:  # the user's checkout follows (the working tree too)
+                return checked.output
+        return None
+
+    def _move(self, target: _Target, commit: str, tip: str) -> None:
+        """The branch to ``commit``: the user's checkout follows (its working tree too),
+        another branch only if nobody moved it meanwhile."""
+        if target.checked_out:
             git("merge", "--ff-only", "--quiet", commit, cwd=self.repo)
-        else:  # only if nobody moved it meanwhile
-            git("update-ref", ref, commit, tip, cwd=self.repo)
-        self._landed(record, result.applied)
+        else:
+            git("update-ref", target.ref, commit, tip, cwd=self.repo)
 
     def _landed(self, record: Changes, into: list[str]) -> None:
         self.book.mark(record.id, "applied")

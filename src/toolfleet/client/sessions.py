@@ -181,9 +181,7 @@ class Session:
         self._closed.set()
         try:
             leases.release(self.client, self.worker, self.id)
-            self.fleet.app.control.broadcast(
-                "tool_release", arguments={"session": self.id}, destination=[self.worker]
-            )
+            leases.ask_worker(self.client, self.worker, "drop", self.id, wait=0)
         except Exception as exc:  # the worker notices the missing lease key by itself
             log.warning("session %s: release failed: %s", self.id, exc)
 
@@ -249,14 +247,7 @@ def open_session(
         for record in place(records, strategy, turn):
             if not leases.acquire(client, record.worker, session_id, ttl):
                 continue
-            replies = fleet.app.control.broadcast(
-                "tool_lease",
-                arguments={"session": session_id, **({"base": base} if base else {})},
-                reply=True,
-                destination=[record.worker],
-                timeout=5.0,
-            )
-            answer = next((r[record.worker] for r in replies if record.worker in r), None)
+            answer = leases.ask_worker(client, record.worker, "take", session_id, base)
             if answer and "ok" in answer:
                 info = {"worker": record.worker, "profile": profile}
                 leases.write_session(client, session_id, info, ttl)

@@ -21,6 +21,7 @@ from toolfleet.workers import control, state  # control registers the remote-con
 from toolfleet.workers.guard import Claim, DeliveryGuard
 from toolfleet.workers.heartbeat import Heartbeat
 from toolfleet.workers.lease import LeaseKeeper
+from toolfleet.workers.mailbox import LeaseMailbox
 from toolfleet.workers.queues import SharedQueueSwitch
 from toolfleet.workers.revoked import load_cancelled
 from toolfleet.workers.stopping import StopWatch, answers_within
@@ -225,13 +226,15 @@ class StreamStep(_ConsumerStep):
 
 
 class LeaseStep(_ConsumerStep):
-    """Session leases: the keeper the remote-control commands use, and its expiry check."""
+    """Session leases: the keeper, its mailbox (the producers' requests, this worker's
+    only) and its expiry check; the remote-control commands use the keeper too."""
 
     requires = ("toolfleet.workers.steps:HeartbeatStep",)
 
     def __init__(self, consumer: Any, **kwargs: Any) -> None:
         super().__init__(consumer, **kwargs)
         self.keeper: LeaseKeeper | None = None
+        self.mailbox: LeaseMailbox | None = None
         if state.installed():  # built now: lease commands may come before start
             parts = state.parts()
             sup = parts.supervisor
@@ -246,7 +249,14 @@ class LeaseStep(_ConsumerStep):
     def begin(self, consumer: Any, parts: state.WorkerParts) -> None:
         if self.keeper is not None:
             parts.supervisor.periodic.append(self.keeper.check)
+            keeper = self.keeper
+            self.mailbox = LeaseMailbox(
+                consumer.app.backend.client, consumer.hostname, keeper.take, keeper.drop
+            )
+            self.mailbox.start()
 
     def end(self) -> None:
+        if self.mailbox is not None:
+            self.mailbox.stop()
         if self.keeper is not None and state.installed():
             state.parts().supervisor.periodic.remove(self.keeper.check)
