@@ -9,7 +9,8 @@ closed one after another by one producer: through ``Fleet.session`` (the mailbox
 through the same lease key and Celery's ``broadcast("tool_lease", destination=[w])``
 (what sessions did before; the workers still answer it). Figures per way and size:
 sessions/s, Redis commands a session (INFO commandstats before and after), and the CPU
-seconds all workers spent a session (from /proc: a broadcast is decoded by every worker).
+seconds all workers spent a session (from /proc: a broadcast is decoded by every worker),
+both less the fleet's background (heartbeats, mailbox polls) measured just before.
 Figures go to bench/out/leases.json.
 """
 
@@ -84,20 +85,34 @@ def by_broadcast(fleet: Fleet) -> None:
     raise RuntimeError("no instance leased within 30 s")
 
 
+def background(fleet: Fleet, root: int, seconds: float = 2.0) -> tuple[float, float]:
+    """Redis commands and worker CPU seconds a second with no session: the heartbeats
+    and mailbox polls of the fleet, subtracted from each measurement."""
+    client = fleet.app.backend.client
+    cmds, cpu = commands(client), worker_cpu(root)
+    time.sleep(seconds)
+    return (commands(client) - cmds) / seconds, (worker_cpu(root) - cpu) / seconds
+
+
 def measure(
     fleet: Fleet, root: int, way: Callable[[Fleet], None], sessions: int
 ) -> dict[str, float]:
     client = fleet.app.backend.client
+    idle_cmds, idle_cpu = background(fleet, root)
     before_cmds, before_cpu = commands(client), worker_cpu(root)
     started = time.perf_counter()
     for _ in range(sessions):
         way(fleet)
     elapsed = time.perf_counter() - started
     time.sleep(1.0)  # the workers' side of the last release
+    window = time.perf_counter() - started
+    cmds = commands(client) - before_cmds - idle_cmds * window
+    cpu = worker_cpu(root) - before_cpu - idle_cpu * window
     return {
         "sessions_per_s": round(sessions / elapsed, 2),
-        "redis_commands_per_session": round((commands(client) - before_cmds) / sessions, 1),
-        "worker_cpu_ms_per_session": round((worker_cpu(root) - before_cpu) * 1000 / sessions, 2),
+        "redis_commands_per_session": round(cmds / sessions, 1),
+        "worker_cpu_ms_per_session": round(cpu * 1000 / sessions, 2),
+        "background_commands_per_s": round(idle_cmds, 1),
     }
 
 

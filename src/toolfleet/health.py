@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolfleet.keys import WORKERS, RedisLike, free_key, health_key, text
+from toolfleet.keys import WORKERS, RedisLike, free_key, health_key, idle_key, text
 from toolfleet.models import InstanceHealth
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "FREE_TTL_MS",
     "ask_registry",
     "forget_health",
+    "idle_instances",
     "parse_health",
     "read_health",
     "readable",
@@ -45,6 +46,10 @@ def write_health(
     pipe = client.pipeline(transaction=False)
     pipe.set(health_key(record.worker), record.model_dump_json(), px=max(1, int(ttl * 1000)))
     pipe.zadd(WORKERS, {record.worker: time.time() + ttl})
+    if record.state == "ready" and record.session is None:  # free: a session may take it
+        pipe.zadd(idle_key(record.profile), {record.worker: time.time() + ttl})
+    else:
+        pipe.zrem(idle_key(record.profile), record.worker)
     if free:
         key = free_key(record.profile)
         pipe.lpush(key, record.worker)
@@ -53,12 +58,28 @@ def write_health(
     pipe.execute()
 
 
-def forget_health(client: RedisLike, worker: str) -> None:
-    """Delete ``worker``'s record and its registry entry (a worker stopping cleanly)."""
+def forget_health(client: RedisLike, worker: str, profile: str | None = None) -> None:
+    """Delete ``worker``'s record, its registry entry and its entry among ``profile``'s
+    free instances (a worker stopping cleanly)."""
     pipe = client.pipeline(transaction=False)
     pipe.delete(health_key(worker))
     pipe.zrem(WORKERS, worker)
+    if profile is not None:
+        pipe.zrem(idle_key(profile), worker)
     pipe.execute()
+
+
+def idle_instances(client: RedisLike, profile: str, limit: int) -> list[InstanceHealth]:
+    """Up to ``limit`` of ``profile``'s free instances, as their heartbeats last said
+    (two round trips, whatever the size of the fleet; entries of workers that stopped
+    writing removed on the way)."""
+    key, now = idle_key(profile), time.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(key, "-inf", f"({now}")
+    pipe.zrangebyscore(key, now, "+inf", start=0, num=limit)
+    _, workers = pipe.execute()
+    names = [text(w) for w in workers]
+    return parse_health(client.mget([health_key(w) for w in names]), profile) if names else []
 
 
 def ask_registry(pipe: Any) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "GATEWAYS",
     "GATEWAY_PREFIX",
     "HEALTH_PREFIX",
+    "IDLE_PREFIX",
     "LEASEBOX_PREFIX",
     "LEASE_PREFIX",
     "LEASE_REPLY_PREFIX",
@@ -31,6 +32,7 @@ __all__ = [
     "free_key",
     "gateway_key",
     "health_key",
+    "idle_key",
     "lease_key",
     "leasebox_key",
     "rr_key",
@@ -55,6 +57,9 @@ RR_PREFIX = "toolfleet:rr:"
 #: per profile, a list a worker pushes its name on when its instance becomes free (ready,
 #: no session): producers waiting for a session wake on it instead of polling
 FREE_PREFIX = "toolfleet:free:"
+#: a profile's free instances (a sorted set: worker -> when its record expires), kept by
+#: their heartbeats, so that placing a session reads a few of them, not the whole fleet
+IDLE_PREFIX = "toolfleet:idle:"
 #: a worker's lease mailbox (a list: the producers' take and drop requests, only its
 #: own), and the lists their answers come back on
 LEASEBOX_PREFIX = "toolfleet:leasebox:"
@@ -123,6 +128,11 @@ def rr_key(profile: str) -> str:
 def free_key(profile: str) -> str:
     """The list announcing that an instance of ``profile`` became free."""
     return FREE_PREFIX + profile
+
+
+def idle_key(profile: str) -> str:
+    """The sorted set of ``profile``'s free instances."""
+    return IDLE_PREFIX + profile
 
 
 def leasebox_key(worker: str) -> str:

@@ -35,8 +35,8 @@ def settings(group: SentinelGroup) -> Settings:  # the workers fixture uses thes
 
 
 def test_toolfleet_clients_follow_the_sentinels(group: SentinelGroup, settings: Settings) -> None:
-    client = redis_client(settings.broker_url, settings.sentinel_master)
-    client.set("probe", "1")
+    with redis_client(settings.broker_url, settings.sentinel_master) as client:
+        client.set("probe", "1")
     with group.client("a") as master:
         assert master.get("probe") == b"1"  # the sentinels led it to the master
 

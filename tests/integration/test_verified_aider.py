@@ -89,8 +89,13 @@ def test_a_rollout_with_slips_is_repaired_checked_and_landed_without_a_broken_co
     assert f"{FILES} change(s) applied, 0 conflict(s), 0 broken once merged" in done.stderr
 
     # every state the branch held since the start passes the suite
+    # the branch's own commits: merge commits of one change or of a train of them,
+    # every change merged once
     landed = git(repo, "rev-list", "--first-parent", "--reverse", f"{start}..HEAD").split()
-    assert len(landed) == FILES
+    parents = git(repo, "log", "--first-parent", "--format=%P", f"{start}..HEAD").splitlines()
+    merged = [p for line in parents for p in line.split()[1:]]
+    assert len(merged) == len(set(merged)) == FILES and len(landed) <= FILES
+    print(f"{FILES} changes landed in {len(landed)} merge commits")
     walk = tmp_path / "walk"
     git(repo, "worktree", "add", "--quiet", "--detach", str(walk), start)
     for commit in landed:

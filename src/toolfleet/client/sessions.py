@@ -15,11 +15,13 @@ from toolfleet.client.changes import ChangeBook
 from toolfleet.client.checking import session_check
 from toolfleet.client.protocols import FleetLike, Handle
 from toolfleet.errors import BudgetSpent, NoWorkers, SessionLost, ToolfleetError
+from toolfleet.health import idle_instances
 from toolfleet.keys import free_key, rr_key, session_key
 from toolfleet.models import Changes, CheckResult, InstanceHealth, Usage
 
 __all__ = [
     "FIRST_PAUSE",
+    "IDLE_SAMPLE",
     "MAX_PAUSE",
     "Session",
     "Strategy",
@@ -203,6 +205,9 @@ class Session:
         return f"<Session {self.id} on {self.worker}>"
 
 
+#: free instances a producer reads to place a session (their heartbeats keep the list)
+IDLE_SAMPLE = 8
+
 #: the first and the longest wait between two looks for a free instance (a worker's
 #: word that one became free ends a wait at once)
 FIRST_PAUSE = 0.05
@@ -240,7 +245,11 @@ def open_session(
     refusals: list[str] = []
     pause = FIRST_PAUSE  # doubling to MAX_PAUSE: an instance resetting is soon free
     while True:
-        records = leases.unleased(client, fleet.status(profile))
+        records = []
+        if worker is None and strategy == "least-busy":  # a few free ones, not the fleet
+            records = leases.unleased(client, idle_instances(client, profile, IDLE_SAMPLE))
+        if not place(records, strategy):
+            records = leases.unleased(client, fleet.status(profile))
         if worker is not None:
             records = [r for r in records if r.worker == worker]
         turn = int(client.incr(rr_key(profile))) - 1 if strategy == "round-robin" else 0

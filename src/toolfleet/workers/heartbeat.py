@@ -86,7 +86,8 @@ class Heartbeat:
             if final is not None:
                 write_health(self.client, final, ttl=3 * self.interval)
             else:
-                forget_health(self.client, self.record().worker)
+                record = self.record()
+                forget_health(self.client, record.worker, record.profile)
         except Exception as exc:
             log.warning("final heartbeat write failed: %s", exc)
 
