@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from toolfleet.client.applier import Applier
-from toolfleet.client.changes import ApplyResult, ChangeBook, target_of
+from toolfleet.client.changes import ApplyResult, ChangeBook
 from toolfleet.client.items import MapItem, MapOutcome
 from toolfleet.client.journal import Journal
 from toolfleet.client.mergequeue import MergeQueue
@@ -83,7 +83,7 @@ class Landing:
         """The items whose change conflicted or broke the check once merged in ``done``,
         to run again from the target's tip (their old changes leave the failures: the
         new ones' fate counts); a fresh applier takes the new changes."""
-        tip = git("rev-parse", target_of(".", None)[0], cwd=".").strip()
+        tip = git("rev-parse", "HEAD", cwd=".").strip()  # the branch the changes land on
         keys = []
         for change in done.redo:
             if change in self.made_by:

@@ -45,6 +45,16 @@ class ApplyResult:
         self.refused.update(other.refused)
         self.already += other.already
 
+    def take_ready(self, records: list[Changes], force: bool) -> list[Changes]:
+        """``records`` but those their check rejected, listed in ``refused`` (all of
+        them with ``force``)."""
+        if force:
+            return records
+        for record in records:
+            if record.state == "rejected":
+                self.refused[record.id] = "rejected by its check (--force takes it)"
+        return [r for r in records if r.state != "rejected"]
+
     @property
     def redo(self) -> list[str]:
         """Changes to make again on the target's new tip: conflicting, or broken once merged."""
@@ -114,26 +124,29 @@ class ChangeBook:
         ``repo``). A conflicting change leaves the target as it was and is listed; a
         target with uncommitted changes is refused (DirtyTarget) before anything. A
         change its check rejected is not taken (``refused``) unless ``force``."""
-        target, current, dirty = target_of(repo, onto)
-        records = [self.get(c) for c in changes]
-        refused = ApplyResult()
-        if not force:
-            for record in [r for r in records if r.state == "rejected"]:
-                records.remove(record)
-                refused.refused[record.id] = "rejected by its check (--force takes it)"
+        return self.apply_to(changes, repo, *target_of(repo, onto), force=force)
+
+    def apply_to(
+        self,
+        changes: list[str],
+        repo: str | os.PathLike[str],
+        target: str,
+        current: str,
+        *,
+        force: bool = False,
+    ) -> ApplyResult:
+        """:meth:`apply` onto ``target`` of ``repo``, whose checkout has ``current``
+        checked out (both from :func:`target_of`)."""
+        done = ApplyResult()
+        records = done.take_ready([self.get(c) for c in changes], force)
         checkout = Path(repo)
         if target == current:
-            if dirty:
-                where = checkout.resolve()
-                raise DirtyTarget(f"{where} has uncommitted changes; commit or stash them first")
-            done = self._merge_all(records, checkout)
-            done.add(refused)
+            done.add(self._merge_all(records, checkout))
             return done
         place = Path(tempfile.mkdtemp(prefix="toolfleet-apply-"))
         try:  # another branch: merged in a worktree of its own, the user's checkout untouched
             git("worktree", "add", "--quiet", str(place / "wt"), target, cwd=checkout)
-            done = self._merge_all(records, place / "wt")
-            done.add(refused)
+            done.add(self._merge_all(records, place / "wt"))
             return done
         finally:
             git("worktree", "remove", "--force", str(place / "wt"), cwd=checkout, check=False)
@@ -214,12 +227,16 @@ class ChangeBook:
         return result
 
 
-def target_of(repo: str | os.PathLike[str], onto: str | None) -> tuple[str, str, bool]:
-    """The branch to apply to (``onto``, else the one checked out in ``repo``), the one
-    checked out there ("HEAD" when detached), and whether that checkout has uncommitted
-    changes: one git process."""
+def target_of(repo: str | os.PathLike[str], onto: str | None) -> tuple[str, str]:
+    """The branch to apply to (``onto``, else the one checked out in ``repo``) and the
+    one checked out there ("HEAD" when detached), in one git process; DirtyTarget when
+    the target is the one checked out and the checkout has uncommitted changes."""
     status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", cwd=repo)
     lines = status.splitlines()
     head = next((ln.split(" ", 2)[2] for ln in lines if ln.startswith("# branch.head ")), "")
     current = "HEAD" if head in ("", "(detached)") else head
-    return onto or current, current, any(not line.startswith("#") for line in lines)
+    target = onto or current
+    if target == current and any(not line.startswith("#") for line in lines):
+        where = Path(repo).resolve()
+        raise DirtyTarget(f"{where} has uncommitted changes; commit or stash them first")
+    return target, current

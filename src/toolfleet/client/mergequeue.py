@@ -18,7 +18,7 @@ from typing import Any
 
 from toolfleet.checks import default_sandbox, run_check
 from toolfleet.client.changes import ApplyResult, ChangeBook, target_of
-from toolfleet.errors import DirtyTarget, ToolfleetError
+from toolfleet.errors import ToolfleetError
 from toolfleet.gitops import git, run_git
 from toolfleet.models import Changes
 
@@ -78,13 +78,10 @@ class MergeQueue:
 
     def land(self, changes: list[str]) -> ApplyResult:
         """Land ``changes`` in order; what became of each."""
-        target, current, dirty = target_of(self.repo, self.onto)
-        if target == current and dirty:
-            where = self.repo.resolve()
-            raise DirtyTarget(f"{where} has uncommitted changes; commit or stash them first")
+        target, current = target_of(self.repo, self.onto)
         with self._locked(target):
             if self.check is None and not self.checks:
-                return self.book.apply(changes, repo=self.repo, onto=self.onto, force=self.force)
+                return self.book.apply_to(changes, self.repo, target, current, force=self.force)
             return self._land_checked(changes, target, checked_out=target == current)
 
     @contextmanager
@@ -123,24 +120,21 @@ class MergeQueue:
         ref = f"refs/heads/{target}" if target != "HEAD" else "HEAD"
         git("worktree", "add", "--quiet", "--detach", str(tree_dir), ref, cwd=self.repo)
         try:
-            records = [self.book.get(change) for change in changes]
-            waiting = [r for r in records if self._admit(r, ref, result)]
+            records = result.take_ready([self.book.get(change) for change in changes], self.force)
+            tip = git("rev-parse", ref, cwd=self.repo).strip()
+            waiting = [r for r in records if self._admit(r, tip, result)]
             self._train(waiting, _Target(ref, tree_dir, checked_out), result)
         finally:
             git("worktree", "remove", "--force", str(tree_dir), cwd=self.repo, check=False)
             shutil.rmtree(scratch, ignore_errors=True)
         return result
 
-    def _admit(self, record: Changes, ref: str, result: ApplyResult) -> bool:
-        """Whether ``record`` is to be merged: not rejected (without ``force``), not
-        empty, not on the branch already (landed by a run that stopped before marking)."""
-        if record.state == "rejected" and not self.force:
-            result.refused[record.id] = "rejected by its check (--force takes it)"
-            return False
+    def _admit(self, record: Changes, tip: str, result: ApplyResult) -> bool:
+        """Whether ``record`` is to be merged onto ``tip``: not empty, not on the branch
+        already (landed by a run that stopped before marking)."""
         if record.commit is None:
             result.empty.append(record.id)
             return False
-        tip = git("rev-parse", ref, cwd=self.repo).strip()
         ancestor = run_git("merge-base", "--is-ancestor", record.commit, tip, cwd=self.repo)
         if ancestor.returncode == 0:
             self._landed(record, result.already)
