@@ -10,7 +10,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from toolfleet.models import CheckResult
@@ -74,17 +73,17 @@ def run_check(
     *,
     timeout: float,
     sandbox: tuple[str, SandboxPolicy] | None = None,
-    env: Mapping[str, str] | None = None,
     passed_env: tuple[str, ...] = (),
 ) -> CheckResult:
     """Run ``command`` (``sh -c``) in ``tree``; what became of it. Past ``timeout`` s its
     process group is killed (``exit_status`` None). The environment is a tool's (an
-    allow-list of the caller's, never the fleet's secrets) plus ``env``."""
+    allow-list of the caller's, never the fleet's secrets) with ``passed_env`` too and
+    a HOME of its own."""
     from toolfleet.tool.spawn import tool_env
 
     home = tempfile.mkdtemp(prefix="toolfleet-check-")
     argv = _confined(["sh", "-c", command], tree, home, sandbox)
-    environment = tool_env({"HOME": home, **(env or {})}, passed=passed_env)
+    environment = tool_env({"HOME": home}, passed=passed_env)
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(

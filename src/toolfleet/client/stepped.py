@@ -214,7 +214,7 @@ class StepsHandle:
             return answer
 
         try:
-            self.check_result, _ = check_and_repair(session, check, self.item, repair)
+            self.check_result = check_and_repair(session, check, self.item, repair)
         except NoWorkers as exc:  # its worker died during the check
             raise ToolCrashed(self._lost(exc.message)) from exc
 

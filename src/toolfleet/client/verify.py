@@ -81,17 +81,16 @@ def as_steps(items: Iterable[MapItem | str]) -> list[MapItem]:
 
 def check_and_repair(
     session: Any, spec: CheckSpec, item: MapItem, step: Callable[[str], PromptResult]
-) -> tuple[CheckResult, list[PromptResult]]:
+) -> CheckResult:
     """Check ``item``'s worktree in ``session``; while it fails and turns are left, send
-    the repair step through ``step`` and check again. The last check and the repair
-    steps' results (a repair step that fails ends the turns)."""
+    the repair step through ``step`` (which keeps its answer) and check again. The last
+    check (a repair step that fails ends the turns)."""
     command = spec.command_for(item)
-    repaired: list[PromptResult] = []
     result: CheckResult = session.check(command, timeout=spec.timeout, turn=0)
-    while not result.passed and len(repaired) < spec.repairs:
-        answer = step(spec.repair_for(item, result))
-        repaired.append(answer)
-        if not answer.ok:
+    turns = 0
+    while not result.passed and turns < spec.repairs:
+        turns += 1
+        if not step(spec.repair_for(item, result)).ok:
             break
-        result = session.check(command, timeout=spec.timeout, turn=len(repaired))
-    return result, repaired
+        result = session.check(command, timeout=spec.timeout, turn=turns)
+    return result
