@@ -17,6 +17,7 @@
     ├── ResultTimeout       the producer gave up waiting for a result
     ├── RedisUnavailable    the broker or result backend does not answer, or refuses us
     ├── GitError            a git command of a worktree workspace or an apply failed
+    ├── ChangeNotRecorded   an item's change was not recorded (not pushed, worker gone)
     ├── UnknownChange       no change record has that id
     ├── DirtyTarget         the checkout to apply changes to has uncommitted changes
     └── ConfigError         a profile or a setting is unusable
@@ -33,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "BudgetSpent",
+    "ChangeNotRecorded",
     "CheckFailed",
     "ConfigError",
     "DirtyTarget",
@@ -165,6 +167,14 @@ class RedisUnavailable(ToolfleetError):
 
 class GitError(ToolfleetError):
     """A git command failed (its message is git's own, in one line)."""
+
+
+class ChangeNotRecorded(ToolfleetError):
+    """An item's change was not recorded: its worker could not push it, or went away
+    (frozen, cut off, killed) before recording it. Nothing of it was kept: the item may
+    run again."""
+
+    retryable = True
 
 
 class UnknownChange(ToolfleetError):

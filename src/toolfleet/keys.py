@@ -10,6 +10,7 @@ __all__ = [
     "CHANGES_INDEX",
     "CHANGE_PREFIX",
     "CLAIM_PREFIX",
+    "END_PREFIX",
     "FREE_PREFIX",
     "GATEWAYS",
     "GATEWAY_PREFIX",
@@ -29,6 +30,7 @@ __all__ = [
     "RedisLike",
     "change_key",
     "claim_key",
+    "end_key",
     "free_key",
     "gateway_key",
     "health_key",
@@ -69,6 +71,9 @@ CLAIM_PREFIX = "toolfleet:claim:"
 #: a change record (JSON) by its id, and the index of all of them (a sorted set by time)
 CHANGE_PREFIX = "toolfleet:change:"
 CHANGES_INDEX = "toolfleet:changes"
+#: how a session ended for its producer: keep (record its change), discard, recorded,
+#: failed:<why> (the fence between a producer and a worker that froze or was cut off)
+END_PREFIX = "toolfleet:end:"
 #: a running prompt's output as it comes (a Redis Stream; see workers/stream.py)
 STREAM_PREFIX = "toolfleet:stream:"
 #: the field of a prompt's last stream entry: the prompt ended
@@ -143,6 +148,11 @@ def leasebox_key(worker: str) -> str:
 def change_key(change: str) -> str:
     """The key of a change record."""
     return CHANGE_PREFIX + change
+
+
+def end_key(session: str) -> str:
+    """The end mark of ``session`` (see :data:`END_PREFIX`)."""
+    return END_PREFIX + session
 
 
 def claim_key(prompt_id: str) -> str:

@@ -6,6 +6,9 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
+from toolfleet.ending import mark_end
 from toolfleet.keys import lease_key
 from toolfleet.models import Changes
 from toolfleet.profiles import BUILTIN_PROFILES
@@ -53,7 +56,9 @@ def test_release_and_expiry_at_once_end_the_session_and_commit_it_once() -> None
     try:
         client.set(lease_key("w1@h"), "s1")
         assert keeper.take("s1")["ok"] == "s1"
-        client.data.clear()  # the producer deletes its lease key, then sends the release
+        mark_end(client, "s1", keep=True)  # type: ignore[arg-type]
+        del client.data[lease_key("w1@h")]  # the producer deletes its lease key, then
+        # sends the release
         check = threading.Thread(target=keeper.check)  # the watcher sees the key gone
         check.start()
         assert keeper.drop("s1") in (
@@ -64,5 +69,29 @@ def test_release_and_expiry_at_once_end_the_session_and_commit_it_once() -> None
         assert workspace.finished == ["s1"]
         assert sup.session is None  # ended, and the instance is reset before reuse:
         eventually(lambda: sup.takes_shared_work and not sup.reset_pending, 5, "the reset")
+    finally:
+        sup.stop()
+
+
+@pytest.mark.parametrize("keep", [False, None])
+def test_a_session_given_up_or_abandoned_by_its_producer_is_never_committed(
+    keep: bool | None,
+) -> None:
+    """The producer gave the session up (its worker was frozen or cut off meanwhile), or
+    went away without a word: the lease ends, and nothing of the session is committed."""
+    sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"]), "w1@h", [])
+    sup.start()
+    client = KeyStore()
+    workspace = SlowWorkspace()
+    keeper = LeaseKeeper(sup, client, lambda: None, workspace)  # type: ignore[arg-type]
+    try:
+        client.set(lease_key("w1@h"), "s1")
+        assert keeper.take("s1")["ok"] == "s1"
+        if keep is not None:
+            mark_end(client, "s1", keep=keep)  # type: ignore[arg-type]
+        del client.data[lease_key("w1@h")]
+        keeper.check()
+        assert sup.session is None
+        assert workspace.finished == []
     finally:
         sup.stop()

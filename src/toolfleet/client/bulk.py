@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from toolfleet.client.attempts import Slot, retryable, settle_outcome
 from toolfleet.client.budgets import budget_left
@@ -92,16 +92,16 @@ class MapRun:
         self.timeout = timeout
         self.result_timeout = result_timeout
         self.poll = poll
-        self.journal: Journal | None
         self._owns_journal = not (journal is None or isinstance(journal, Journal))
-        if journal is None or isinstance(journal, Journal):
-            self.journal = journal
-        else:
-            self.journal = Journal(journal)
+        self.journal = (
+            journal if journal is None or isinstance(journal, Journal) else Journal(journal)
+        )
         done: dict[str, str | None] = {}
         if self.journal is not None:
             done = self.journal.done()
             self.journal.open()
+            for session in self.journal.unsettled():  # a stopped run's: never recorded now
+                cast(Any, fleet).changes.abandon(session)
         self.total = len(given)
         self.skipped = [it.key for it in given if it.key in done]
         #: skipped keys whose recorded prompt text differs from this run's

@@ -9,9 +9,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolfleet.errors import DirtyTarget, GitError, UnknownChange
+from toolfleet.broker.away import ride_out
+from toolfleet.ending import FAILED, RECORDED, end_mark, give_up
+from toolfleet.errors import ChangeNotRecorded, DirtyTarget, GitError, UnknownChange
 from toolfleet.gitops import git, run_git
-from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key, text
+from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key, health_key, text
 from toolfleet.models import Changes
 
 __all__ = ["MERGE_HOOKS", "ApplyResult", "ChangeBook", "target_of"]
@@ -86,6 +88,44 @@ class ChangeBook:
                     return None
                 time.sleep(pause)
                 pause = min(0.05, pause * 1.5)
+
+    def settle(self, change: str, worker: str, timeout: float = 900.0) -> Changes:
+        """The record of ``change`` (a session closed with keep), once its worker
+        ``worker`` wrote it. ChangeNotRecorded if the worker could not commit or push
+        it, or its health record went away (frozen, cut off, dead) or ``timeout`` passed
+        first: the session is then given up, and a worker that comes back later does
+        not record it (:mod:`toolfleet.ending`)."""
+        end = time.monotonic() + timeout
+        pause = 0.005
+        what = f"change {change}"
+        while True:  # every look is a read, repeated through a failover
+            mark = ride_out(lambda: end_mark(self.client, change), what)
+            if mark == RECORDED:
+                return ride_out(lambda: self.get(change), what)
+            if mark is not None and mark.startswith(FAILED):
+                raise ChangeNotRecorded(f"change {change}: {mark[len(FAILED) :]}")
+            gone = not ride_out(lambda: self.client.exists(health_key(worker)), what)
+            if gone or time.monotonic() >= end:
+                mark = ride_out(lambda: give_up(self.client, change), what)
+                if mark == RECORDED:
+                    return ride_out(lambda: self.get(change), what)
+                why = f"{worker} went away" if gone else f"no record after {timeout:g} s"
+                raise ChangeNotRecorded(f"change {change} was not recorded ({why})")
+            time.sleep(pause)
+            pause = min(0.1, pause * 1.5)
+
+    def abandon(self, session: str) -> None:
+        """Give up ``session``, which a stopped run closed to keep but never saw settle:
+        its worker will not record its change, or the change it recorded is discarded
+        (its item runs again). Nothing if the change was applied meanwhile."""
+        if give_up(self.client, session) != RECORDED:
+            return
+        try:
+            record = self.get(session)
+        except UnknownChange:
+            return
+        if record.state in ("pending", "ready"):
+            self._mark(record, "discarded")
 
     def records(self, pending: bool = False) -> list[Changes]:
         """Every live change record, oldest first (only the pending ones with ``pending``)."""

@@ -95,6 +95,12 @@ class Fleet:
         known = self._local_profiles().get(profile)
         return known is not None and known.workspace == "worktree"
 
+    def runs_once(self, profile: str) -> bool:
+        """Whether ``profile`` (as defined here) runs a prompt or item at most once
+        (``on_worker_lost = "fail"``)."""
+        known = self._local_profiles().get(profile)
+        return known is not None and known.on_worker_lost == "fail"
+
     def validate(self, text: str, profile: str) -> str:
         """``text`` as it would be sent to ``profile``, or PromptRejected (no I/O)."""
         max_bytes, allow_control = self._limits(profile)

@@ -60,6 +60,14 @@ class Journal:
         """Key -> prompt digest of every item recorded ok."""
         return {r["key"]: r.get("sha") for r in self.read() if r["ok"]}
 
+    def unsettled(self) -> list[str]:
+        """Sessions the run closed to keep their change (:meth:`intend`) that no later
+        record names: the run stopped before it learnt what became of them."""
+        records = self.read()
+        settled = {r["changes"].get("id") for r in records if isinstance(r.get("changes"), dict)}
+        closing = [r["closing"] for r in records if isinstance(r.get("closing"), str)]
+        return [session for session in closing if session not in settled]
+
     def done_keys(self) -> set[str]:
         """Keys of the items recorded ok."""
         return set(self.done())
@@ -90,16 +98,26 @@ class Journal:
 
     def write(self, outcome: MapOutcome, *, sha: str | None = None) -> None:
         """Append one outcome and fsync it."""
+        record = outcome.to_record()
+        record.update(sha=sha, at=round(time.time(), 3))
+        self._append(record)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        """One line, in one write (the file is opened to append), then fsync'ed."""
         if self._fd is None:
             self.open()
         assert self._fd is not None
-        record = outcome.to_record()
-        record.update(sha=sha, at=round(time.time(), 3))
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
         os.fsync(self._fd)
+
+    def intend(self, key: str, session: str) -> None:
+        """Record that item ``key``'s session ``session`` is being closed to keep its
+        change, before the worker records it: a run that stops before it hears back
+        leaves a trace its re-run finds (:meth:`unsettled`). Read back as not ok."""
+        self._append({"key": key, "ok": False, "closing": session, "at": round(time.time(), 3)})
 
     def close(self) -> None:
         if self._fd is not None:

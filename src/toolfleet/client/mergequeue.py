@@ -18,8 +18,9 @@ from typing import Any
 
 from toolfleet.checks import default_sandbox, run_check
 from toolfleet.client.changes import ApplyResult, ChangeBook, target_of
-from toolfleet.errors import ToolfleetError
-from toolfleet.gitops import git, run_git
+from toolfleet.client.remote import fetch_for_landing, push_target
+from toolfleet.errors import GitError, ToolfleetError
+from toolfleet.gitops import git, is_url, run_git
 from toolfleet.models import Changes
 
 __all__ = ["APPLY_LOCK_PREFIX", "MergeQueue"]
@@ -75,22 +76,60 @@ class MergeQueue:
         self.checks = checks if checks is not None else {}  # filled as changes come
         self.force = force
         self.lock_wait = lock_wait
+        #: changes landed but not marked applied until the git host holds them
+        self._deferred: list[str] | None = None
 
     def land(self, changes: list[str]) -> ApplyResult:
-        """Land ``changes`` in order; what became of each."""
+        """Land ``changes`` in order; what became of each. Changes of a repository given
+        by URL land on that repository's branch (:meth:`_land_remote`)."""
         target, current = target_of(self.repo, self.onto)
-        with self._locked(target):
+        records = [self.book.get(change) for change in changes]
+        url = next((r.repo for r in records if is_url(r.repo)), None)
+        with self._locked(target, url):
+            if url is not None:
+                return self._land_remote(records, url, target, current)
             if self.check is None and not self.checks:
                 return self.book.apply_to(changes, self.repo, target, current, force=self.force)
             return self._land_checked(changes, target, checked_out=target == current)
 
+    def _land_remote(
+        self, records: list[Changes], url: str, target: str, current: str
+    ) -> ApplyResult:
+        """Land on ``url``'s ``target``: the checkout's branch brought up to the git
+        host's, the changes merged (checked, with a check) as a train, the branch pushed
+        back; only then are they marked applied. A push that fails for good puts the
+        branch back where the git host has it (GitError): nothing is marked applied that
+        the git host does not hold, and a later landing finds the change still to do."""
+        if target == "HEAD":
+            raise GitError(f"changes of {url} land on a branch: check one out (or --onto)")
+        checked_out = target == current
+        fetch_for_landing(self.repo, url, target, records, checked_out)
+        tip = git("rev-parse", f"refs/heads/{target}", cwd=self.repo).strip()
+        self._deferred = []
+        try:
+            result = self._land_checked([r.id for r in records], target, checked_out)
+            if git("rev-parse", f"refs/heads/{target}", cwd=self.repo).strip() != tip:
+                try:
+                    push_target(self.repo, url, target)
+                except ToolfleetError:
+                    if checked_out:
+                        git("reset", "--quiet", "--keep", tip, cwd=self.repo)
+                    else:
+                        git("update-ref", f"refs/heads/{target}", tip, cwd=self.repo)
+                    raise
+            for change in self._deferred:
+                self.book.mark(change, "applied")
+            return result
+        finally:
+            self._deferred = None
+
     @contextmanager
-    def _locked(self, target: str) -> Iterator[None]:
+    def _locked(self, target: str, url: str | None = None) -> Iterator[None]:
         """Hold the target branch's lock (waiting up to ``lock_wait`` s for another
         applier), renewed while held; it expires :data:`LOCK_TTL` s after its holder
-        died."""
+        died. A repository given by URL has one lock a branch whichever host lands."""
         common = git("rev-parse", "--git-common-dir", cwd=self.repo).strip()
-        where = os.path.realpath(self.repo / common)
+        where = url or os.path.realpath(self.repo / common)
         digest = hashlib.sha256(f"{where}\0{target}".encode()).hexdigest()[:24]
         lock = self.book.client.lock(
             APPLY_LOCK_PREFIX + digest,
@@ -226,7 +265,10 @@ class MergeQueue:
             git("update-ref", target.ref, commit, tip, cwd=self.repo)
 
     def _landed(self, record: Changes, into: list[str]) -> None:
-        self.book.mark(record.id, "applied")
+        if self._deferred is not None:  # marked once the git host holds it
+            self._deferred.append(record.id)
+        else:
+            self.book.mark(record.id, "applied")
         into.append(record.id)
 
 

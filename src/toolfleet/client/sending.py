@@ -9,6 +9,7 @@ from typing import Any, Protocol, cast
 
 from toolfleet.client.attempts import NoHandle, Slot, profile_chunk, profile_deadline
 from toolfleet.client.items import MapItem
+from toolfleet.client.journal import Journal
 from toolfleet.client.protocols import Handle, Submitter
 from toolfleet.client.stepped import SessionOpener, StepsHandle, StepThreads
 from toolfleet.client.verify import CheckSpec
@@ -29,6 +30,7 @@ class RunOptions(Protocol):
     timeout: float | None
     result_timeout: float | None
     check: CheckSpec | None
+    journal: Journal | None
 
     def item_budget_left(self) -> float | None: ...
 
@@ -180,7 +182,8 @@ class Sender:
         uses_worktree = getattr(self.run.fleet, "uses_worktree", None)
         if uses_worktree is not None and uses_worktree(profile):
             book = cast(Any, self.run.fleet).changes
-            changes = book.wait
+            changes = book.settle
+        runs_once = getattr(self.run.fleet, "runs_once", None)
         return StepsHandle(
             opener,
             item.steps,
@@ -193,4 +196,6 @@ class Sender:
             budget=budget,
             check=self.run.check,
             item=item,
+            at_most_once=runs_once is not None and runs_once(profile),
+            journal=self.run.journal,
         )

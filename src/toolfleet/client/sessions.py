@@ -11,9 +11,11 @@ from typing import Any, Literal
 import redis
 
 import toolfleet.client.leases as leases
+from toolfleet.broker.away import ride_out
 from toolfleet.client.changes import ChangeBook
 from toolfleet.client.checking import session_check
 from toolfleet.client.protocols import FleetLike, Handle
+from toolfleet.ending import mark_end
 from toolfleet.errors import BudgetSpent, NoWorkers, SessionLost, ToolfleetError
 from toolfleet.health import idle_instances
 from toolfleet.keys import free_key, rr_key, session_key
@@ -172,8 +174,11 @@ class Session:
         waiting = [h.id for h in self._handles if not h.ready()]
         return self.fleet.cancel(*waiting) if waiting else {}
 
-    def close(self, wait: float = 60.0) -> None:
-        """Wait (up to ``wait`` s) for the prompts sent, then release the instance."""
+    def close(self, wait: float = 60.0, keep: bool = True) -> None:
+        """Wait (up to ``wait`` s) for the prompts sent, then release the instance.
+        ``keep`` (a worktree profile): its worker records what the session changed;
+        False gives the session up (nothing of it is recorded, whenever its worker
+        gets to it)."""
         if self._closed.is_set():
             return
         end = time.monotonic() + wait
@@ -182,6 +187,9 @@ class Session:
                 time.sleep(0.01)
         self._closed.set()
         try:
+            # before the lease ends (its worker reads it), and through a failover: a keep
+            # lost is the session's work lost
+            ride_out(lambda: mark_end(self.client, self.id, keep), f"session {self.id}")
             leases.release(self.client, self.worker, self.id)
             leases.ask_worker(self.client, self.worker, "drop", self.id, wait=0)
         except Exception as exc:  # the worker notices the missing lease key by itself

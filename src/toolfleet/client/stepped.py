@@ -5,19 +5,25 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from toolfleet.broker.away import RIDE_OUT_FOR
 from toolfleet.client.items import MapItem
+from toolfleet.client.journal import Journal
 from toolfleet.client.verify import CheckSpec, check_and_repair
 from toolfleet.errors import (
+    ChangeNotRecorded,
     CheckFailed,
     NoWorkers,
+    RedisUnavailable,
     ResultTimeout,
     SessionLost,
     ToolCrashed,
     ToolfleetError,
+    WorkerLost,
 )
 from toolfleet.models import Changes, CheckResult, PromptResult
 
@@ -99,8 +105,12 @@ class StepsHandle:
     run: ``ready()`` when the item has ended; ``get()`` returns the last step's result or
     raises what stopped it; ``results`` lists every step's result.
 
-    An instance lost under the item (its worker killed, its tool restarted) raises a
-    retryable ToolCrashed: the item runs again, whole, on a reset instance.
+    An instance lost under the item (its worker killed, frozen or cut off, its tool
+    restarted) raises a retryable ToolCrashed: the item runs again, whole, on a reset
+    instance; with ``at_most_once`` (the profile's ``on_worker_lost = "fail"``) it
+    raises WorkerLost, not run again. Either way the session is given up, so the lost
+    instance never records its change, whenever it comes back (``changes`` waits for
+    the record: :meth:`ChangeBook.settle`).
 
     With ``check`` (a worktree profile) the check runs after the steps, with repair
     turns (:func:`check_and_repair`): ``check_result`` and ``repairs`` say how it ended;
@@ -117,10 +127,12 @@ class StepsHandle:
         step_wait: float,
         lease_wait: float,
         threads: StepThreads,
-        changes: Callable[[str], Changes | None] | None = None,
+        changes: Callable[[str, str], Changes | None] | None = None,
         budget: float | None = None,
         check: CheckSpec | None = None,
         item: MapItem | None = None,
+        at_most_once: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         self.fleet = fleet
         self.steps = steps
@@ -135,6 +147,8 @@ class StepsHandle:
         self.changes: Changes | None = None
         self._changes = changes
         self.error: ToolfleetError | None = None
+        self.at_most_once = at_most_once
+        self.journal = journal
         self.check = check
         self.item = item or MapItem(key="", text="\n".join(steps), steps=steps)
         #: the item's last check, and the repair steps sent before it
@@ -169,7 +183,8 @@ class StepsHandle:
             options: dict[str, Any] = {"wait": self.lease_wait, "budget": self.budget}
             if self.item.base is not None:
                 options["base"] = self.item.base
-            session = self.fleet.session(self.profile, **options)
+            session = self._open(options)
+            keep = False
             try:
                 for number, text in enumerate(self.steps, 1):
                     if self._cancelled.is_set():
@@ -180,11 +195,19 @@ class StepsHandle:
                         break
                 if self.check is not None and self.results[-1].ok:
                     self._verify(session, self.check)
+                keep = True
             finally:
-                # every step sent was awaited, or its instance is lost: no wait
-                session.close(wait=0.0)
+                # every step sent was awaited, or its instance is lost: no wait; a
+                # session that ended on an error is given up (nothing of it recorded);
+                # one kept is journaled first, for a re-run if this one stops now
+                if keep and self.journal is not None and self._changes is not None:
+                    self.journal.intend(self.item.key, session.id)
+                session.close(wait=0.0, keep=keep)
             if self._changes is not None:
-                self.changes = self._changes(session.id)
+                try:
+                    self.changes = self._changes(session.id, session.worker)
+                except ChangeNotRecorded as exc:
+                    raise self._lost_error(exc.message) from exc
             checked = self.check_result
             if checked is not None and not checked.passed:
                 turns = f" after {self.repairs} repair turn(s)" if self.repairs else ""
@@ -194,13 +217,34 @@ class StepsHandle:
                     f"{checked.exit_status}: {last[0]}"
                 )
         except SessionLost as exc:
-            self.error = ToolCrashed(self._lost(exc.message))
+            self.error = self._lost_error(self._lost(exc.message))
         except ToolfleetError as exc:
             self.error = exc
         except Exception as exc:  # reported as the item's error, never lost
             self.error = ToolfleetError(f"{type(exc).__name__}: {exc}")
         finally:
             self._done.set()
+
+    def _open(self, options: dict[str, Any]) -> Any:
+        """The item's session; opened again while Redis is away (a failover, a restart:
+        nothing was leased then), for up to :data:`RIDE_OUT_FOR` s."""
+        end = time.monotonic() + RIDE_OUT_FOR
+        pause = 0.1
+        while True:
+            try:
+                return self.fleet.session(self.profile, **options)
+            except RedisUnavailable:
+                if time.monotonic() + pause > end:
+                    raise
+            time.sleep(pause)
+            pause = min(2.0, pause * 2)
+
+    def _lost_error(self, why: str) -> ToolCrashed:
+        """The error of an item whose instance (or its change) was lost: run again, or,
+        ``at_most_once``, not."""
+        if self.at_most_once:
+            return WorkerLost(f"{why} (the profile's on_worker_lost is 'fail': not run again)")
+        return ToolCrashed(f"{why}; the item runs again, whole, on a reset instance")
 
     def _verify(self, session: Any, check: CheckSpec) -> None:
         """The check, and repair steps while it fails (:func:`check_and_repair`)."""
@@ -216,7 +260,7 @@ class StepsHandle:
         try:
             self.check_result = check_and_repair(session, check, self.item, repair)
         except NoWorkers as exc:  # its worker died during the check
-            raise ToolCrashed(self._lost(exc.message)) from exc
+            raise self._lost_error(self._lost(exc.message)) from exc
 
     def _step(self, session: Any, number: int, text: str) -> PromptResult:
         """Send step ``number`` and wait for it, looking at the instance's health."""
@@ -227,7 +271,7 @@ class StepsHandle:
                 result: PromptResult = handle.get(timeout=_LOOK_EVERY)
                 return result
             except NoWorkers as exc:  # the worker's health record is gone: it died
-                raise ToolCrashed(self._lost(exc.message, number)) from exc
+                raise self._lost_error(self._lost(exc.message, number)) from exc
             except ResultTimeout:
                 waited += _LOOK_EVERY
                 if waited >= self.step_wait:
@@ -235,7 +279,4 @@ class StepsHandle:
 
     def _lost(self, why: str, number: int | None = None) -> str:
         step = number if number is not None else len(self.results) + 1
-        return (
-            f"step {step} of {len(self.steps)}: the instance was lost ({why}); the item"
-            " runs again, whole, on a reset instance"
-        )
+        return f"step {step} of {len(self.steps)}: the instance was lost ({why})"

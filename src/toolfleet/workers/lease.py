@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from toolfleet.client.leases import holder
+from toolfleet.ending import KEEP, end_mark
 from toolfleet.errors import GitError
 from toolfleet.keys import RedisLike
 from toolfleet.workers.supervisor import Supervisor
@@ -70,9 +71,12 @@ class LeaseKeeper:
         return {"ok": session}
 
     def check(self) -> None:
-        """End a session whose lease key expired or changed (its producer went away)."""
+        """End a session whose lease key expired or changed (its producer went away);
+        never waits for an end under way (a push tried again, in the mailbox's thread)."""
         session = self.supervisor.session
-        if session is not None and holder(self.client, self.supervisor.worker) != session:
+        if session is None or self._ending.locked():
+            return
+        if holder(self.client, self.supervisor.worker) != session:
             self._end("lease expired")
 
     def _end(self, why: str) -> None:
@@ -85,6 +89,16 @@ class LeaseKeeper:
                 return
             log.info("%s: session %s ended (%s)", self.supervisor.worker, session, why)
             if self.workspace is not None:
-                self.workspace.finish(session, self.client, self.changes_ttl)
+                # only a change its producer still wants: a session it gave up on (this
+                # worker frozen or cut off meanwhile), or whose producer went away, is
+                # neither committed nor recorded (the item runs elsewhere, or again)
+                if end_mark(self.client, session) == KEEP:
+                    self.workspace.finish(session, self.client, self.changes_ttl)
+                else:
+                    log.warning(
+                        "%s: session %s was given up by its producer: its work is not kept",
+                        self.supervisor.worker,
+                        session,
+                    )
             self.supervisor.end_session()
         self.on_change()

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 from toolfleet.checks import run_check
+from toolfleet.client.remote import REMOTE_PATIENCE, retried
+from toolfleet.ending import fail_if_kept, record_if_kept
 from toolfleet.errors import ConfigError, GitError
 from toolfleet.gitops import git, is_url
-from toolfleet.keys import CHANGES_INDEX, RedisLike, change_key
+from toolfleet.keys import RedisLike
 from toolfleet.models import Changes, CheckResult
 from toolfleet.profiles import Profile
 from toolfleet.tool.sandbox import SandboxPolicy
@@ -42,6 +44,7 @@ class Worktree:
         self.source = profile.repository() or profile.cwd or os.getcwd()
         self.base_ref = profile.base or "HEAD"
         self.ignore = list(profile.workspace_ignore)
+        self.push_patience = REMOTE_PATIENCE
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", worker)
         self.root = Path(tempfile.mkdtemp(prefix=f"toolfleet-wt-{safe}-"))
         self.path = self.root / "worktree"
@@ -206,7 +209,7 @@ class Worktree:
             )
         git("branch", "--force", branch, commit, cwd=wt)
         if is_url(self.source):
-            git("push", "--quiet", self.source, f"{branch}:{branch}", cwd=wt)
+            self._push(branch)
         cut = len(patch.encode()) > MAX_PATCH_BYTES
         if cut:
             patch = patch.encode()[:MAX_PATCH_BYTES].decode(errors="ignore")
@@ -229,18 +232,45 @@ class Worktree:
             created_at=now,
         )
 
+    def _push(self, branch: str) -> None:
+        """Push ``branch`` to the repository's URL, tried again for up to
+        ``push_patience`` s (the git host down or cut off for a while): a change is
+        recorded only once its commit is on the git host."""
+        retried(
+            f"{self.worker}: push of {branch}",
+            lambda: git("push", "--quiet", self.source, f"{branch}:{branch}", cwd=self.path),
+            self.push_patience,
+        )
+
+    def _unpush(self, branch: str) -> None:
+        """Take a change branch that will not be recorded away again (here and on the
+        repository's URL): nobody is to find a change nobody wants."""
+        git("branch", "--quiet", "-D", "--", branch, cwd=self.path, check=False)
+        if is_url(self.source):
+            git("push", "--quiet", self.source, f":{branch}", cwd=self.path, check=False)
+
     def _tree(self, commit: str) -> str:
         return git("rev-parse", f"{commit}^{{tree}}", cwd=self.path).strip()
 
     def finish(self, change: str, client: RedisLike, ttl: float) -> Changes | None:
-        """Commit and record the session's changes (None if that failed: logged)."""
+        """Commit and record the session's changes, if its producer still wants them (see
+        :mod:`toolfleet.ending`); None if it did not, or committing failed (the
+        producer is told why)."""
         try:
             record = self.commit(change)
         except (GitError, OSError) as exc:
             log.error("%s: could not commit the changes of %s: %s", self.worker, change, exc)
+            fail_if_kept(client, change, f"{type(exc).__name__}: {exc}")
             return None
-        client.set(change_key(change), record.model_dump_json(), px=int(ttl * 1000))
-        client.zadd(CHANGES_INDEX, {change: record.created_at})
+        if not record_if_kept(client, record, ttl):
+            log.warning(
+                "%s: the producer of %s gave up on it meanwhile: its change is not recorded",
+                self.worker,
+                change,
+            )
+            if record.commit is not None:
+                self._unpush(record.branch)
+            return None
         log.info(
             "%s: changes of %s: %d file(s) on %s",
             self.worker,
