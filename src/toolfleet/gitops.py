@@ -8,10 +8,10 @@ from pathlib import Path
 
 from toolfleet.errors import GitError
 
-__all__ = ["git", "is_url", "run_git"]
+__all__ = ["IDENTITY", "git", "is_url", "run_git"]
 
 #: who commits a session's changes
-_IDENTITY = {
+IDENTITY = {
     "GIT_AUTHOR_NAME": "toolfleet",
     "GIT_AUTHOR_EMAIL": "toolfleet@localhost",
     "GIT_COMMITTER_NAME": "toolfleet",
@@ -28,7 +28,7 @@ def run_git(
     *args: str, cwd: str | os.PathLike[str], timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git args`` in ``cwd`` and return what it did, whatever its exit status."""
-    env = {**os.environ, **_IDENTITY, "GIT_TERMINAL_PROMPT": "0"}
+    env = {**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"}
     return subprocess.run(
         ["git", *args],
         cwd=cwd,

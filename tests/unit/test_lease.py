@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -47,7 +49,18 @@ class SlowWorkspace:
         return None
 
 
-def test_release_and_expiry_at_once_end_the_session_and_commit_it_once() -> None:
+@dataclass
+class Leased:
+    """A supervisor on a fake instance, leased to session s1 through its keeper."""
+
+    sup: Supervisor
+    client: KeyStore
+    workspace: SlowWorkspace
+    keeper: LeaseKeeper
+
+
+@pytest.fixture
+def leased() -> Iterator[Leased]:
     sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"]), "w1@h", [])
     sup.start()
     client = KeyStore()
@@ -56,42 +69,37 @@ def test_release_and_expiry_at_once_end_the_session_and_commit_it_once() -> None
     try:
         client.set(lease_key("w1@h"), "s1")
         assert keeper.take("s1")["ok"] == "s1"
-        mark_end(client, "s1", keep=True)  # type: ignore[arg-type]
-        del client.data[lease_key("w1@h")]  # the producer deletes its lease key, then
-        # sends the release
-        check = threading.Thread(target=keeper.check)  # the watcher sees the key gone
-        check.start()
-        assert keeper.drop("s1") in (
-            {"ok": "s1"},
-            {"error": "session s1 does not hold this worker"},
-        )
-        check.join()
-        assert workspace.finished == ["s1"]
-        assert sup.session is None  # ended, and the instance is reset before reuse:
-        eventually(lambda: sup.takes_shared_work and not sup.reset_pending, 5, "the reset")
+        yield Leased(sup, client, workspace, keeper)
     finally:
         sup.stop()
+
+
+def test_release_and_expiry_at_once_end_the_session_and_commit_it_once(leased: Leased) -> None:
+    sup, client, keeper = leased.sup, leased.client, leased.keeper
+    mark_end(client, "s1", keep=True)  # type: ignore[arg-type]
+    del client.data[lease_key("w1@h")]  # the producer deletes its lease key, then
+    # sends the release
+    check = threading.Thread(target=keeper.check)  # the watcher sees the key gone
+    check.start()
+    assert keeper.drop("s1") in (
+        {"ok": "s1"},
+        {"error": "session s1 does not hold this worker"},
+    )
+    check.join()
+    assert leased.workspace.finished == ["s1"]
+    assert sup.session is None  # ended, and the instance is reset before reuse:
+    eventually(lambda: sup.takes_shared_work and not sup.reset_pending, 5, "the reset")
 
 
 @pytest.mark.parametrize("keep", [False, None])
 def test_a_session_given_up_or_abandoned_by_its_producer_is_never_committed(
-    keep: bool | None,
+    leased: Leased, keep: bool | None
 ) -> None:
     """The producer gave the session up (its worker was frozen or cut off meanwhile), or
     went away without a word: the lease ends, and nothing of the session is committed."""
-    sup = Supervisor(FakeInstance(BUILTIN_PROFILES["echo"]), "w1@h", [])
-    sup.start()
-    client = KeyStore()
-    workspace = SlowWorkspace()
-    keeper = LeaseKeeper(sup, client, lambda: None, workspace)  # type: ignore[arg-type]
-    try:
-        client.set(lease_key("w1@h"), "s1")
-        assert keeper.take("s1")["ok"] == "s1"
-        if keep is not None:
-            mark_end(client, "s1", keep=keep)  # type: ignore[arg-type]
-        del client.data[lease_key("w1@h")]
-        keeper.check()
-        assert sup.session is None
-        assert workspace.finished == []
-    finally:
-        sup.stop()
+    if keep is not None:
+        mark_end(leased.client, "s1", keep=keep)  # type: ignore[arg-type]
+    del leased.client.data[lease_key("w1@h")]
+    leased.keeper.check()
+    assert leased.sup.session is None
+    assert leased.workspace.finished == []
