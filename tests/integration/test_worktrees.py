@@ -43,7 +43,9 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path, repo: Path) -> Setting
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(
         f'[profiles.bash-wt]\nextends = "bash"\nworkspace = "worktree"\nrepo = "{repo}"\n'
-        f'[profiles.bash-nogit]\nextends = "bash"\nworkspace = "worktree"\nrepo = "{tmp_path}"\n',
+        f'[profiles.bash-nogit]\nextends = "bash"\nworkspace = "worktree"\nrepo = "{tmp_path}"\n'
+        f'[profiles.bash-url]\nextends = "bash"\nworkspace = "worktree"\n'
+        f'repo = "file://{tmp_path}/hosted.git"\n',
         encoding="utf-8",
     )
     return _fresh_settings(redis_server, profiles=profiles)
@@ -83,6 +85,34 @@ def test_each_instance_edits_its_own_worktree_and_changes_are_applied_on_review(
         toolfleet(workers.settings, repo, "changes", "list", "--pending").stdout.count("pending")
         == 0
     )
+
+
+def test_a_repository_given_by_url_gets_the_branches_and_the_landed_changes(
+    workers: Workers, repo: Path, tmp_path: Path
+) -> None:
+    """``repo`` a URL: each worker clones it and pushes its change branches there; a
+    ``map --apply`` in another clone of it lands the changes on the URL's main."""
+    names = make_repo(repo, {f"src/m{i}.py": f"x = {i}\n" for i in range(4)})
+    hosted = tmp_path / "hosted.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(hosted))
+    checkout = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", f"file://{hosted}", str(checkout))
+    workers.wait_ready(workers.start("bash-url", 2))
+    args = ["map", "-p", "bash-url", "--apply", "--json", "-s", HEADER]
+    done = toolfleet(workers.settings, checkout, *args, *names)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(names)} change(s) applied" in done.stderr
+    changes = [json.loads(line)["changes"] for line in done.stdout.splitlines()]
+    for change in changes:  # every change branch is on the URL's repository
+        record = workers.fleet.changes.get(change["id"])
+        assert record.state == "applied" and record.commit is not None
+        assert git(hosted, "rev-parse", change["branch"]).strip() == record.commit
+    main = git(hosted, "rev-parse", "main").strip()
+    assert git(checkout, "rev-parse", "main").strip() == main  # pushed: the same tip
+    for name in names:
+        text = git(hosted, "show", f"{main}:{name}")
+        assert text.count("# DOC_ID:") == 1 and text.startswith(f"# DOC_ID: {Path(name).stem}")
+    assert not git(checkout, "status", "--porcelain")
 
 
 def test_map_apply_conflicts_and_a_dirty_target(workers: Workers, repo: Path) -> None:
