@@ -104,7 +104,7 @@ class Cluster:
         self.settings = Settings(
             broker_url=self.redis.url,
             sentinel_master=MASTER,
-            heartbeat_interval=0.5,
+            heartbeat_interval=1.0,  # a health record lives 3 s: a busy CI machine is no fault
             session_ttl=self.session_ttl,
             profiles=profiles,
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 from toolfleet.client.changes import ApplyResult, ChangeBook
 from toolfleet.client.fleet import Fleet
+from toolfleet.client.mergequeue import MergeQueue
 from toolfleet.errors import ConfigError, GitError
 from toolfleet.gitops import git
 
@@ -71,11 +72,12 @@ class Actions:
         raise ConfigError(f"no reply from {worker} within {timeout:g} s")
 
     def apply(self, changes: list[str]) -> ApplyResult:
-        """Merge ``changes`` into the branch checked out in the repository."""
+        """Merge ``changes`` into the branch checked out in the repository, through the
+        merge queue (the branch's fleet-wide lock; a URL repository's branch there)."""
         if self.repo is None:
             raise ConfigError(self.why_no_repo)
         with self._lock:
-            return self.book.apply(changes, repo=self.repo)
+            return MergeQueue(self.book, self.repo).land(changes)
 
     def discard(self, changes: list[str]) -> list[str]:
         """Delete the changes' branches and mark them discarded."""
