@@ -11,7 +11,13 @@ from redis.sentinel import Sentinel
 
 from toolfleet.errors import ConfigError
 
-__all__ = ["SENTINEL_SCHEME", "is_sentinel", "redis_client", "sentinel_hosts"]
+__all__ = [
+    "SENTINEL_SCHEME",
+    "SentinelMaster",
+    "is_sentinel",
+    "redis_client",
+    "sentinel_hosts",
+]
 
 SENTINEL_SCHEME = "sentinel://"
 
@@ -33,6 +39,18 @@ def sentinel_hosts(url: str) -> list[tuple[str, int]]:
             )
         hosts.append((parsed.hostname, parsed.port or 26379))
     return hosts
+
+
+class SentinelMaster(redis.Redis):
+    """The client of a master the sentinels name; closing it closes the connections to
+    the sentinels too (left to the garbage collector, they are reported unclosed)."""
+
+    sentinels: list[redis.Redis] | None = None
+
+    def close(self) -> None:
+        super().close()
+        for sentinel in self.sentinels or []:
+            sentinel.close()
 
 
 def redis_client(url: str, master: str = "", **options: Any) -> redis.Redis:
@@ -57,5 +75,6 @@ def redis_client(url: str, master: str = "", **options: Any) -> redis.Redis:
     # side and, for master_for's **auth, wrong on the other)
     sentinel_class: Any = Sentinel
     sentinels = sentinel_class(sentinel_hosts(url), **options)
-    client: redis.Redis = sentinels.master_for(master, db=db, **auth)
+    client: SentinelMaster = sentinels.master_for(master, redis_class=SentinelMaster, db=db, **auth)
+    client.sentinels = list(sentinels.sentinels)
     return client
