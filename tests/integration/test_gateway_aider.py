@@ -23,8 +23,10 @@ import redis
 from toolfleet import Settings
 from toolfleet.cli.local import EmbeddedRedis
 from toolfleet.gateway.stats import upstream_stats
+from toolfleet.keys import gateway_key
 
 from ..gitrepo import git, make_repo
+from ..helpers import eventually
 from ..installed import AIDER
 from ..programs import fake_openai
 from .conftest import _fresh_settings
@@ -162,7 +164,10 @@ def test_quota_exhausted_mid_map_stops_it_and_a_rerun_with_the_journal_finishes(
     assert 0 < len(first) <= 8
     assert f"{16 - len(first)} not run (quota exhausted)" in err
 
-    server.provider.quota_after = None  # the quota is back (and the pause of 2 s over)
+    server.provider.quota_after = None  # the quota is back; and the pause of 2 s over
+    with redis.Redis.from_url(workers.settings.broker_url) as client:
+        paused = gateway_key(UPSTREAM, "quota")
+        eventually(lambda: not client.exists(paused), 30, "the quota pause over")
     status, again, err = rollout(
         workers, repo, "aider-gw", names, "--journal", str(journal), "--apply"
     )
