@@ -164,21 +164,22 @@ class ChangeBook:
         ``repo``). A conflicting change leaves the target as it was and is listed; a
         target with uncommitted changes is refused (DirtyTarget) before anything. A
         change its check rejected is not taken (``refused``) unless ``force``."""
-        return self.apply_to(changes, repo, *target_of(repo, onto), force=force)
+        target, current = target_of(repo, onto)
+        return self.apply_to([self.get(c) for c in changes], repo, target, current, force=force)
 
     def apply_to(
         self,
-        changes: list[str],
+        records: list[Changes],
         repo: str | os.PathLike[str],
         target: str,
         current: str,
         *,
         force: bool = False,
     ) -> ApplyResult:
-        """:meth:`apply` onto ``target`` of ``repo``, whose checkout has ``current``
-        checked out (both from :func:`target_of`)."""
+        """:meth:`apply` of ``records`` onto ``target`` of ``repo``, whose checkout has
+        ``current`` checked out (both from :func:`target_of`)."""
         done = ApplyResult()
-        records = done.take_ready([self.get(c) for c in changes], force)
+        records = done.take_ready(records, force)
         checkout = Path(repo)
         if target == current:
             done.add(self._merge_all(records, checkout))

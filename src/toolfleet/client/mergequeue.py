@@ -76,8 +76,6 @@ class MergeQueue:
         self.checks = checks if checks is not None else {}  # filled as changes come
         self.force = force
         self.lock_wait = lock_wait
-        #: changes landed but not marked applied until the git host holds them
-        self._deferred: list[str] | None = None
 
     def land(self, changes: list[str]) -> ApplyResult:
         """Land ``changes`` in order; what became of each. Changes of a repository given
@@ -89,8 +87,13 @@ class MergeQueue:
             if url is not None:
                 return self._land_remote(records, url, target, current)
             if self.check is None and not self.checks:
-                return self.book.apply_to(changes, self.repo, target, current, force=self.force)
-            return self._land_checked(changes, target, checked_out=target == current)
+                return self.book.apply_to(records, self.repo, target, current, force=self.force)
+            result = ApplyResult()
+            try:
+                self._land_checked(records, target, target == current, result)
+            finally:  # what landed before a failure is marked too
+                self._mark_landed(result)
+            return result
 
     def _land_remote(
         self, records: list[Changes], url: str, target: str, current: str
@@ -105,23 +108,19 @@ class MergeQueue:
         checked_out = target == current
         fetch_for_landing(self.repo, url, target, records, checked_out)
         tip = git("rev-parse", f"refs/heads/{target}", cwd=self.repo).strip()
-        self._deferred = []
-        try:
-            result = self._land_checked([r.id for r in records], target, checked_out)
-            if git("rev-parse", f"refs/heads/{target}", cwd=self.repo).strip() != tip:
-                try:
-                    push_target(self.repo, url, target)
-                except ToolfleetError:
-                    if checked_out:
-                        git("reset", "--quiet", "--keep", tip, cwd=self.repo)
-                    else:
-                        git("update-ref", f"refs/heads/{target}", tip, cwd=self.repo)
-                    raise
-            for change in self._deferred:
-                self.book.mark(change, "applied")
-            return result
-        finally:
-            self._deferred = None
+        result = ApplyResult()
+        self._land_checked(records, target, checked_out, result)
+        if git("rev-parse", f"refs/heads/{target}", cwd=self.repo).strip() != tip:
+            try:
+                push_target(self.repo, url, target)
+            except ToolfleetError:
+                if checked_out:
+                    git("reset", "--quiet", "--keep", tip, cwd=self.repo)
+                else:
+                    git("update-ref", f"refs/heads/{target}", tip, cwd=self.repo)
+                raise
+        self._mark_landed(result)
+        return result
 
     @contextmanager
     def _locked(self, target: str, url: str | None = None) -> Iterator[None]:
@@ -152,21 +151,23 @@ class MergeQueue:
             with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
                 lock.release()
 
-    def _land_checked(self, changes: list[str], target: str, checked_out: bool) -> ApplyResult:
-        result = ApplyResult()
+    def _land_checked(
+        self, records: list[Changes], target: str, checked_out: bool, result: ApplyResult
+    ) -> None:
+        """Land ``records`` on ``target`` as trains (:meth:`_train`), into ``result``;
+        the caller marks what landed (:meth:`_mark_landed`)."""
         scratch = Path(tempfile.mkdtemp(prefix="toolfleet-queue-"))
         tree_dir = scratch / "wt"
         ref = f"refs/heads/{target}" if target != "HEAD" else "HEAD"
         git("worktree", "add", "--quiet", "--detach", str(tree_dir), ref, cwd=self.repo)
         try:
-            records = result.take_ready([self.book.get(change) for change in changes], self.force)
             tip = git("rev-parse", ref, cwd=self.repo).strip()
-            waiting = [r for r in records if self._admit(r, tip, result)]
+            ready = result.take_ready(records, self.force)
+            waiting = [r for r in ready if self._admit(r, tip, result)]
             self._train(waiting, _Target(ref, tree_dir, checked_out), result)
         finally:
             git("worktree", "remove", "--force", str(tree_dir), cwd=self.repo, check=False)
             shutil.rmtree(scratch, ignore_errors=True)
-        return result
 
     def _admit(self, record: Changes, tip: str, result: ApplyResult) -> bool:
         """Whether ``record`` is to be merged onto ``tip``: not empty, not on the branch
@@ -176,7 +177,7 @@ class MergeQueue:
             return False
         ancestor = run_git("merge-base", "--is-ancestor", record.commit, tip, cwd=self.repo)
         if ancestor.returncode == 0:
-            self._landed(record, result.already)
+            result.already.append(record.id)
             return False
         return True
 
@@ -203,7 +204,7 @@ class MergeQueue:
             elif merged.returncode != 0 or not lines:
                 result.conflicts[record.id] = [f"git merge-tree: {merged.stderr.strip()}"]
             elif lines[0] == tree and head == tip:  # its content is there already
-                self._landed(record, result.already)
+                result.already.append(record.id)
             elif lines[0] == tree:  # the same as the train's so far: after the train
                 later.append(record)
             else:
@@ -216,8 +217,7 @@ class MergeQueue:
             failed = self._checked(commit, taken, target.tree_dir)
             if failed is None:
                 self._move(target, commit, tip)
-                for record in taken:
-                    self._landed(record, result.applied)
+                result.applied += [record.id for record in taken]
             elif len(taken) == 1:
                 result.broken[taken[0].id] = failed
             else:
@@ -264,12 +264,10 @@ class MergeQueue:
         else:
             git("update-ref", target.ref, commit, tip, cwd=self.repo)
 
-    def _landed(self, record: Changes, into: list[str]) -> None:
-        if self._deferred is not None:  # marked once the git host holds it
-            self._deferred.append(record.id)
-        else:
-            self.book.mark(record.id, "applied")
-        into.append(record.id)
+    def _mark_landed(self, result: ApplyResult) -> None:
+        """Mark the changes ``result`` landed, or found on the branch already, applied."""
+        for change in [*result.applied, *result.already]:
+            self.book.mark(change, "applied")
 
 
 def _renew(lock: Any, released: threading.Event) -> None:
