@@ -150,7 +150,9 @@ def test_the_git_host_away_for_a_while(
         cluster.git.host.restore()
         cluster.git.stop()  # its daemon down: pushes refused, and tried again
         tally.faults["git daemon down"] += 1
-        eventually(lambda: any("trying again" in p.read_text() for p in logs), 60, "a retry")
+        eventually(
+            lambda: any("the git host away, retrying" in p.read_text() for p in logs), 60, "a retry"
+        )
         time.sleep(4)
         cluster.git.serve()
 

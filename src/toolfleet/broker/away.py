@@ -27,11 +27,14 @@ def ride_out(
     operation: Callable[[], T],
     what: str,
     tries_for: float | None = None,
+    errors: tuple[type[BaseException], ...] = AWAY,
+    away: str = "Redis",
 ) -> T:
     """``operation()``, called again (0.1 s, doubling to 2 s apart) while it fails with
-    one of :data:`AWAY`, for ``tries_for`` seconds at most (:data:`RIDE_OUT_FOR`); then
-    its last error is raised. ``what`` names it in the log. Only for operations safe to
-    repeat."""
+    one of ``errors`` (:data:`AWAY`; or e.g. RedisUnavailable, the fleet's word for
+    them; or GitError with ``away`` "the git host"), for ``tries_for`` seconds at most
+    (:data:`RIDE_OUT_FOR`); then its last error is raised. ``what`` names it in the
+    log. Only for operations safe to repeat."""
     tries_for = RIDE_OUT_FOR if tries_for is None else tries_for
     end = time.monotonic() + tries_for
     pause = 0.1
@@ -39,12 +42,12 @@ def ride_out(
     while True:
         try:
             return operation()
-        except AWAY as exc:
+        except errors as exc:
             if time.monotonic() + pause > end:
-                log.error("%s: Redis away for %g s, giving up: %s", what, tries_for, exc)
+                log.error("%s: %s away for %g s, giving up: %s", what, away, tries_for, exc)
                 raise
             if not warned:
-                log.warning("%s: Redis away, retrying until it is back: %s", what, exc)
+                log.warning("%s: %s away, retrying until it is back: %s", what, away, exc)
                 warned = True
             time.sleep(pause)
             pause = min(pause * 2, 2.0)

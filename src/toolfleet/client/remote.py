@@ -4,19 +4,16 @@ tried again while the git host is away."""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from toolfleet.broker.away import ride_out
 from toolfleet.errors import GitError
 from toolfleet.gitops import git, run_git
 from toolfleet.models import Changes
 
 __all__ = ["REMOTE_PATIENCE", "fetch_for_landing", "push_target", "retried"]
-
-log = logging.getLogger(__name__)
 
 #: how long a fetch or push to the git host is tried again before the landing fails
 REMOTE_PATIENCE = 300.0
@@ -25,19 +22,11 @@ T = TypeVar("T")
 
 
 def retried(what: str, action: Callable[[], T], patience: float | None = None) -> T:
-    """``action()``, tried again on GitError (pauses doubling up to 5 s) for up to
-    ``patience`` s (:data:`REMOTE_PATIENCE`); its last GitError then."""
-    end = time.monotonic() + (REMOTE_PATIENCE if patience is None else patience)
-    pause = 0.5
-    while True:
-        try:
-            return action()
-        except GitError as exc:
-            if time.monotonic() + pause > end:
-                raise
-            log.warning("%s failed, trying again: %s", what, exc)
-        time.sleep(pause)
-        pause = min(5.0, pause * 2)
+    """``action()``, tried again on GitError for up to ``patience`` s
+    (:data:`REMOTE_PATIENCE`): :func:`ride_out` with the git host away; its last
+    GitError then."""
+    tries_for = REMOTE_PATIENCE if patience is None else patience
+    return ride_out(action, what, tries_for, errors=(GitError,), away="the git host")
 
 
 def fetch_for_landing(

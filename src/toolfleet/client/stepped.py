@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from toolfleet.broker.away import RIDE_OUT_FOR
+from toolfleet.broker.away import ride_out
 from toolfleet.client.items import MapItem
 from toolfleet.client.journal import Journal
 from toolfleet.client.verify import CheckSpec, check_and_repair
@@ -228,16 +227,11 @@ class StepsHandle:
     def _open(self, options: dict[str, Any]) -> Any:
         """The item's session; opened again while Redis is away (a failover, a restart:
         nothing was leased then), for up to :data:`RIDE_OUT_FOR` s."""
-        end = time.monotonic() + RIDE_OUT_FOR
-        pause = 0.1
-        while True:
-            try:
-                return self.fleet.session(self.profile, **options)
-            except RedisUnavailable:
-                if time.monotonic() + pause > end:
-                    raise
-            time.sleep(pause)
-            pause = min(2.0, pause * 2)
+        return ride_out(
+            lambda: self.fleet.session(self.profile, **options),
+            f"item {self.item.key}: opening a session",
+            errors=(RedisUnavailable,),
+        )
 
     def _lost_error(self, why: str) -> ToolCrashed:
         """The error of an item whose instance (or its change) was lost: run again, or,
