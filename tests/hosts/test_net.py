@@ -78,6 +78,8 @@ def test_frozen_host_answers_only_once_thawed(net: Net) -> None:
     a = net.host("alpha")
     serve(a, "awake")
     sleeper = a.popen(["sleep", "300"])
+    # `ip netns exec` enters the namespace, then becomes sleep: in it only from then on
+    eventually(lambda: sleeper.pid in a.pids(), 10, "sleep in the host's namespace")
     frozen = a.freeze()
     assert sleeper.pid in frozen
     eventually(lambda: all(state(pid) == "T" for pid in frozen), 5, "every process stopped")
